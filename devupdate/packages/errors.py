@@ -1,0 +1,40 @@
+"""Refusals of a package, one stable code per reason.
+
+PackageError is a DevupdateError so the CLI, the JSON API and the importer report it like every
+other refusal (``code`` for scripts, ``message`` for people) without translating it.
+"""
+
+from __future__ import annotations
+
+from devupdate.errors import DevupdateError
+
+#: Every code PackageError uses, with what it means (the importer records the code).
+CODES = {
+    "not-a-cabinet": "the file does not start with a cabinet header",
+    "corrupt": "truncated or damaged cabinet (bad header, table, checksum or compressed data)",
+    "multi-cabinet": "part of a multi-cabinet set (continued from or into another cabinet)",
+    "unsafe-name": "a member name is empty, absolute, has '..', a drive letter, ':', control characters, "
+                   "or non-ASCII bytes without the UTF-8 flag",
+    "duplicate-name": "two members have the same name, ignoring case",
+    "too-many-members": "more members than the configured limit",
+    "too-large": "the uncompressed content is above the configured size limit",
+    "decompression-bomb": "the expansion ratio (uncompressed / cab size) is above the configured limit",
+    "unsupported-compression": "LZX or Quantum data and no cabextract to read it",
+    "no-description": "no .xml member with a DeviceUpdate root element",
+    "bad-description": "a description is not well-formed, uses a DTD, or has a missing or invalid field",
+    "missing-file": "a description names a file the cab does not contain",
+    "missing-catalog": "an image (.nbt) has no catalog (.cat) in the cab",
+}
+
+_STATUS = {"too-large": 413, "decompression-bomb": 413, "too-many-members": 413}
+
+
+class PackageError(DevupdateError):
+    """A cab or description was refused; nothing from it may be stored."""
+
+    def __init__(self, code: str, message: str) -> None:
+        assert code in CODES, code
+        super().__init__(message, code=code, status=_STATUS.get(code, 400))
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
