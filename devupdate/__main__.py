@@ -1,0 +1,3 @@
+from devupdate.cli import main
+
+main()

@@ -1,0 +1,89 @@
+"""The Flask application factory: wires settings, database, filestore and feature blueprints."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+
+from flask import Flask, jsonify
+
+from devupdate import db
+from devupdate.devices.network import NetworkPolicy
+from devupdate.devices.snapshot import SnapshotHolder
+from devupdate.devices.users import FileUserStore
+from devupdate.runtime import Runtime
+
+
+def create_app(runtime: Runtime, *, background: bool = True) -> Flask:
+    """One app per worker process; each thread keeps its database connection between requests.
+
+    ``background`` starts the worker's daemon threads (snapshot refresh, log flushing, cleanup);
+    tests that drive the app in-process may leave them off.
+    """
+    app = Flask("devupdate")
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.extensions["devupdate"] = runtime
+    app.extensions["snapshots"] = SnapshotHolder()
+    app.extensions["network"] = NetworkPolicy.from_settings(runtime.settings)
+    app.extensions["users"] = FileUserStore(runtime.settings.home / "users")
+
+    @app.before_request
+    def _connect() -> None:
+        db.database.connect(reuse_if_open=True)
+
+    @app.get("/healthz")
+    def healthz():
+        """Liveness and readiness: the database answers and the schema is current."""
+        from devupdate import schema
+
+        try:
+            version = schema.current_version()
+        except Exception as exc:  # noqa: BLE001 - any database failure means "not ready"
+            return jsonify(status="unavailable", reason=str(exc).splitlines()[0]), 503
+        return jsonify(status="ok", schema=version)
+
+    # --- device routes (update checks) -----------------------------------------------------------
+    from devupdate.devices import check
+
+    check.install(app, runtime, background=background)
+    # --- device file routes (downloads, log uploads) ---------------------------------------------
+    from devupdate.devices import downloads, logupload
+
+    app.register_blueprint(downloads.bp)
+    app.register_blueprint(logupload.bp)
+    if background:
+        from devupdate.devices.cleanup_job import LogCleanupJob
+
+        app.extensions["log_cleanup"] = LogCleanupJob(runtime.store, runtime.settings.home)
+        app.extensions["log_cleanup"].start()
+
+    # --- admin: JSON API and metrics ------------------------------------------------------------
+    from devupdate import metrics
+    from devupdate.admin import api
+
+    api.install(app)
+    metrics.install(app, runtime)
+
+    # --- admin: web console ----------------------------------------------------------------------
+    from devupdate.admin import console
+
+    console.install(app, runtime)  # /console, and / redirects there
+
+    if background:
+        app.extensions["snapshots"].start()
+        atexit.register(shutdown, app)
+    return app
+
+
+def shutdown(app: Flask) -> None:
+    """Flush and stop the worker's background writers (audit log, inventory); idempotent.
+
+    Called by gunicorn's ``worker_exit`` hook and, as a fallback, at interpreter exit.
+    """
+    hooks = app.extensions.get("shutdown", [])
+    while hooks:
+        hook = hooks.pop(0)
+        try:
+            hook()
+        except Exception:  # noqa: BLE001 - one failing flush must not stop the others
+            logging.getLogger("devupdate.app").exception("shutdown hook %r failed", hook)

@@ -1,0 +1,1 @@
+"""Importing vendor .cab packages into the filestore and the rule table."""

@@ -1,0 +1,32 @@
+"""Import records and the journal that makes a crashed import clean up after itself."""
+
+from __future__ import annotations
+
+import peewee
+
+from devupdate.db import BaseModel, utcnow
+
+
+class ImportRecord(BaseModel):
+    """One import attempt, kept for the admin (successes, no-ops and refusals)."""
+
+    started_at = peewee.DateTimeField(default=utcnow)
+    finished_at = peewee.DateTimeField(null=True)
+    actor = peewee.CharField(max_length=200)
+    file_name = peewee.CharField(max_length=500)
+    size = peewee.BigIntegerField(default=0)
+    sha256 = peewee.CharField(max_length=64, default="", index=True)
+    outcome = peewee.CharField(max_length=20)  # imported | nothing-new | refused
+    code = peewee.CharField(max_length=50, null=True)
+    message = peewee.TextField(null=True)
+    rules = peewee.TextField(default="[]")  # JSON list of {Id, Version, Created}
+    findings = peewee.TextField(default="[]")  # JSON list of catalog findings
+
+
+class ImportJournal(BaseModel):
+    """Objects an unfinished import may have written; removed in the import's own transaction."""
+
+    host = peewee.CharField(max_length=255)
+    pid = peewee.IntegerField()
+    started_at = peewee.DateTimeField(default=utcnow)
+    objects = peewee.TextField()  # JSON list of sha256 in the images area

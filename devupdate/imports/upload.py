@@ -1,0 +1,75 @@
+"""Importing a cab that arrives over HTTP as a stream (the console's upload page, the JSON API).
+
+The body is written into the filestore's ``incoming`` area — quota-checked, never held in memory,
+refused as soon as it passes ``max_cab_size`` — as a staged temp file, imported from there with
+:func:`devupdate.imports.service.import_cab`, and discarded whatever happens (a crash leaves a temp
+file the filestore sweeps at the next start).
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from devupdate.errors import DevupdateError, QuotaFull, TooLarge
+from devupdate.imports.service import ImportResult, import_cab
+from devupdate.settings import Settings
+from filestore import FileStore, QuotaExceeded
+
+INCOMING_AREA = "incoming"
+
+
+class _LimitedBody:
+    """The request body, refused with 413 as soon as it passes ``limit``; a cut connection → 400."""
+
+    def __init__(self, stream: BinaryIO, limit: int, announced: int | None):
+        self.stream, self.limit, self.announced, self.total = stream, limit, announced, 0
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data = self.stream.read(size if size and size > 0 else 1 << 20)
+        except Exception as exc:  # noqa: BLE001 - OSError, werkzeug's ClientDisconnected, ValueError
+            raise DevupdateError(f"the upload ended early ({type(exc).__name__}); send it again",
+                                 code="incomplete-body") from None
+        self.total += len(data)
+        if self.total > self.limit:
+            raise too_large(self.total, self.limit)
+        if not data and self.announced is not None and self.total < self.announced:
+            raise DevupdateError(f"the upload ended after {self.total} of {self.announced} bytes; send it again",
+                                 code="incomplete-body")
+        return data
+
+
+def too_large(size: int | None, limit: int) -> TooLarge:
+    return TooLarge(f"the upload is {size if size else 'more than'} bytes, above the limit of {limit}; "
+                    "raise DEVUPDATE_MAX_CAB_SIZE on the server to accept it", code="cab-too-large")
+
+
+def import_upload(store: FileStore, settings: Settings, stream: BinaryIO, *, size: int | None, file_name: str,
+                  actor: str) -> ImportResult:
+    """Receive ``stream`` (``size`` bytes when announced) and import it; raises DevupdateError with
+    the HTTP status to answer (413 too large, 507 incoming area full, 400 cut off or empty, or the
+    import's own refusal)."""
+    limit = settings.max_cab_size
+    if size is not None and size > limit:
+        raise too_large(size, limit)
+    try:
+        staged = store.stage(INCOMING_AREA, _LimitedBody(stream, limit, size), size=size)
+    except QuotaExceeded as exc:
+        raise QuotaFull(f"{exc}; raise DEVUPDATE_QUOTA_INCOMING or wait for uploads in progress",
+                        code="incoming-quota-exceeded") from None
+    try:
+        if staged.size == 0:
+            raise DevupdateError("the upload is empty; send the .cab itself", code="empty-body")
+        with staged.open() as handle:
+            path = handle.name  # the staged temp file: same disk, counted in the incoming quota
+        for attempt in range(2):
+            try:
+                return import_cab(store, settings, path, actor=actor, file_name=file_name)
+            except DevupdateError as exc:
+                # The same cab committed by a concurrent request (a retry racing its first attempt):
+                # importing again now finds it done and answers nothing-new.
+                if exc.code != "concurrent-import" or attempt:
+                    raise
+        raise AssertionError("unreachable")
+    finally:
+        staged.discard()

@@ -1,0 +1,1 @@
+"""Update rules, their versions and files, and the test devices that receive pending versions."""

@@ -1,0 +1,187 @@
+"""The rule lifecycle (management.md §1): approve, reset, restore, remove — one implementation
+for the CLI, the JSON API and the console.
+
+Each action locks the rule, checks its precondition, changes it, records before/after in the
+audit trail and bumps the selection generation, all in one transaction: two admins acting on
+one rule at once serialize, and the second sees the first's result.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from devupdate.audit.trail import record
+from devupdate.db import locked, utcnow, write_transaction
+from devupdate.errors import Conflict, DevupdateError, NotFound
+from devupdate.rules.models import Generation, Rule, RuleVersion
+
+_GUID_CHARS = re.compile(r"^[0-9a-f-]+$")
+
+
+def rule_key(device_type: str, brand: str, model: str, revision: str, locale: str, update_type: str) -> str:
+    """Rules are keyed case-insensitively by their family (device-protocol.md §4)."""
+    return "|".join(part.lower() for part in (device_type, brand, model, revision, locale, update_type))
+
+
+def identity(rule: Rule, service_name: str) -> str:
+    return f"service:WebServer:{service_name}/{rule.id}"
+
+
+def _time(value) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds") + "Z"
+
+
+def rule_dict(rule: Rule, service_name: str) -> dict[str, Any]:
+    """The public shape of a rule: field names as in the original management shell."""
+    return {
+        "Id": rule.id, "Identity": identity(rule, service_name), "DeviceType": rule.device_type,
+        "Brand": rule.brand, "Model": rule.model, "Revision": rule.revision, "Locale": rule.locale,
+        "UpdateType": rule.update_type, "ApprovedVersion": rule.approved_version,
+        "PendingVersion": rule.pending_version, "RestoreVersion": rule.restore_version,
+        "ApprovedTime": _time(rule.approved_at), "ApprovedBy": rule.approved_by,
+        "PendingTime": _time(rule.pending_at), "PendingBy": rule.pending_by,
+        "RestoreTime": _time(rule.restore_at), "RestoreBy": rule.restore_by,
+    }
+
+
+def state(rule: Rule) -> dict[str, str | None]:
+    """The part of a rule the audit trail compares before and after."""
+    return {"ApprovedVersion": rule.approved_version, "PendingVersion": rule.pending_version,
+            "RestoreVersion": rule.restore_version}
+
+
+def list_rules() -> list[Rule]:
+    return list(Rule.select().order_by(Rule.device_type, Rule.brand, Rule.model, Rule.revision,
+                                       Rule.locale, Rule.update_type))
+
+
+def resolve(ref: str, *, lock: bool = False) -> Rule:
+    """A rule by GUID, unique GUID prefix, or Identity (``service:WebServer:<name>/<GUID>``)."""
+    text = ref.strip()
+    if text.lower().startswith("service:"):
+        text = text.rsplit("/", 1)[-1]
+    text = text.strip("{}").lower()
+    if not text or not _GUID_CHARS.match(text):
+        raise DevupdateError(f"{ref!r} is not a rule GUID, GUID prefix or Identity", code="bad-rule-ref")
+    query = Rule.select().where(Rule.id.startswith(text)).limit(6)
+    matches = list(locked(query) if lock else query)
+    exact = [rule for rule in matches if rule.id == text]
+    if exact:
+        return exact[0]
+    if not matches:
+        raise NotFound(f"no rule matches {ref!r}; list them with 'devupdate rules list'", code="no-such-rule")
+    if len(matches) > 1:
+        shown = ", ".join(rule.id for rule in matches[:5])
+        raise DevupdateError(f"{ref!r} matches several rules ({shown}); give more of the GUID",
+                             code="ambiguous-rule")
+    return matches[0]
+
+
+def bump_generation() -> None:
+    """Tell serving processes that what devices are offered has changed."""
+    updated = Generation.update(value=Generation.value + 1).where(Generation.id == 1).execute()
+    if not updated:
+        Generation.insert(id=1, value=1).on_conflict_ignore().execute()
+
+
+def current_generation() -> int:
+    return Generation.select(Generation.value).where(Generation.id == 1).scalar() or 0
+
+
+def sync_version_refs(rule_id: str, referenced: set[str | None]) -> None:
+    """Start the cleanup grace clock for versions no state of the rule names any more."""
+    now = utcnow()
+    versions = RuleVersion.select().where(RuleVersion.rule_id == rule_id)
+    for version in versions:
+        is_referenced = version.version in referenced
+        if is_referenced and version.unreferenced_since is not None:
+            RuleVersion.update(unreferenced_since=None).where(RuleVersion.id == version.id).execute()
+        elif not is_referenced and version.unreferenced_since is None:
+            RuleVersion.update(unreferenced_since=now).where(RuleVersion.id == version.id).execute()
+
+
+def _act(ref: str, actor: str, action: str, change: Callable[[Rule], None]) -> Rule:
+    try:
+        with write_transaction():
+            rule = resolve(ref, lock=True)
+            before = state(rule)
+            change(rule)
+            rule.updated_at = utcnow()
+            rule.save()
+            after = state(rule)
+            sync_version_refs(rule.id, set(after.values()))
+            bump_generation()
+            record(actor, f"rule.{action}", rule.id, before=before, after=after)
+    except DevupdateError as refusal:
+        record_refusal(actor, f"rule.{action}", ref, refusal)
+        raise
+    return rule
+
+
+def record_refusal(actor: str, action: str, target: str, refusal: DevupdateError) -> None:
+    """Refusals are part of the trail too; written after the failed transaction rolled back."""
+    with write_transaction():
+        record(actor, action, target, outcome="refused", detail=refusal.as_dict())
+
+
+def approve(ref: str, actor: str) -> Rule:
+    """Pending becomes approved; the previous approved version is kept as the restore version."""
+    def change(rule: Rule) -> None:
+        if rule.pending_version is None:
+            raise Conflict(f"rule {rule.id} has no pending version to approve; import a package first",
+                           code="no-pending-version")
+        if rule.approved_version is not None:
+            rule.restore_version, rule.restore_at, rule.restore_by = rule.approved_version, utcnow(), actor
+        rule.approved_version, rule.approved_at, rule.approved_by = rule.pending_version, utcnow(), actor
+        rule.pending_version, rule.pending_at, rule.pending_by = None, utcnow(), actor
+    return _act(ref, actor, "approve", change)
+
+
+def reset(ref: str, actor: str) -> Rule:
+    """Reject the pending version; test devices go back to the approved one."""
+    def change(rule: Rule) -> None:
+        if rule.pending_version is None:
+            raise Conflict(f"rule {rule.id} has no pending version to reset", code="no-pending-version")
+        rule.pending_version, rule.pending_at, rule.pending_by = None, utcnow(), actor
+    return _act(ref, actor, "reset", change)
+
+
+def restore(ref: str, actor: str) -> Rule:
+    """Roll back: the restore version becomes approved (none → the fleet is offered nothing)."""
+    def change(rule: Rule) -> None:
+        if rule.approved_version is None:
+            raise Conflict(f"rule {rule.id} has no approved version to roll back", code="no-approved-version")
+        rule.approved_version, rule.approved_at, rule.approved_by = rule.restore_version, utcnow(), actor
+        rule.restore_version, rule.restore_at, rule.restore_by = None, utcnow(), actor
+    return _act(ref, actor, "restore", change)
+
+
+def remove(ref: str, actor: str) -> dict[str, Any]:
+    """Delete the rule; its images become unreferenced and leave after the cleanup grace period."""
+    try:
+        with write_transaction():
+            rule = resolve(ref, lock=True)
+            before = {"Id": rule.id, "Key": rule.key, **state(rule)}
+            sync_version_refs(rule.id, set())
+            rule.delete_instance()
+            bump_generation()
+            record(actor, "rule.remove", rule.id, before=before, after=None)
+    except DevupdateError as refusal:
+        record_refusal(actor, "rule.remove", ref, refusal)
+        raise
+    return before
+
+
+def rule_versions(rule_id: str) -> list[dict[str, Any]]:
+    """Imported versions of a rule with their files (what ``rules show`` lists)."""
+    from devupdate.rules.models import VersionFile
+
+    rows = []
+    for version in RuleVersion.select().where(RuleVersion.rule_id == rule_id).order_by(RuleVersion.imported_at):
+        files = [{"FileName": f.file_name, "Role": f.role, "SHA256": f.blob_id}
+                 for f in VersionFile.select().where(VersionFile.rule_version == version).order_by(VersionFile.id)]
+        rows.append({"Version": version.version, "ImportedTime": _time(version.imported_at),
+                     "UnreferencedSince": _time(version.unreferenced_since), "Files": files})
+    return rows

@@ -1,0 +1,135 @@
+"""``devupdate serve``: gunicorn in front of the app, configured from settings.
+
+The master upgrades the schema and clears crashed imports once; each worker then opens its own
+database connection and filestore after the fork. SIGTERM lets requests in flight finish
+(``graceful_timeout``) before exiting — what process supervisors and orchestrators send.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+from gunicorn.app.base import BaseApplication
+
+from devupdate.errors import DevupdateError
+from devupdate.runtime import open_runtime
+from devupdate.settings import Settings
+from devupdate.tls.certs import startup_check, tls_paths
+
+log = logging.getLogger("devupdate.server")
+
+
+def _worker_exit(server, worker) -> None:
+    """Flush the worker's audit log and inventory before it exits (SIGTERM, max requests)."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "extensions"):
+        from devupdate.app import shutdown
+
+        shutdown(app)
+    from devupdate.metrics import worker_exited  # --- admin: metrics
+
+    worker_exited(worker.pid)
+
+
+def _post_worker_init(worker) -> None:
+    """The worker's app is loaded: settle its heap before the first request (see check.settle_heap)."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "extensions"):
+        from devupdate.devices.check import settle_heap
+
+        settle_heap(app)
+
+
+class DevupdateServer(BaseApplication):
+    """One gunicorn arbiter: plain HTTP on ``port``, or (``tls``) HTTPS on ``tls_port``."""
+
+    def __init__(self, settings: Settings, *, tls: bool = False):
+        self.settings = settings
+        self.tls = tls
+        super().__init__()
+
+    def load_config(self) -> None:
+        port = self.settings.tls_port if self.tls else self.settings.port
+        host = self.settings.host
+        options = {
+            "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
+            "workers": self.settings.workers,
+            "worker_class": "gthread",
+            "threads": 4,
+            "graceful_timeout": self.settings.graceful_timeout,
+            "timeout": 120,
+            "keepalive": 5,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "info",
+            "proc_name": "devupdate-tls" if self.tls else "devupdate",
+            "worker_exit": _worker_exit,
+            "post_worker_init": _post_worker_init,
+        }
+        if self.tls:
+            paths = tls_paths(self.settings)
+            options.update(certfile=str(paths.cert), keyfile=str(paths.key))
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from devupdate.app import create_app
+
+        return create_app(open_runtime(self.settings))
+
+
+def run(settings: Settings, *, tls: bool = False, dns: bool = False) -> None:
+    """Serve until SIGTERM. ``tls`` adds an HTTPS arbiter on ``tls_port`` (a child process: gunicorn
+    applies one certificate to every listener, and phones fetch internal images over plain HTTP);
+    ``dns`` adds the discovery responder as a child process. Children die with this process."""
+    paths = tls_paths(settings)
+    if tls and not (paths.cert.is_file() and paths.key.is_file()):
+        raise DevupdateError(f"no certificate at {paths.cert}: run 'devupdate cert create' (or put the "
+                             "organisation's certificate and key there)", code="no-certificate")
+    if paths.cert.is_file():
+        for warning in startup_check(settings):
+            log.warning("certificate: %s", warning)
+    open_runtime(settings, upgrade=True)  # once, in the master, before any worker starts
+    # --- admin: metrics — every worker (and the TLS listener's) counts in one shared directory ---
+    from devupdate.metrics import prepare_multiprocess
+
+    prepare_multiprocess(settings.home)
+    from devupdate import db
+
+    db.database.close()  # workers open their own connections after the fork
+    children: list[subprocess.Popen] = []
+    try:
+        if dns:
+            from devupdate.dns import process
+
+            children.append(process.spawn(settings.dns_host, settings.dns_port, settings.dns_rate_limit))
+        if tls:
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "devupdate", "serve", "--listener", "tls", "--host", settings.host,
+                 "--workers", str(settings.workers)], preexec_fn=_die_with_parent))
+        DevupdateServer(settings).run()
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=settings.graceful_timeout + 5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def run_listener(settings: Settings, listener: str) -> None:
+    """The HTTPS arbiter started by ``run(tls=True)``; the schema is already current."""
+    DevupdateServer(settings, tls=listener == "tls").run()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies, even by SIGKILL (Linux)."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1  # noqa: N806 - the kernel's name
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
