@@ -1,0 +1,166 @@
+"""Who may use a device route (device-protocol.md §2), shared by update checks, downloads and
+log uploads.
+
+- ``Int`` routes (``/RequestHandler/…``, ``/DeviceUpdateFiles_Int/…``) answer only clients on the
+  configured internal networks; the client address honours ``X-Forwarded-For`` only from trusted
+  proxies (``NetworkPolicy``).
+- ``Ext`` routes (``/RequestHandlerExt/…``, ``/DeviceUpdateFiles_Ext/…``) need HTTP Basic
+  credentials checked against the user store: none → ``401`` with a ``WWW-Authenticate``
+  challenge, wrong → ``401``.
+
+``decide`` is the pure core; ``guard_request`` / ``side_guard`` are the Flask edges.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Response, current_app, g, request
+
+from devupdate.devices.network import NetworkPolicy
+from devupdate.devices.response import render_error
+from devupdate.devices.users import UserStore
+
+REALM = "devupdate"
+CHALLENGE = f'Basic realm="{REALM}"'
+_SIDES = {"int": "Int", "internal": "Int", "ext": "Ext", "external": "Ext", "Int": "Int", "Ext": "Ext"}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refused device request; ``code`` goes in the XML body and the audit log."""
+
+    status: int
+    code: str
+    message: str
+    client_address: str
+    user: str = ""
+
+    def response(self) -> Response:
+        resp = Response(render_error(self.code, self.message), status=self.status,
+                        content_type="text/xml; charset=utf-8")
+        resp.headers["Cache-Control"] = "no-store"
+        if self.status == 401:
+            resp.headers["WWW-Authenticate"] = CHALLENGE
+        return resp
+
+
+@dataclass(frozen=True)
+class Access:
+    client_address: str
+    user: str  # the authenticated user on the external side, '' on the internal side
+    side: str  # 'Int' | 'Ext'
+
+
+def canonical_side(side: str) -> str:
+    try:
+        return _SIDES[side.lower()]
+    except KeyError:
+        raise ValueError(f"side must be 'Int' or 'Ext', not {side!r}") from None
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """``(user, password)`` from an ``Authorization: Basic …`` header, ``None`` if absent or not Basic."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not value.strip():
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    try:
+        text = decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        text = decoded.decode("latin-1")
+    user, sep, password = text.partition(":")
+    if not sep:
+        return None
+    return user, password
+
+
+class _Locations:
+    """Memo of (peer, X-Forwarded-For) → (client address, internal?) for one policy: parsing the
+    addresses costs more than the rest of the decision, and a site has few proxies and many repeats."""
+
+    LIMIT = 8192
+
+    def __init__(self) -> None:
+        self.network: NetworkPolicy | None = None
+        self.memo: dict[tuple[str, str | None], tuple[str, bool]] = {}
+
+    def locate(self, network: NetworkPolicy, remote_addr: str, forwarded_for: str | None) -> tuple[str, bool]:
+        if network is not self.network:
+            self.network, self.memo = network, {}
+        key = (remote_addr, forwarded_for)
+        found = self.memo.get(key)
+        if found is None:
+            address = network.client_address(remote_addr, forwarded_for)
+            found = (address, network.is_internal(address))
+            if len(self.memo) >= self.LIMIT:
+                self.memo = {}
+            self.memo[key] = found
+        return found
+
+
+_locations = _Locations()
+
+
+def decide(side: str, remote_addr: str | None, forwarded_for: str | None, authorization: str | None,
+           network: NetworkPolicy, users: UserStore) -> Access | Refusal:
+    """Pure decision for one request on one side."""
+    side = _SIDES.get(side) or canonical_side(side)
+    address, internal = _locations.locate(network, remote_addr or "", forwarded_for)
+    if side == "Int":
+        if not internal:
+            return Refusal(403, "NotInternal", "this path answers internal networks only; "
+                           "external devices use /RequestHandlerExt", address)
+        return Access(address, "", side)
+    if authorization is None or not authorization.strip():
+        return Refusal(401, "AuthenticationRequired", "credentials required: anonymous access is not supported",
+                       address)
+    credentials = basic_credentials(authorization)
+    if credentials is None:
+        return Refusal(401, "AuthenticationRequired", "HTTP Basic credentials required", address)
+    user, password = credentials
+    if not user or not users.verify(user, password):
+        return Refusal(401, "BadCredentials", "user name or password is wrong", address, user[:256])
+    return Access(address, user, side)
+
+
+def check_access(side: str) -> Access | Refusal:
+    """``decide`` for the current Flask request."""
+    ext = current_app.extensions
+    headers = request.headers
+    return decide(side, request.remote_addr, headers.get("X-Forwarded-For"), headers.get("Authorization"),
+                  ext["network"], ext["users"])
+
+
+def guard_request(side: str) -> tuple[str, str] | Response:
+    """``(client_address, user)`` when the current request may use ``side``, else the refusal response
+    (XML error body, ``401`` with a Basic challenge or ``403``)."""
+    result = check_access(side)
+    if isinstance(result, Refusal):
+        return result.response()
+    return result.client_address, result.user
+
+
+def side_guard(side: str) -> Callable:
+    """View decorator: refuse early; on success ``g.client_address`` and ``g.device_user`` are set."""
+    canonical_side(side)
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            result = check_access(side)
+            if isinstance(result, Refusal):
+                return result.response()
+            g.client_address, g.device_user = result.client_address, result.user
+            return view(*args, **kwargs)
+        return wrapper
+    return decorate

@@ -1,0 +1,68 @@
+"""``devupdate logs``: device logs uploaded by phones (list) and log cleanup (Clear-CsDeviceUpdateLog).
+
+Registered by ``devupdate.cli`` with ``main.add_command(group, "logs")``; the CLI helpers are
+looked up when a command runs, so this module imports cleanly whichever side is imported first.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import click
+
+
+def handle_errors(func: Callable) -> Callable:
+    """``devupdate.cli.handle_errors``, resolved late (``devupdate.cli`` imports this module)."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from devupdate.cli import handle_errors as real
+
+        return real(func)(*args, **kwargs)
+    return wrapper
+
+
+@click.group("logs")
+def group() -> None:
+    """Device logs uploaded by phones (Logs/Client/<Type>/<device>/<file>) and log cleanup."""
+
+
+@group.command("list")
+@click.option("--type", "log_type", help="Only this log type (e.g. Watson, DiagLog).")
+@click.option("--device", help="Only this device: MAC address (any spelling) or serial number.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@handle_errors
+def logs_list(log_type: str | None, device: str | None, as_json: bool) -> None:
+    """Uploaded device logs, by type, device and name."""
+    from devupdate.cli import print_json, print_table, runtime
+    from devupdate.devices.logs import list_logs
+
+    rows = [item.as_dict() for item in list_logs(runtime().store, log_type=log_type, device=device)]
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(rows, ["Type", "DeviceId", "FileName", "Size", "LastWriteTime"])
+
+
+@group.command("cleanup")
+@click.option("--days-back", type=click.IntRange(0, 36500),
+              help="Remove logs last written more than N days ago (default: LogCleanUpInterval).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@handle_errors
+def logs_cleanup(days_back: int | None, as_json: bool) -> None:
+    """Remove old device logs and request audit logs (what the service also does on its own)."""
+    from devupdate import configuration
+    from devupdate.cli import print_json, runtime
+    from devupdate.devices.logs import cleanup
+
+    rt = runtime()
+    if days_back is None:
+        days_back = int(configuration.effective()["LogCleanUpInterval"])  # type: ignore[call-overload]
+    report = cleanup(rt.store, days_back)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    for item in report.removed:
+        click.echo(f"removed {item['Path']}")
+    click.echo(f"removed {len(report.removed)} file(s), {report.bytes_freed} bytes, "
+               f"last written more than {days_back} day(s) ago")

@@ -1,0 +1,57 @@
+"""Who is asking: the client address (trusting X-Forwarded-For only from configured proxies)
+and whether it is on an internal network. Networks are parsed once, at start."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from devupdate.errors import SettingsError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(values: Iterable[str], setting: str) -> tuple[Network, ...]:
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise SettingsError(f"{setting}: {value!r} is not a network (e.g. 10.0.0.0/8 or 192.0.2.7)") from None
+    return tuple(networks)
+
+
+def _in(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    internal: tuple[Network, ...]
+    trusted_proxies: tuple[Network, ...]
+
+    @classmethod
+    def from_settings(cls, settings) -> NetworkPolicy:
+        return cls(parse_networks(settings.internal_networks, "DEVUPDATE_INTERNAL_NETWORKS"),
+                   parse_networks(settings.trusted_proxies, "DEVUPDATE_TRUSTED_PROXIES"))
+
+    def client_address(self, remote_addr: str, forwarded_for: str | None) -> str:
+        """The first address, walking X-Forwarded-For right to left, that is not a trusted proxy."""
+        address = remote_addr or ""
+        if not forwarded_for or not _in(address, self.trusted_proxies):
+            return address
+        for hop in reversed([part.strip() for part in forwarded_for.split(",") if part.strip()]):
+            address = hop
+            if not _in(hop, self.trusted_proxies):
+                break
+        return address
+
+    def is_internal(self, address: str) -> bool:
+        return _in(address, self.internal)

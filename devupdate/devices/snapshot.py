@@ -1,0 +1,115 @@
+"""The selection snapshot: the rule tables as one immutable in-memory object per worker.
+
+The hot path never queries the database. A background thread reads the generation counter
+every ``poll_seconds`` and rebuilds the snapshot only when it changed, so an approve made
+anywhere (CLI, API, another node) is served by every worker within about a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+
+from devupdate import db
+from devupdate.rules.lifecycle import current_generation
+from devupdate.rules.models import Blob, Rule, RuleVersion, TestDevice, VersionFile
+from devupdate.selection import DownloadEntry, OfferedFile, RuleEntry, Snapshot, VersionEntry, family
+
+log = logging.getLogger("devupdate.snapshot")
+
+
+def _timestamp(value) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_snapshot() -> Snapshot:
+    """Read rules, versions, files and test devices in a handful of queries."""
+    with db.database.atomic():  # one consistent view (REPEATABLE READ is not needed: generation re-read)
+        generation = current_generation()
+        versions = {(v.rule_id, v.version): v for v in RuleVersion.select()}
+        files_by_version: dict[int, list] = defaultdict(list)
+        query = (VersionFile.select(VersionFile, Blob).join(Blob).order_by(VersionFile.id))
+        for item in query:
+            files_by_version[item.rule_version_id].append(item)
+        rules = list(Rule.select())
+        tests = list(TestDevice.select())
+
+    downloads: dict[str, DownloadEntry] = {}
+    offered: dict[int, VersionEntry] = {}
+    images_by_rule: dict[str, set[str]] = defaultdict(set)
+    for version in versions.values():
+        entries = []
+        for item in files_by_version.get(version.id, []):
+            path = f"{version.path_prefix}/{item.file_name}"
+            downloads[path.lower()] = DownloadEntry(item.blob.sha256, item.blob.size, version.imported_at.timestamp())
+            entries.append(OfferedFile(item.file_name, item.signature_file_name, version.version,
+                                       _timestamp(version.imported_at), path, item.blob.size, item.blob.sha256))
+            if item.role == "image":
+                images_by_rule[version.rule_id].add(item.file_name.lower())
+        # images first, each followed by its catalog, as the phones expect
+        entries.sort(key=lambda f: (f.signature_file_name is None, f.file_name.lower()))
+        ordered = []
+        for image in (f for f in entries if f.signature_file_name):
+            ordered.append(image)
+            ordered.extend(f for f in entries if f.signature_file_name is None and
+                           f.file_name.lower() == image.signature_file_name.lower())
+        ordered.extend(f for f in entries if f not in ordered)
+        offered[version.id] = VersionEntry(version.version, tuple(ordered))
+
+    def entry(rule: Rule, version: str | None) -> VersionEntry | None:
+        found = versions.get((rule.id, version)) if version else None
+        return offered.get(found.id) if found else None
+
+    by_family: dict[tuple, list[RuleEntry]] = defaultdict(list)
+    for rule in rules:
+        by_family[family(rule.device_type, rule.brand, rule.model, rule.revision, rule.locale)].append(
+            RuleEntry(rule.id, rule.update_type.lower(), frozenset(images_by_rule[rule.id]),
+                      entry(rule, rule.approved_version), entry(rule, rule.pending_version)))
+    return Snapshot(
+        generation=generation,
+        rules={key: tuple(value) for key, value in by_family.items()},
+        test_macs=frozenset(t.identifier for t in tests if t.identifier_type == "MACAddress"),
+        test_serials=frozenset(t.identifier.upper() for t in tests if t.identifier_type == "SerialNumber"),
+        downloads=downloads)
+
+
+class SnapshotHolder:
+    """Holds the current snapshot; refreshes it from a daemon thread when the generation moves."""
+
+    def __init__(self, poll_seconds: float = 0.5):
+        self.poll_seconds = poll_seconds
+        self._snapshot = Snapshot(generation=-1)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def current(self) -> Snapshot:
+        if self._snapshot.generation < 0:
+            self.refresh()
+        return self._snapshot
+
+    def refresh(self, force: bool = False) -> bool:
+        with self._lock:
+            try:
+                db.database.connect(reuse_if_open=True)
+                if not force and self._snapshot.generation >= 0 and current_generation() == self._snapshot.generation:
+                    return False
+                self._snapshot = build_snapshot()
+                return True
+            except Exception:  # keep serving the last good snapshot; log and retry next poll
+                log.exception("snapshot refresh failed")
+                return False
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="snapshot-refresh", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            self.refresh()

@@ -1,0 +1,124 @@
+"""The inventory's batched upsert and the compliance query, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from devupdate.devices import compliance
+from devupdate.devices.inventory import Device, InventoryRecorder, upsert
+from devupdate.devices.request import DeviceRequest, Module
+from devupdate.selection import OfferedFile, RuleEntry, Snapshot, VersionEntry, family
+
+
+def request(mac: str = "0004F2000001", version: str = "4.0.7577.4366", **fields) -> DeviceRequest:
+    values = dict(device_type="UCPhone", mac=mac, serial="CX600-0001", vendor="Polycom", model="CX600", revision="A",
+                  locale="ENU", user_id="alice@contoso.com", modules=(Module("CPE.nbt", version),))
+    values.update(fields)
+    return DeviceRequest(**values)
+
+
+def at(seconds: float) -> dt.datetime:
+    return dt.datetime(2026, 11, 21, 9, 0, 0) + dt.timedelta(seconds=seconds)
+
+
+def row(seen: float, **fields) -> dict:
+    values = {"device_id": "0004F2000001", "mac": "0004F2000001", "serial": "CX600-0001", "device_type": "UCPhone",
+              "brand": "Polycom", "model": "CX600", "revision": "A", "locale": "ENU",
+              "versions": '{"CPE.nbt":"4.0.7577.4366"}', "user_id": "alice", "address": "10.0.0.7",
+              "network": "internal", "first_seen": at(seen), "last_seen": at(seen), "checks": 1}
+    values.update(fields)
+    return values
+
+
+def test_upsert_keeps_first_seen_newer_wins_checks_add_up(database):
+    upsert([row(0, checks=3)])
+    upsert([row(60, versions='{"CPE.nbt":"4.0.7577.4372"}', address="10.0.0.8", checks=2)])
+    upsert([row(30, versions='{"CPE.nbt":"1.0"}', address="10.9.9.9", user_id="late")])  # an older flush, late
+    device = Device.get(Device.device_id == "0004F2000001")
+    assert (device.first_seen, device.last_seen, device.checks) == (at(0), at(60), 6)
+    assert (device.versions, device.address, device.user_id) == ('{"CPE.nbt":"4.0.7577.4372"}', "10.0.0.8", "alice")
+
+
+def test_upsert_in_batches(database):
+    rows = [row(0, device_id=f"0004F2{n:06X}", mac=f"0004F2{n:06X}") for n in range(1234)]
+    upsert(rows, batch=500)
+    upsert(rows[:10], batch=500)
+    assert Device.select().count() == 1234
+    assert Device.get(Device.device_id == "0004F2000000").checks == 2
+
+
+def test_recorder_coalesces_and_flushes(database):
+    clock = iter([100.0, 101.0, 102.0, 103.0]).__next__
+    recorder = InventoryRecorder(clock=clock)
+    recorder.observe(request(version="1.0"), "10.0.0.7", "Int")
+    recorder.observe(request(version="2.0"), "203.0.113.9", "Ext", "phones")
+    recorder.observe(request(mac="", serial="SN_9", user_id=""), "10.0.0.9", "Int")
+    assert recorder.pending == 2
+    assert recorder.flush() == 2 and recorder.pending == 0
+    first = Device.get(Device.device_id == "0004F2000001")
+    assert (first.versions, first.network, first.address, first.checks) == ('{"CPE.nbt":"2.0"}', "external",
+                                                                               "203.0.113.9", 2)
+    assert first.first_seen == dt.datetime(1970, 1, 1, 0, 1, 40)
+    second = Device.get(Device.device_id == "SN-SN_9")
+    assert (second.mac, second.serial, second.user_id) == ("", "SN_9", "")
+    assert recorder.flush() == 0
+
+
+def test_recorder_keeps_observations_when_the_database_fails(database, monkeypatch):
+    from devupdate.devices import inventory
+
+    recorder = InventoryRecorder()
+    recorder.observe(request(), "10.0.0.7", "Int")
+    monkeypatch.setattr(inventory, "upsert_values", lambda rows, batch: (_ for _ in ()).throw(RuntimeError("down")))
+    assert recorder.flush() == 0 and recorder.failures == 1
+    recorder.observe(request(), "10.0.0.7", "Int")
+    monkeypatch.undo()
+    assert recorder.flush() == 1
+    assert Device.get().checks == 2
+
+
+def _snapshot(approved: str | None, pending: str | None = None, test_macs=()) -> Snapshot:
+    def entry(version):
+        if version is None:
+            return None
+        return VersionEntry(version, (OfferedFile("CPE.nbt", "CPE.cat", version, "t", "p", 1, "0" * 64),))
+    rule = RuleEntry("rule-1", "cpe", frozenset({"cx600_a_enu_cpe.nbt"}), entry(approved), entry(pending))
+    return Snapshot(generation=1, rules={family("UCPhone", "Polycom", "CX600", "A", "ENU"): (rule,)},
+                    test_macs=frozenset(test_macs))
+
+
+@pytest.mark.parametrize(("installed", "approved", "status"), [
+    ("4.0.7577.4366", "4.0.7577.4366", "Current"),
+    ("4.0.7577.04366", "4.0.7577.4366", "Current"),
+    ("4.0.7577.4363", "4.0.7577.4366", "Outdated"),
+    ("4.0.7577.4387", "4.0.7577.4366", "Outdated"),  # newer than approved: the check would downgrade it
+    (None, "4.0.7577.4366", "Outdated"),
+    ("4.0.7577.4366", None, "Unmanaged"),
+])
+def test_compliance_status(database, installed, approved, status):
+    versions = json.dumps({"CPE.nbt": installed}) if installed else "{}"
+    upsert([row(0, versions=versions)])
+    [entry] = compliance.list_devices(snapshot=_snapshot(approved))
+    assert entry["Status"] == status
+    assert [u["Status"] for u in entry["Updates"]] == ([] if approved is None else [status])
+    assert compliance.list_devices(snapshot=_snapshot(approved), outdated=True) == (
+        [entry] if status == "Outdated" else [])
+
+
+def test_compliance_filters_by_model_case_insensitively(database):
+    upsert([row(0), row(0, device_id="X2", mac="", model="CX3000")])
+    snapshot = _snapshot("4.0.7577.4366", test_macs={"0004F2000001"})
+    assert [d["DeviceId"] for d in compliance.list_devices(snapshot=snapshot, model="cx600")] == ["0004F2000001"]
+    assert [d["DeviceId"] for d in compliance.list_devices(snapshot=snapshot)] == ["0004F2000001", "X2"]
+    assert compliance.list_devices(snapshot=snapshot, model="cx600")[0]["TestDevice"] is True
+    assert [d["Status"] for d in compliance.list_devices(snapshot=snapshot)] == ["Current", "Unmanaged"]
+
+
+@pytest.mark.parametrize("posix", [0.0, 100.5, 1795251598.123456, 1795251598.9999999, 1795251598.0000004])
+def test_sqlite_time_text_is_what_peewee_writes(posix):
+    from devupdate.devices.inventory import _datetime, _sqlite_time
+
+    assert _sqlite_time(posix) == str(_datetime(posix))

@@ -1,0 +1,1 @@
+"""Tools shipped with devupdate: devupdate-upload (console script), phone simulator, benchmarks."""

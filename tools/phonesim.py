@@ -1,0 +1,398 @@
+#!/usr/bin/env python3
+"""A fleet of simulated IP phones talking to devupdate the way real ones do (device-protocol.md).
+
+Each phone has a MAC address, a serial number, a device family (type, vendor, model, revision,
+locale) and installed module versions. Modes:
+
+- ``single``  every phone checks once, one after the other;
+- ``storm``   every phone checks at the same moment (boot storm: ``--concurrency`` connections);
+- ``apply``   check, download every offered file, verify its size and SHA-256 against the answer,
+              install it (the phone now runs the offered version), check again.
+
+Answers are parsed strictly (NumOfFiles must equal the number of File elements). Download URLs
+point at the service's public names; ``--map FROM=TO`` rewrites URL prefixes the way DNS and a
+TLS-terminating proxy would (``--map https://ucupdates.contoso.com=http://127.0.0.1:8080``).
+
+    python tools/phonesim.py --url http://127.0.0.1:8080 --devices 500 --mode storm --json
+    python tools/phonesim.py --url http://127.0.0.1:8080 --family UCPhone/Polycom/CX600/A/ENU \\
+        --installed CPE.nbt=4.0.7577.4366 --mode apply --map http://ucupdates-r2.contoso.com=http://127.0.0.1:8080
+
+Standard library only, so it runs on any machine with Python 3.11.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import http.client
+import json
+import random
+import statistics
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+from xml.sax.saxutils import escape
+
+DEFAULT_FAMILY = ("UCPhone", "Polycom", "CX600", "A", "ENU")
+
+
+# --- phones ----------------------------------------------------------------------------------------
+
+@dataclass
+class Phone:
+    mac: str  # 00-04-F2-AA-BB-CC, or '' for a serial-only device
+    serial: str
+    device_type: str
+    vendor: str
+    model: str
+    revision: str
+    locale: str
+    modules: dict[str, str] = field(default_factory=dict)  # FileName -> installed Version
+    user_id: str = ""
+
+    @property
+    def device_id(self) -> str:
+        return self.mac.replace("-", "").upper() if self.mac else f"SN-{self.serial.upper()}"
+
+    def request_xml(self) -> bytes:
+        lines = ['<?xml version="1.0" encoding="utf-8"?>', "<Request>",
+                 f"  <DeviceType>{escape(self.device_type)}</DeviceType>",
+                 f"  <MACAddress>{escape(self.mac)}</MACAddress>",
+                 f"  <SerialNumber>{escape(self.serial)}</SerialNumber>",
+                 f"  <Vendor>{escape(self.vendor)}</Vendor>",
+                 f"  <Model>{escape(self.model)}</Model>",
+                 f"  <Revision>{escape(self.revision)}</Revision>",
+                 f"  <Locale>{escape(self.locale)}</Locale>"]
+        if self.user_id:
+            lines.append(f"  <UserID>{escape(self.user_id)}</UserID>")
+        lines.append("  <Modules>")
+        for name, version in sorted(self.modules.items()):
+            lines += ["    <Module>", f"      <FileName>{escape(name)}</FileName>",
+                      f"      <Version>{escape(version)}</Version>",
+                      "      <TimeStamp>2026-01-01T00:00:00Z</TimeStamp>", "    </Module>"]
+        lines += ["  </Modules>", "</Request>", ""]
+        return "\n".join(lines).encode()
+
+    def query(self) -> str:
+        """The GET form of the same check."""
+        from urllib.parse import urlencode
+
+        params = [("DeviceType", self.device_type), ("MACAddress", self.mac), ("SerialNumber", self.serial),
+                  ("Vendor", self.vendor), ("Model", self.model), ("Revision", self.revision),
+                  ("Locale", self.locale)]
+        if self.user_id:
+            params.append(("UserID", self.user_id))
+        params += [("Module", f"{name};{version}") for name, version in sorted(self.modules.items())]
+        return urlencode(params)
+
+
+def make_fleet(count: int, *, families: Iterable[tuple[str, str, str, str, str]] = (DEFAULT_FAMILY,),
+               installed: dict[str, str] | Callable[[int], dict[str, str]] | None = None, seed: int = 1,
+               mac_prefix: str = "00-04-F2", serial_only_every: int = 0,
+               user_domain: str = "contoso.com") -> list[Phone]:
+    """``count`` phones, deterministic for a seed. Families are dealt round-robin; MACs are
+    ``<prefix>-XX-XX-XX`` from a shuffled index; ``serial_only_every=n`` makes every n-th phone
+    report no MAC (serial only)."""
+    families = list(families)
+    rng = random.Random(seed)
+    numbers = rng.sample(range(1, 0xFFFFFF), count)
+    phones = []
+    for i in range(count):
+        device_type, vendor, model, revision, locale = families[i % len(families)]
+        n = numbers[i]
+        mac = f"{mac_prefix}-{n >> 16 & 0xFF:02X}-{n >> 8 & 0xFF:02X}-{n & 0xFF:02X}"
+        if serial_only_every and i % serial_only_every == serial_only_every - 1:
+            mac = ""
+        modules = installed(i) if callable(installed) else dict(installed or {})
+        phones.append(Phone(mac=mac, serial=f"{model}-{n:08d}", device_type=device_type, vendor=vendor,
+                            model=model, revision=revision, locale=locale, modules=modules,
+                            user_id=f"user{i}@{user_domain}"))
+    return phones
+
+
+# --- protocol --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OfferedFile:
+    file_name: str
+    signature_file_name: str | None
+    version: str
+    timestamp: str
+    url: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class CheckResult:
+    status: int
+    files: list[OfferedFile]
+    code: str = ""  # <Code> of an error answer
+    seconds: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def parse_response(body: bytes) -> list[OfferedFile]:
+    """Strict parse of an update check answer (device-protocol.md §5)."""
+    root = ET.fromstring(body)
+    if root.tag != "Response":
+        raise ProtocolError(f"root element {root.tag!r}, expected Response")
+    count = int(root.findtext("NumOfFiles", "-1"))
+    files = []
+    for element in root.findall("Files/File"):
+        def text(name: str, required: bool = True, element=element) -> str | None:
+            value = element.findtext(name)
+            if value is None and required:
+                raise ProtocolError(f"File without {name}")
+            return value
+        files.append(OfferedFile(text("FileName"), text("SignatureFileName", False), text("Version"),
+                                 text("TimeStamp"), text("Url"), int(text("Size")), text("SHA256")))
+    if count != len(files):
+        raise ProtocolError(f"NumOfFiles {count} but {len(files)} File elements")
+    return files
+
+
+def parse_error(body: bytes) -> str:
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return ""
+    return root.findtext("Code", "") if root.tag == "Error" else ""
+
+
+class Client:
+    """One keep-alive HTTP connection per thread and host (phones reuse their connection)."""
+
+    def __init__(self, base_url: str, *, user: str | None = None, password: str | None = None,
+                 url_map: dict[str, str] | None = None, timeout: float = 30.0):
+        self.base_url = base_url.rstrip("/")
+        self.auth = None
+        if user is not None:
+            token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+            self.auth = f"Basic {token}"
+        self.url_map = dict(url_map or {})
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        connections = getattr(self._local, "connections", None)
+        if connections is None:
+            connections = self._local.connections = {}
+        key = (scheme, netloc)
+        conn = connections.get(key)
+        if conn is None:
+            cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+            conn = connections[key] = cls(netloc, timeout=self.timeout)
+        return conn
+
+    def map_url(self, url: str) -> str:
+        for prefix, target in self.url_map.items():
+            if url.startswith(prefix):
+                return target.rstrip("/") + url[len(prefix):]
+        return url
+
+    def request(self, method: str, url: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        parts = urlsplit(self.map_url(url))
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        sent = {"Connection": "keep-alive", **(headers or {})}
+        if self.auth and "Authorization" not in sent:
+            sent["Authorization"] = self.auth
+        for attempt in (1, 2):
+            conn = self._connection(parts.scheme, parts.netloc)
+            try:
+                conn.request(method, path, body=body, headers=sent)
+                response = conn.getresponse()
+                data = response.read()
+                if response.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()  # a keep-alive connection the server closed: retry once on a new one
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def check(self, phone: Phone, *, path: str = "/RequestHandler/ucdevice.upx", get: bool = False) -> CheckResult:
+        started = time.perf_counter()
+        if get:
+            status, headers, body = self.request("GET", f"{self.base_url}{path}?{phone.query()}")
+        else:
+            status, headers, body = self.request("POST", self.base_url + path, phone.request_xml(),
+                                                 {"Content-Type": "text/xml; charset=utf-8"})
+        seconds = time.perf_counter() - started
+        if status == 200:
+            return CheckResult(status, parse_response(body), seconds=seconds, headers=headers, body=body)
+        return CheckResult(status, [], parse_error(body), seconds=seconds, headers=headers, body=body)
+
+    def download(self, offered: OfferedFile) -> bytes:
+        status, _, data = self.request("GET", offered.url)
+        if status != 200:
+            raise ProtocolError(f"GET {offered.url}: HTTP {status}")
+        return data
+
+
+# --- modes -----------------------------------------------------------------------------------------
+
+@dataclass
+class ApplyResult:
+    phone: Phone
+    first: CheckResult
+    downloaded: list[tuple[OfferedFile, str]]  # (file, sha256 of the bytes received)
+    second: CheckResult | None
+    problems: list[str]
+
+
+def run_checks(client: Client, phones: list[Phone], *, concurrency: int = 1, path: str = "/RequestHandler/ucdevice.upx",
+               get: bool = False) -> list[CheckResult]:
+    """``concurrency`` 1 is the single mode; more is a boot storm (all phones at once, that many
+    connections). Results are in the order of ``phones``."""
+    if concurrency <= 1:
+        return [client.check(phone, path=path, get=get) for phone in phones]
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(lambda phone: client.check(phone, path=path, get=get), phones))
+
+
+def install(phone: Phone, image: OfferedFile) -> None:
+    """"Flash" an image: the phone then reports it under the image's file name, in place of the
+    module it replaces (same name, or the update type the image name ends with: CPE.nbt is
+    replaced by CX600_A_ENU_CPE.nbt)."""
+    stem = image.file_name.rsplit(".", 1)[0].lower()
+    for name in list(phone.modules):
+        module_stem = name.rsplit(".", 1)[0].lower()
+        if name.lower() == image.file_name.lower() or stem == module_stem or stem.endswith("_" + module_stem):
+            del phone.modules[name]
+    phone.modules[image.file_name] = image.version
+
+
+def apply_updates(client: Client, phones: list[Phone], *, concurrency: int = 8,
+                  path: str = "/RequestHandler/ucdevice.upx") -> list[ApplyResult]:
+    """Check, download and verify each offered file, install, check again (expect nothing)."""
+
+    def one(phone: Phone) -> ApplyResult:
+        first = client.check(phone, path=path)
+        problems: list[str] = []
+        downloaded = []
+        if first.status != 200:
+            return ApplyResult(phone, first, [], None, [f"check answered {first.status} {first.code}"])
+        for offered in first.files:
+            try:
+                data = client.download(offered)
+            except (ProtocolError, OSError) as exc:
+                problems.append(str(exc))
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            downloaded.append((offered, digest))
+            if digest != offered.sha256:
+                problems.append(f"{offered.file_name}: SHA-256 {digest} != advertised {offered.sha256}")
+            if len(data) != offered.size:
+                problems.append(f"{offered.file_name}: {len(data)} bytes != advertised Size {offered.size}")
+        if problems:
+            return ApplyResult(phone, first, downloaded, None, problems)
+        for offered in first.files:
+            if offered.signature_file_name:
+                install(phone, offered)
+        second = client.check(phone, path=path)
+        if second.status != 200 or second.files:
+            problems.append(f"after applying, the check answered {second.status} with {len(second.files)} file(s)")
+        return ApplyResult(phone, first, downloaded, second, problems)
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        return list(pool.map(one, phones))
+
+
+def summarize(results: list[CheckResult], seconds: float) -> dict:
+    latencies = sorted(r.seconds for r in results)
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2) if latencies else 0.0
+
+    return {"checks": len(results), "seconds": round(seconds, 3),
+            "checks_per_second": round(len(results) / seconds, 1) if seconds else None,
+            "status": dict(Counter(str(r.status) for r in results)),
+            "codes": dict(Counter(r.code for r in results if r.code)),
+            "offered_files": dict(Counter(str(len(r.files)) for r in results if r.status == 200)),
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+            "mean_ms": round(statistics.fmean(latencies) * 1000, 2) if latencies else 0.0}
+
+
+# --- command line ----------------------------------------------------------------------------------
+
+def _family(text: str) -> tuple[str, str, str, str, str]:
+    parts = text.split("/")
+    if len(parts) != 5:
+        raise argparse.ArgumentTypeError("family is DeviceType/Vendor/Model/Revision/Locale")
+    return tuple(parts)  # type: ignore[return-value]
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    return key, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", required=True, help="Base URL of the service, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--mode", choices=("single", "storm", "apply"), default="single")
+    parser.add_argument("--devices", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=64, help="Connections for storm/apply (default 64).")
+    parser.add_argument("--family", action="append", type=_family,
+                        help="DeviceType/Vendor/Model/Revision/Locale; repeatable; default UCPhone/Polycom/CX600/A/ENU")
+    parser.add_argument("--installed", type=_pair, action="append", default=[],
+                        help="FileName=Version every phone reports installed (repeatable)")
+    parser.add_argument("--external", action="store_true", help="Use /RequestHandlerExt (with --user/--password).")
+    parser.add_argument("--user")
+    parser.add_argument("--password")
+    parser.add_argument("--get", action="store_true", help="Use the GET form of the check.")
+    parser.add_argument("--map", type=_pair, action="append", default=[],
+                        help="FROM=TO: rewrite URLs starting with FROM (public names → where the server listens)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mac-prefix", default="00-04-F2")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    phones = make_fleet(args.devices, families=args.family or [DEFAULT_FAMILY], installed=dict(args.installed),
+                        seed=args.seed, mac_prefix=args.mac_prefix)
+    client = Client(args.url, user=args.user, password=args.password, url_map=dict(args.map))
+    path = "/RequestHandlerExt/ucdevice.upx" if args.external else "/RequestHandler/ucdevice.upx"
+    started = time.perf_counter()
+    if args.mode == "apply":
+        applied = apply_updates(client, phones, concurrency=args.concurrency, path=path)
+        seconds = time.perf_counter() - started
+        report = summarize([a.first for a in applied], seconds)
+        report.update(mode="apply", downloaded_files=sum(len(a.downloaded) for a in applied),
+                      verified_files=sum(1 for a in applied for f, d in a.downloaded if f.sha256 == d),
+                      phones_updated=sum(1 for a in applied if a.first.files and not a.problems),
+                      problems=[f"{a.phone.device_id}: {p}" for a in applied for p in a.problems][:50])
+        failed = bool(report["problems"])
+    else:
+        results = run_checks(client, phones, concurrency=1 if args.mode == "single" else args.concurrency,
+                             path=path, get=args.get)
+        report = summarize(results, time.perf_counter() - started)
+        report["mode"] = args.mode
+        failed = any(r.status != 200 for r in results)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for key, value in report.items():
+            print(f"{key:18} {value}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
