@@ -1,0 +1,1 @@
+"""Transport security: certificates phones accept (``certs``) and the ``devupdate cert`` group (``cli``)."""
