@@ -1,0 +1,72 @@
+"""Geometry and colours for the dashboard's server-side SVG: plain data in, plain data out.
+
+The templates draw each bar as an SVG whose ``viewBox`` is 100 units wide, so every ``x`` and
+``width`` here is a percentage and the bar stretches to whatever width the screen has.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+APPROVED = "#1f8a4c"
+UNKNOWN = "#9aa5b1"
+OTHERS = ["#d97706", "#2563eb", "#9333ea", "#0d9488", "#db2777", "#65a30d", "#b45309", "#4f46e5"]
+
+
+def _segments(parts: list[tuple[str, int, str, bool]]) -> list[dict[str, Any]]:
+    total = sum(count for _, count, _, _ in parts) or 1
+    x, segments = 0.0, []
+    for label, count, colour, approved in parts:
+        width = 100.0 * count / total
+        segments.append({"Label": label, "Count": count, "Colour": colour, "Approved": approved,
+                         "X": round(x, 3), "Width": round(width, 3), "Percent": round(width)})
+        x += width
+    return segments
+
+
+def distribution_bars(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One stacked bar per model and update type (``fleet.version_distribution`` rows).
+
+    Approved versions are green, unreported ones grey, every other version gets its own colour,
+    the same colour for the same version across bars so one release reads the same everywhere.
+    """
+    colours: dict[str, str] = {}
+    bars = []
+    for row in rows:
+        parts = []
+        for entry in row["Versions"]:
+            version = entry["Version"]
+            if entry["Approved"]:
+                colour = APPROVED
+            elif version == "unknown":
+                colour = UNKNOWN
+            else:
+                colour = colours.setdefault(version, OTHERS[len(colours) % len(OTHERS)])
+            parts.append((version, entry["Devices"], colour, entry["Approved"]))
+        current = sum(entry["Devices"] for entry in row["Versions"] if entry["Approved"])
+        bars.append({"Label": f"{row['Brand']} {row['Model']}", "UpdateType": row["UpdateType"],
+                     "Devices": row["Devices"], "Current": current, "Managed": bool(row["ApprovedVersions"]),
+                     "Segments": _segments(parts)})
+    return bars
+
+
+def usage_bars(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Filestore areas (``storage.usage_rows``) with the filled share of their quota and a state."""
+    bars = []
+    for row in rows:
+        quota, used = row["QuotaBytes"], row["UsedBytes"]
+        share = 0.0 if not quota else min(100.0, 100.0 * used / quota)
+        state = "full" if row["Full"] else "warning" if row["Warning"] else "ok"
+        bars.append({**row, "Share": round(share, 2), "State": state})
+    return bars
+
+
+def human_bytes(count: int | None) -> str:
+    if count is None:
+        return "unlimited"
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"

@@ -1,0 +1,83 @@
+"""``devupdate admins``: the people who may sign in to the web console.
+
+Registered by ``devupdate.cli`` with ``main.add_command(admins)``; the CLI helpers are looked up
+when a command runs, so this module imports cleanly whichever side is imported first.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+
+import click
+
+from devupdate.errors import DevupdateError
+
+
+def handle_errors(func: Callable) -> Callable:
+    """``devupdate.cli.handle_errors``, resolved late (``devupdate.cli`` imports this module)."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from devupdate.cli import handle_errors as real
+
+        return real(func)(*args, **kwargs)
+    return wrapper
+
+
+@click.group("admins")
+def admins() -> None:
+    """Web console accounts: 'admin' may change rules, imports and test devices; 'operator' may only look.
+
+    \b
+    devupdate admins add alice --role admin          # prompts for the password
+    printf '%s\\n' "$PASSWORD" | devupdate admins add bob --role operator --password-stdin
+    """
+
+
+@admins.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "operator"]), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@click.option("--replace", is_flag=True, help="Set a new password and role for an existing account.")
+@handle_errors
+def admins_add(name: str, role: str, password_stdin: bool, replace: bool) -> None:
+    """Create a console account (prompts for the password unless --password-stdin)."""
+    from devupdate.admin.console.auth import add_admin
+    from devupdate.cli import actor, runtime
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise DevupdateError("no password on standard input", code="no-password")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    runtime()
+    add_admin(name, password, role, actor=actor(), replace=replace)
+    click.echo(f"{'updated' if replace else 'added'} {role} {name}")
+
+
+@admins.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def admins_list(as_json: bool) -> None:
+    """Accounts with their role and last sign-in (never the hashes)."""
+    from devupdate.admin.console.auth import admin_dict, list_admins
+    from devupdate.cli import print_json, print_table, runtime
+
+    runtime()
+    rows = [admin_dict(user) for user in list_admins()]
+    print_json(rows) if as_json else print_table(rows, ["Name", "Role", "Created", "LastSignIn"])
+
+
+@admins.command("remove")
+@click.argument("name")
+@handle_errors
+def admins_remove(name: str) -> None:
+    """Delete an account; its open console sessions end at their next request."""
+    from devupdate.admin.console.auth import remove_admin
+    from devupdate.cli import actor, runtime
+
+    runtime()
+    remove_admin(name, actor=actor())
+    click.echo(f"removed {name}")

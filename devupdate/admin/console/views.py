@@ -1,0 +1,393 @@
+"""The web console's HTTP surface (``/console``): translate requests into calls of the same service
+functions the CLI uses, and their results into server-rendered pages. No logic of its own.
+
+Every request passes one gate (:func:`_gate`): load the signed session, re-read the account behind
+it, check the CSRF token on every POST (400), require sign-in (redirect or 401) and the ``admin``
+role for every change (403). Actions are attributed to ``console:<name>`` in the audit trail.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, send_file, url_for
+
+from devupdate import fleet
+from devupdate.admin.console import auth, charts
+from devupdate.admin.console.session import COOKIE_NAME, SessionCookie, SessionData
+from devupdate.audit.trail import list_events
+from devupdate.devices import compliance, logs
+from devupdate.errors import DevupdateError
+from devupdate.rules import lifecycle
+from devupdate.rules import test_devices as test_device_service
+
+bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
+               static_folder="static", static_url_path="/static")
+
+PUBLIC = {"console.sign_in_form", "console.sign_in", "console.signed_in", "console.static"}
+NO_ROLE_NEEDED = {"console.sign_out"}
+PAGE = 50
+CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+VERBS = {"approve": ("Approve", "Approved"), "reset": ("Reject", "Rejected"), "restore": ("Roll back", "Rolled back")}
+
+
+def _runtime():
+    return current_app.extensions["devupdate"]
+
+
+def _cookie() -> SessionCookie:
+    return current_app.extensions["console.cookie"]
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json"
+
+
+def refuse(status: int, title: str, message: str) -> Response:
+    """An error page (or JSON for the upload script) with ``status``."""
+    if _wants_json():
+        response = jsonify(error={"status": status, "title": title, "message": message})
+    else:
+        response = Response(render_template("console/error.html", status=status, title=title, message=message,
+                                            admin=g.get("admin"), notices=[]), mimetype="text/html")
+    response.status_code = status
+    return response
+
+
+def _client_address() -> str:
+    network = current_app.extensions["network"]
+    return network.client_address(request.remote_addr or "", request.headers.get("X-Forwarded-For"))
+
+
+# --- the gate --------------------------------------------------------------------------------------
+
+@bp.before_request
+def _gate() -> Response | None:
+    if request.endpoint == "console.static":
+        return None
+    g.session = _cookie().load(request.cookies.get(COOKIE_NAME))
+    g.admin = None
+    if g.session.name:
+        g.admin = auth.current_admin(g.session.name, g.session.fingerprint)
+        if g.admin is None:  # account removed or password changed since sign-in
+            g.session = SessionData(notices=[["info", "Your session has ended; please sign in again."]])
+    if request.method == "POST":
+        submitted = request.headers.get("X-CSRF-Token")
+        if submitted is None and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            submitted = request.form.get("csrf_token")
+        if not g.session.csrf_ok(submitted):
+            return refuse(400, "Form not accepted",
+                          "This form has no valid security token (CSRF protection), so nothing was changed. "
+                          "Reload the page and submit it again.")
+    if request.endpoint in PUBLIC:
+        return None
+    if g.admin is None:
+        if request.method == "GET":
+            return redirect(url_for(".sign_in_form", next=request.full_path.rstrip("?")))
+        return refuse(401, "Not signed in", "Sign in first; nothing was changed.")
+    if request.method == "POST" and request.endpoint not in NO_ROLE_NEEDED and not g.admin.can_change:
+        return refuse(403, "Not allowed", f"Your role ({g.admin.role}) may look at everything but change nothing; "
+                                          "ask an admin.")
+    return None
+
+
+@bp.after_request
+def _finish(response: Response) -> Response:
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.endpoint == "console.static":
+        return response
+    response.headers.update({"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
+                             "Referrer-Policy": "same-origin", "Cache-Control": "no-store"})
+    session: SessionData | None = g.get("session")
+    cookie = _cookie()
+    if session is None or session.empty:
+        if request.cookies.get(COOKIE_NAME):
+            response.delete_cookie(COOKIE_NAME, **cookie.cookie_options())
+    else:
+        response.set_cookie(COOKIE_NAME, cookie.dump(session), **cookie.cookie_options())
+    return response
+
+
+@bp.app_template_global()
+def csrf_token() -> str:
+    return g.session.ensure_csrf()
+
+
+@bp.app_template_filter("bytes")
+def _bytes(value: int | None) -> str:
+    return charts.human_bytes(value)
+
+
+@bp.app_template_filter("when")
+def _when(value: str | None, seconds: bool = False) -> str:
+    """'2026-07-21T12:00:05Z' → '2026-07-21 12:00 UTC' (with ``seconds``: '… 12:00:05 UTC')."""
+    return "—" if not value else value.replace("T", " ")[:19 if seconds else 16] + " UTC"
+
+
+def page(template: str, status: int = 200, **context: Any) -> Response:
+    context.setdefault("notices", g.session.take_notices())
+    return Response(render_template(f"console/{template}", admin=g.admin, **context), status=status,
+                    mimetype="text/html")
+
+
+def _safe_next(target: str | None) -> str:
+    parts = urlsplit(target or "")
+    if parts.scheme or parts.netloc or not parts.path.startswith("/console/") or "//" in parts.path:
+        return url_for(".dashboard")
+    return target  # type: ignore[return-value]
+
+
+# --- sign-in ---------------------------------------------------------------------------------------
+
+@bp.get("/sign-in")
+def sign_in_form() -> Response:
+    if g.admin is not None:
+        return redirect(_safe_next(request.args.get("next")))
+    return page("sign_in.html", next=request.args.get("next", ""))
+
+
+@bp.post("/sign-in")
+def sign_in() -> Response:
+    name, target = request.form.get("name", ""), request.form.get("next", "")
+    try:
+        admin = auth.authenticate(name, request.form.get("password", ""), address=_client_address())
+    except auth.TooManyAttempts as exc:
+        response = page("sign_in.html", status=429, error=exc.message[0].upper() + exc.message[1:] + ".",
+                        name=name, next=target)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except auth.SignInRefused:
+        return page("sign_in.html", status=401, error="Wrong name or password.", name=name, next=target)
+    g.session = SessionData(name=admin.name, fingerprint=admin.fingerprint, signed_in_at=int(time.time()))
+    g.session.ensure_csrf()  # a new token: nothing from before sign-in carries over
+    return redirect(url_for(".signed_in", next=_safe_next(target)), code=303)
+
+
+@bp.get("/signed-in")
+def signed_in() -> Response:
+    """Where sign-in lands: if the browser did not keep the cookie, say why instead of looping."""
+    if g.admin is None:
+        return page("sign_in.html", status=400, next=request.args.get("next", ""),
+                    error="Your browser did not keep the sign-in cookie. The console's cookie is Secure: open the "
+                          "console over HTTPS (or on this machine via http://127.0.0.1), and allow cookies.")
+    return redirect(_safe_next(request.args.get("next")))
+
+
+@bp.post("/sign-out")
+def sign_out() -> Response:
+    g.session = SessionData(notices=[["info", "Signed out."]])
+    return redirect(url_for(".sign_in_form"), code=303)
+
+
+# --- dashboard -------------------------------------------------------------------------------------
+
+@bp.get("/")
+def dashboard() -> Response:
+    rt = _runtime()
+    data = fleet.summary(rt.store, rt.settings.effective_service_name)
+    return page("dashboard.html", data=data, bars=charts.distribution_bars(data["VersionDistribution"]),
+                storage=charts.usage_bars(data["Storage"]))
+
+
+# --- rules -----------------------------------------------------------------------------------------
+
+def _rule_row(rule, service_name: str, known: int | None = None) -> dict[str, Any]:
+    known = fleet.family_devices(rule) if known is None else known
+    previews = {action: fleet.preview(rule, action, known_devices=known) for action in fleet.ACTIONS}
+    return {**lifecycle.rule_dict(rule, service_name), "Known": known, "Label": fleet.family_label(rule),
+            "Previews": previews}
+
+
+@bp.get("/rules")
+def rules() -> Response:
+    name = _runtime().settings.effective_service_name
+    found = lifecycle.list_rules()
+    known = fleet.family_device_counts(found)
+    rows = [_rule_row(rule, name, known[rule.id]) for rule in found]
+    rows.sort(key=lambda row: row["PendingVersion"] is None)  # waiting for approval first
+    return page("rules.html", rules=rows, verbs=VERBS)
+
+
+@bp.get("/rules/<rule_id>")
+def rule_detail(rule_id: str) -> Response:
+    try:
+        rule = lifecycle.resolve(rule_id)
+    except DevupdateError as exc:
+        return refuse(exc.status, "No such rule", exc.message)
+    row = _rule_row(rule, _runtime().settings.effective_service_name)
+    return page("rule.html", rule=row, versions=lifecycle.rule_versions(rule.id), verbs=VERBS,
+                events=list_events(limit=20, target=rule.id))
+
+
+@bp.route("/rules/<rule_id>/<action>", methods=["GET", "POST"])
+def rule_action(rule_id: str, action: str) -> Response:
+    """GET, or a POST without ``confirmed``: the confirmation page. A confirmed POST acts, unless
+    the rule changed since the confirmation was shown (then the new effect is shown instead)."""
+    if action not in fleet.ACTIONS:
+        return refuse(404, "No such action", f"{action!r} is not one of approve, reset, restore.")
+    try:
+        rule = lifecycle.resolve(rule_id)
+    except DevupdateError as exc:
+        return refuse(exc.status, "No such rule", exc.message)
+    row = _rule_row(rule, _runtime().settings.effective_service_name)
+    preview = row["Previews"][action]
+    if request.method == "POST" and request.form.get("confirmed") == "yes":
+        if request.form.get("expect") != preview["State"]:
+            return page("confirm.html", status=409, rule=row, action=action, preview=preview, verbs=VERBS,
+                        changed=True)
+        try:
+            getattr(lifecycle, action)(rule.id, g.admin.actor)
+        except DevupdateError as exc:
+            g.session.notice("error", f"{VERBS[action][0]} refused: {exc.message}")
+        else:
+            g.session.notice("ok", f"{VERBS[action][1]} {row['Label']} {row['UpdateType']}. {preview['Summary']}")
+        return redirect(url_for(".rules") + f"#rule-{rule.id}", code=303)
+    return page("confirm.html", rule=row, action=action, preview=preview, verbs=VERBS, changed=False)
+
+
+# --- test devices ----------------------------------------------------------------------------------
+
+def _site_of(scope: str) -> str | None:
+    return scope[5:] if scope.startswith("site:") else None
+
+
+@bp.get("/test-devices")
+def test_devices() -> Response:
+    return _test_devices_page()
+
+
+def _test_devices_page(status: int = 200, error: str | None = None, form: dict | None = None) -> Response:
+    rows = [test_device_service.device_dict(device) for device in test_device_service.list_devices()]
+    return page("test_devices.html", status=status, devices=rows, error=error, form=form or {})
+
+
+@bp.post("/test-devices")
+def test_device_add() -> Response:
+    form = {key: request.form.get(key, "").strip() for key in ("name", "kind", "identifier", "site")}
+    identifier = {"mac": None, "serial": None}
+    identifier["serial" if form["kind"] == "serial" else "mac"] = form["identifier"]
+    try:
+        device = test_device_service.add(form["name"], mac=identifier["mac"], serial=identifier["serial"],
+                                         site=form["site"] or None, actor=g.admin.actor)
+    except DevupdateError as exc:
+        return _test_devices_page(status=exc.status, error=exc.message, form=form)
+    g.session.notice("ok", f"Added test device {device.name} ({device.identifier_type} {device.identifier}, "
+                           f"{device.scope}): it is offered pending versions from its next update check.")
+    return redirect(url_for(".test_devices"), code=303)
+
+
+@bp.post("/test-devices/remove")
+def test_device_remove() -> Response:
+    name, scope = request.form.get("name", ""), request.form.get("scope", "global")
+    try:
+        test_device_service.remove(name, site=_site_of(scope), actor=g.admin.actor)
+    except DevupdateError as exc:
+        g.session.notice("error", f"Remove refused: {exc.message}")
+    else:
+        g.session.notice("ok", f"Removed test device {name} ({scope}): it gets the approved versions from now on.")
+    return redirect(url_for(".test_devices"), code=303)
+
+
+# --- inventory, audit trail, device logs -----------------------------------------------------------
+
+def _page_number() -> int:
+    return max(1, request.args.get("page", 1, type=int) or 1)
+
+
+@bp.get("/devices")
+def devices() -> Response:
+    number, query = _page_number(), request.args.get("q", "").strip()
+    outdated = request.args.get("outdated") == "1"
+    rows = compliance.list_devices(search=query or None, outdated=outdated, limit=PAGE + 1,
+                                   offset=(number - 1) * PAGE)
+    return page("devices.html", devices=rows[:PAGE], more=len(rows) > PAGE, number=number, q=query,
+                outdated=outdated)
+
+
+@bp.get("/audit")
+def audit() -> Response:
+    number = _page_number()
+    action, actor = request.args.get("action", "").strip(), request.args.get("actor", "").strip()
+    rows = list_events(limit=PAGE + 1, offset=(number - 1) * PAGE, action=action or None, actor=actor or None)
+    return page("audit.html", events=rows[:PAGE], more=len(rows) > PAGE, number=number, action=action, actor=actor)
+
+
+@bp.get("/logs")
+def device_logs() -> Response:
+    number = _page_number()
+    log_type, device = request.args.get("type", "").strip(), request.args.get("device", "").strip()
+    found = logs.list_logs(_runtime().store, log_type=log_type or None, device=device or None)
+    rows = [entry.as_dict() for entry in found[(number - 1) * PAGE:number * PAGE + 1]]
+    return page("logs.html", logs=rows[:PAGE], more=len(rows) > PAGE, number=number, type=log_type, device=device,
+                total=len(found))
+
+
+@bp.get("/logs/file/<log_type>/<device>/<name>")
+def device_log_file(log_type: str, device: str, name: str) -> Response:
+    store = _runtime().store
+    for entry in logs.list_logs(store, log_type=log_type, device=device):
+        if entry.log_type == log_type and entry.device_id == device and entry.name == name:
+            handle = store.open_named(logs.CLIENT_AREA, entry.relpath)
+            return send_file(handle, mimetype="application/octet-stream", as_attachment=True, download_name=name,
+                             conditional=False)
+    return refuse(404, "No such log file", f"There is no {log_type} log {name!r} of device {device}.")
+
+
+# --- upload ----------------------------------------------------------------------------------------
+
+@bp.get("/upload")
+def upload_form() -> Response:
+    return page("upload.html", max_size=_runtime().settings.max_cab_size)
+
+
+def _upload_name(raw: str) -> str:
+    try:
+        return logs.safe_name(unquote(raw)) if raw else "upload.cab"
+    except DevupdateError:
+        return "upload.cab"
+
+
+@bp.post("/upload")
+def upload() -> Response:
+    """The cab as the raw request body (the upload page's script streams it, with progress) or, without
+    JavaScript, as a multipart form; received and imported by :func:`import_upload`."""
+    from devupdate.imports.upload import import_upload
+
+    rt = _runtime()
+    if request.mimetype == "multipart/form-data":
+        part = request.files.get("cab")
+        if part is None or not part.filename:
+            return _upload_refused(400, "Choose a .cab file to upload.")
+        stream, size, name = part.stream, None, _upload_name(part.filename)
+    else:
+        stream, size, name = request.stream, request.content_length, _upload_name(
+            request.headers.get("X-File-Name", ""))
+    try:
+        result = import_upload(rt.store, rt.settings, stream, size=size, file_name=name, actor=g.admin.actor)
+    except DevupdateError as exc:
+        return _upload_refused(exc.status, f"{name}: {exc.message}")
+    touched = {row["Id"] for row in result.rules}
+    labels = {rule.id: f"{fleet.family_label(rule)} · {rule.update_type}"
+              for rule in lifecycle.list_rules() if rule.id in touched}
+    rules = [{**row, "Label": labels.get(row["Id"], row["Id"]),
+              "Url": url_for(".rules") + f"#rule-{row['Id']}"} for row in result.rules]
+    message = (f"{name}: imported; new versions are pending until approved." if result.outcome == "imported"
+               else f"{name}: nothing new (every update in it is already pending or approved).")
+    if _wants_json():
+        response = jsonify(outcome=result.outcome, message=message, rules=rules, findings=result.findings,
+                           rulesUrl=url_for(".rules"))
+        response.status_code = 201 if result.outcome == "imported" else 200
+        return response
+    g.session.notice("ok", message)
+    for finding in result.findings:
+        g.session.notice("warning", finding)
+    return redirect(url_for(".rules"), code=303)
+
+
+def _upload_refused(status: int, message: str) -> Response:
+    if _wants_json():
+        return refuse(status, "Upload refused", message)
+    return page("upload.html", status=status, error=message, max_size=_runtime().settings.max_cab_size)

@@ -1,0 +1,125 @@
+"""Every API route: no token → 401, an operator token on a change → 403, malformed JSON → 400;
+tokens are stored hashed and a revoked one stops working at once."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+from apikit import API, make_api
+
+from devupdate.admin import api
+
+EXPECTED_ROUTES = {
+    ("GET", "/rules"), ("GET", "/rules/{rule}"), ("POST", "/rules/{rule}/approve"), ("POST", "/rules/{rule}/reset"),
+    ("POST", "/rules/{rule}/restore"), ("DELETE", "/rules/{rule}"), ("GET", "/imports/limits"), ("POST", "/imports"),
+    ("GET", "/test-devices"), ("POST", "/test-devices"), ("PUT", "/test-devices/{name}"),
+    ("DELETE", "/test-devices/{name}"), ("GET", "/configuration"), ("PUT", "/configuration/{key}"),
+    ("GET", "/devices"), ("GET", "/audit"), ("GET", "/logs"), ("GET", "/logs/{type}/{device}/{name}"),
+    ("GET", "/filestore/usage"), ("GET", "/openapi.json"),
+}
+PROTECTED = [r for r in api.ROUTES if r.role is not None]
+CHANGES = [r for r in api.ROUTES if r.role == "admin"]
+
+
+def concrete(path: str) -> str:
+    """A URL for a route, its placeholders filled with plausible values."""
+    values = {"rule": "5a1d2c3e", "name": "lab-phone", "key": "MaxLogFileSize", "type": "Watson",
+              "device": "0004F2AABBCC"}
+    return API + re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+
+
+@pytest.fixture
+def api_app(install):
+    return make_api(install)
+
+
+def test_the_route_table_is_the_issue_list():
+    assert {(r.method, r.path) for r in api.ROUTES} == EXPECTED_ROUTES
+    assert {r.path for r in CHANGES} == {"/rules/{rule}/approve", "/rules/{rule}/reset", "/rules/{rule}/restore",
+                                         "/rules/{rule}", "/imports", "/test-devices", "/test-devices/{name}",
+                                         "/configuration/{key}"}
+
+
+def test_every_route_refuses_without_a_token(api_app):
+    client = api_app.client
+    for route in PROTECTED:
+        for headers in ({}, {"Authorization": "Bearer dut_not-a-real-token"}, {"Authorization": "Basic YTpi"},
+                        {"Authorization": f"Bearer {api_app.admin}x"}, {"Authorization": "Bearer"}):
+            response = client.open(concrete(route.path), method=route.method, headers=headers, data=b"{}",
+                                   content_type="application/json")
+            where = f"{route.method} {route.path} with {headers}"
+            assert response.status_code == 401, (where, response.data)
+            assert response.headers["WWW-Authenticate"].startswith("Bearer"), where
+            assert response.json["error"]["code"] == "unauthenticated", where
+
+
+def test_an_operator_token_may_not_change(api_app):
+    from devupdate.audit.models import AuditEvent
+
+    before = AuditEvent.select().count()
+    for route in CHANGES:
+        response = api_app.client.open(concrete(route.path), method=route.method, headers=api_app.auth("operator"),
+                                       json={"Name": "x", "MACAddress": "00-04-f2-aa-bb-cc", "Value": "4096"})
+        assert response.status_code == 403, (route.method, route.path, response.data)
+        assert response.json["error"]["code"] == "forbidden"
+    assert AuditEvent.select().count() == before  # refused before any service function ran
+
+
+def test_malformed_json_is_a_400_on_every_route(api_app):
+    for route in PROTECTED:
+        for body in (b"{", b'{"Name": }', b"\xff\xfe", b'{"Name": "a"} trailing', b"[" * 100_000,
+                     b'{"Value": ' + b"9" * 5000 + b"}", b'{"Value": NaN}'):
+            response = api_app.client.open(concrete(route.path), method=route.method, headers=api_app.auth("admin"),
+                                           data=body, content_type="application/json")
+            assert response.status_code == 400, (route.method, route.path, body[:20], response.data)
+            assert response.json["error"]["code"] == "malformed-json"
+
+
+def test_an_operator_token_may_read(api_app):
+    for route in PROTECTED:
+        if route.role != "operator":
+            continue
+        response = api_app.client.open(concrete(route.path), method=route.method, headers=api_app.auth("operator"))
+        assert response.status_code in (200, 404), (route.path, response.data)  # 404: no such rule or log
+        if response.status_code == 404:
+            assert "{" in route.path
+
+
+def test_json_bodies_that_are_not_objects_are_refused_with_the_shape_wanted(api_app):
+    for body in (b"[]", b'"text"', b"42", b"null", b""):
+        response = api_app.call("POST", "/test-devices", data=body, content_type="application/json")
+        assert response.status_code == 400
+        assert response.json["error"]["code"] == "bad-body"
+    response = api_app.call("PUT", "/configuration/MaxLogFileSize", json={"Value": {"nested": 1}})
+    assert response.status_code == 400 and response.json["error"]["code"] == "bad-body"
+    response = api_app.call("POST", "/test-devices", data=b'{"Name": "a\\u0000b", "MACAddress": "0004f2aabbcc"}',
+                            content_type="application/json")
+    assert response.status_code == 400 and response.json["error"]["code"] == "bad-text"
+
+
+def test_unknown_paths_and_methods_answer_json(api_app):
+    response = api_app.get("/nothing-here")
+    assert response.status_code == 404 and response.json["error"]["code"] == "not-found"
+    response = api_app.call("PATCH", "/rules")
+    assert response.status_code == 405 and response.headers["Allow"] == "GET, HEAD, OPTIONS"
+    options = api_app.client.options(API + "/rules/abc")
+    assert options.status_code == 204 and options.headers["Allow"] == "GET, DELETE, HEAD, OPTIONS"
+    assert api_app.client.get(API + "/nothing-here").status_code == 401  # no route list for strangers
+
+
+def test_tokens_are_stored_hashed_and_revocation_is_immediate(api_app):
+    from devupdate.admin import tokens
+    from devupdate.admin.tokens import ApiToken
+    from devupdate.audit.trail import list_events
+
+    stored = ApiToken.get(ApiToken.name == "ci-admin")
+    assert stored.hash == hashlib.sha256(api_app.admin.encode()).hexdigest()
+    assert api_app.admin not in str(list(ApiToken.select().tuples()))
+    assert api_app.get("/rules", role="admin").status_code == 200
+    assert ApiToken.get(ApiToken.name == "ci-admin").last_used_at is not None
+    tokens.revoke("ci-admin", actor="test")
+    response = api_app.get("/rules", role="admin")
+    assert response.status_code == 401
+    assert [e["Action"] for e in list_events(action="token.")] == ["token.revoke", "token.create", "token.create"]
