@@ -6,102 +6,23 @@ Settings come from ``DEVUPDATE_*`` variables or ``$DEVUPDATE_HOME/devupdate.toml
 
 from __future__ import annotations
 
-import functools
-import getpass
-import json
-import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
-from devupdate.errors import DevupdateError
+from devupdate.clikit import (
+    Progress,
+    actor,
+    handle_errors,
+    print_json,
+    print_record,
+    print_table,
+    runtime,
+    settings,
+)
 from devupdate.settings import Settings
-
-
-def actor() -> str:
-    """Who the audit trail names for a CLI action."""
-    return os.environ.get("DEVUPDATE_ACTOR") or f"cli:{getpass.getuser()}"
-
-
-def settings() -> Settings:
-    return Settings.load()
-
-
-def runtime(*, upgrade: bool = False):
-    from devupdate.runtime import open_runtime
-
-    return open_runtime(settings(), upgrade=upgrade)
-
-
-def fail(message: str) -> None:
-    click.echo(f"devupdate: error: {message}", err=True)
-    sys.exit(1)
-
-
-def handle_errors(func: Callable) -> Callable:
-    """Turn refusals into one line on stderr and exit status 1 — never a traceback."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except DevupdateError as exc:
-            fail(exc.message)
-        except OSError as exc:
-            fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
-        except Exception as exc:  # database unreachable and the like: still one line
-            import peewee
-
-            if isinstance(exc, peewee.OperationalError | peewee.InterfaceError):
-                fail(f"database: {str(exc).strip().splitlines()[0]} (check DEVUPDATE_DATABASE_URL)")
-            raise
-    return wrapper
-
-
-def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
-def print_table(rows: Iterable[dict[str, Any]], columns: list[str]) -> None:
-    rows = list(rows)
-    if not rows:
-        click.echo("(none)")
-        return
-    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-
-
-def print_record(data: dict[str, Any]) -> None:
-    width = max(len(k) for k in data)
-    for key, value in data.items():
-        shown = json.dumps(value, default=str) if isinstance(value, list | dict) else ("" if value is None else value)
-        click.echo(f"{key.ljust(width)} : {shown}")
-
-
-class Progress:
-    """A byte progress bar on a terminal, silent otherwise (scripts, CI, pipes)."""
-
-    def __init__(self, label: str):
-        self.label, self.bar = label, None
-        self.enabled = sys.stderr.isatty()
-
-    def total(self, length: int) -> None:
-        if self.enabled and length > 1 << 20:
-            self.bar = click.progressbar(length=length, label=self.label, file=sys.stderr, show_pos=False)
-            self.bar.__enter__()
-
-    def advance(self, count: int) -> None:
-        if self.bar is not None:
-            self.bar.update(count)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

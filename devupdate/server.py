@@ -7,7 +7,9 @@ database connection and filestore after the fork. SIGTERM lets requests in fligh
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import subprocess
 import sys
 
@@ -67,6 +69,8 @@ class DevupdateServer(BaseApplication):
             "proc_name": "devupdate-tls" if self.tls else "devupdate",
             "worker_exit": _worker_exit,
             "post_worker_init": _post_worker_init,
+            # the scheme is our NetworkPolicy's call (trusted proxies from settings), not gunicorn's
+            "secure_scheme_headers": {},
         }
         if self.tls:
             paths = tls_paths(self.settings)
@@ -88,6 +92,8 @@ def run(settings: Settings, *, tls: bool = False, dns: bool = False) -> None:
     if tls and not (paths.cert.is_file() and paths.key.is_file()):
         raise DevupdateError(f"no certificate at {paths.cert}: run 'devupdate cert create' (or put the "
                              "organisation's certificate and key there)", code="no-certificate")
+    if tls:  # the external side is HTTPS only: plain-HTTP Ext requests would carry credentials in the clear
+        settings = dataclasses.replace(settings, external_https_only=True)
     if paths.cert.is_file():
         for warning in startup_check(settings):
             log.warning("certificate: %s", warning)
@@ -108,7 +114,8 @@ def run(settings: Settings, *, tls: bool = False, dns: bool = False) -> None:
         if tls:
             children.append(subprocess.Popen(
                 [sys.executable, "-m", "devupdate", "serve", "--listener", "tls", "--host", settings.host,
-                 "--workers", str(settings.workers)], preexec_fn=_die_with_parent))
+                 "--workers", str(settings.workers)], preexec_fn=_die_with_parent,
+                env={**os.environ, "DEVUPDATE_EXTERNAL_HTTPS_ONLY": "true"}))
         DevupdateServer(settings).run()
     finally:
         for child in children:

@@ -59,6 +59,8 @@ class Settings:
     internal_networks: tuple[str, ...] = (
         "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1/128", "fc00::/7", "fe80::/10")
     trusted_proxies: tuple[str, ...] = ()
+    external_https_only: bool = False  # refuse /RequestHandlerExt, _Ext over plain HTTP (on with serve --tls)
+    console_cookie_secure: bool = True  # false only for plain-HTTP testing on a loopback address
     max_cab_size: int = 2 * 1024**3
     max_expansion_ratio: float = 200.0
     catalog_policy: str = "warn"  # off | warn | enforce

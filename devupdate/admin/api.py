@@ -37,7 +37,6 @@ PREFIX = "/api/v1"
 MAX_JSON_BODY = 1 << 20
 MAX_PAGE = 500
 MAX_OFFSET = 10**9
-INCOMING_AREA = "incoming"
 
 bp = Blueprint("api_v1", __name__, url_prefix=PREFIX)
 
@@ -350,32 +349,6 @@ def remove_rule(rule: str) -> Response:
 
 # --- imports ------------------------------------------------------------------------------------
 
-class _LimitedBody:
-    """The request body, refused with 413 as soon as it passes ``limit``; a cut connection → 400."""
-
-    def __init__(self, stream, limit: int, announced: int | None):
-        self.stream, self.limit, self.announced, self.total = stream, limit, announced, 0
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            data = self.stream.read(size if size and size > 0 else 1 << 20)
-        except (OSError, HTTPException, ValueError) as exc:
-            raise DevupdateError(f"the upload ended early ({type(exc).__name__}); send it again",
-                                 code="incomplete-body") from None
-        self.total += len(data)
-        if self.total > self.limit:
-            raise _too_large(self.total, self.limit)
-        if not data and self.announced is not None and self.total < self.announced:
-            raise DevupdateError(f"the upload ended after {self.total} of {self.announced} bytes; send it again",
-                                 code="incomplete-body")
-        return data
-
-
-def _too_large(size: int, limit: int) -> TooLarge:
-    return TooLarge(f"the upload is {size if size else 'more than'} bytes, above the limit of {limit}; "
-                    "raise DEVUPDATE_MAX_CAB_SIZE on the server to accept it", code="cab-too-large")
-
-
 def _upload_name() -> str:
     from devupdate.devices.logs import safe_name
 
@@ -394,7 +367,7 @@ def import_limits() -> Response:
     from devupdate.storage import usage_rows
 
     rt = runtime()
-    areas = [row for row in usage_rows(rt.store) if row["Area"] in (INCOMING_AREA, "images")]
+    areas = [row for row in usage_rows(rt.store) if row["Area"] in ("incoming", "images")]
     return json_response({"MaxCabSize": rt.settings.max_cab_size, "Areas": areas})
 
 
@@ -404,41 +377,14 @@ def import_limits() -> Response:
        responses={201: "ImportResult", 200: "ImportResult", **CHANGE, 409: "Error", 413: "Error", 415: "Error",
                   507: "Error"})
 def import_cab() -> Response:
-    from devupdate.errors import QuotaFull
-    from devupdate.imports.service import import_cab as service_import
-    from filestore import QuotaExceeded
+    from devupdate.imports.upload import import_upload
 
     if _is_json_type():
         return error_response(415, "unsupported-media-type", "send the .cab itself as the request body "
                               "(Content-Type: application/octet-stream)")
     rt = runtime()
-    limit = rt.settings.max_cab_size
-    announced = request.content_length
-    if announced is not None and announced > limit:
-        raise _too_large(announced, limit)
-    name = _upload_name()
-    body = _LimitedBody(request.stream, limit, announced)
-    try:
-        staged = rt.store.stage(INCOMING_AREA, body, size=announced)
-    except QuotaExceeded as exc:
-        raise QuotaFull(f"{exc}; raise DEVUPDATE_QUOTA_INCOMING or wait for uploads in progress",
-                        code="incoming-quota-exceeded") from None
-    try:
-        if staged.size == 0:
-            raise DevupdateError("the request body is empty; send the .cab as the body", code="empty-body")
-        with staged.open() as handle:
-            path = handle.name  # the staged temp file: same disk, counted in the incoming quota
-        for attempt in range(2):
-            try:
-                result = service_import(rt.store, rt.settings, path, actor=principal().actor, file_name=name)
-                break
-            except DevupdateError as exc:
-                # The same cab committed by a concurrent request (a retry racing its first attempt):
-                # importing again now finds it done and answers nothing-new.
-                if exc.code != "concurrent-import" or attempt:
-                    raise
-    finally:
-        staged.discard()
+    result = import_upload(rt.store, rt.settings, request.stream, size=request.content_length,
+                           file_name=_upload_name(), actor=principal().actor)
     return json_response(result.as_dict(), 201 if result.outcome == "imported" else 200)
 
 

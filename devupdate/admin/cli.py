@@ -1,25 +1,10 @@
-"""``devupdate tokens``: bearer tokens for the JSON API and the upload tool.
-
-Registered by ``devupdate.cli`` with ``main.add_command(group)``; the CLI helpers are looked up
-when a command runs, so this module imports cleanly whichever side is imported first.
-"""
+"""``devupdate tokens``: bearer tokens for the JSON API and the upload tool."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-
 import click
 
-
-def handle_errors(func: Callable) -> Callable:
-    """``devupdate.cli.handle_errors``, resolved late (``devupdate.cli`` imports this module)."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from devupdate.cli import handle_errors as real
-
-        return real(func)(*args, **kwargs)
-    return wrapper
+from devupdate.clikit import actor, handle_errors, print_json, print_table, runtime
 
 
 @click.group("tokens")
@@ -40,8 +25,6 @@ def group() -> None:
 def tokens_create(name: str, role: str, as_json: bool) -> None:
     """Create a token and print its secret — once: only a hash is stored."""
     from devupdate.admin.tokens import create, token_dict
-    from devupdate.cli import actor, print_json, runtime
-
     runtime()
     token, secret = create(name, role, actor=actor())
     if as_json:
@@ -58,8 +41,6 @@ def tokens_create(name: str, role: str, as_json: bool) -> None:
 def tokens_list(as_json: bool) -> None:
     """Tokens with their role, creation, last use and revocation (never the secrets)."""
     from devupdate.admin.tokens import list_tokens, token_dict
-    from devupdate.cli import print_json, print_table, runtime
-
     runtime()
     rows = [token_dict(token) for token in list_tokens()]
     print_json(rows) if as_json else print_table(rows, ["Name", "Role", "Created", "LastUsed", "Revoked"])
@@ -71,8 +52,6 @@ def tokens_list(as_json: bool) -> None:
 def tokens_revoke(name: str) -> None:
     """Revoke a token: requests presenting it are refused from now on."""
     from devupdate.admin.tokens import revoke
-    from devupdate.cli import actor, runtime
-
     runtime()
     revoke(name, actor=actor())
     click.echo(f"revoked token {name}")

@@ -6,7 +6,8 @@ log uploads.
   proxies (``NetworkPolicy``).
 - ``Ext`` routes (``/RequestHandlerExt/…``, ``/DeviceUpdateFiles_Ext/…``) need HTTP Basic
   credentials checked against the user store: none → ``401`` with a ``WWW-Authenticate``
-  challenge, wrong → ``401``.
+  challenge, wrong → ``401``. With ``external_https_only`` (``serve --tls``) they refuse plain
+  HTTP with ``403`` before looking at credentials, which would otherwise travel in the clear.
 
 ``decide`` is the pure core; ``guard_request`` / ``side_guard`` are the Flask edges.
 """
@@ -112,7 +113,8 @@ _locations = _Locations()
 
 
 def decide(side: str, remote_addr: str | None, forwarded_for: str | None, authorization: str | None,
-           network: NetworkPolicy, users: UserStore) -> Access | Refusal:
+           network: NetworkPolicy, users: UserStore, *, url_scheme: str = "http",
+           forwarded_proto: str | None = None) -> Access | Refusal:
     """Pure decision for one request on one side."""
     side = _SIDES.get(side) or canonical_side(side)
     address, internal = _locations.locate(network, remote_addr or "", forwarded_for)
@@ -121,6 +123,9 @@ def decide(side: str, remote_addr: str | None, forwarded_for: str | None, author
             return Refusal(403, "NotInternal", "this path answers internal networks only; "
                            "external devices use /RequestHandlerExt", address)
         return Access(address, "", side)
+    if network.external_https_only and not network.is_https(url_scheme, remote_addr or "", forwarded_proto):
+        return Refusal(403, "HttpsRequired", "the external side answers over HTTPS only; "
+                       "use the https:// external URL", address)
     if authorization is None or not authorization.strip():
         return Refusal(401, "AuthenticationRequired", "credentials required: anonymous access is not supported",
                        address)
@@ -138,7 +143,8 @@ def check_access(side: str) -> Access | Refusal:
     ext = current_app.extensions
     headers = request.headers
     return decide(side, request.remote_addr, headers.get("X-Forwarded-For"), headers.get("Authorization"),
-                  ext["network"], ext["users"])
+                  ext["network"], ext["users"], url_scheme=request.scheme,
+                  forwarded_proto=headers.get("X-Forwarded-Proto"))
 
 
 def guard_request(side: str) -> tuple[str, str] | Response:

@@ -146,7 +146,9 @@ def answer(service: CheckService, side: str, environ: dict) -> Answer:
     audit row, one inventory observation and the metrics. Every outcome is logged; nothing raises."""
     started = time.perf_counter()
     access = decide(side, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"),
-                    environ.get("HTTP_AUTHORIZATION"), service.network, service.users)
+                    environ.get("HTTP_AUTHORIZATION"), service.network, service.users,
+                    url_scheme=environ.get("wsgi.url_scheme", "http"),
+                    forwarded_proto=environ.get("HTTP_X_FORWARDED_PROTO"))
     is_get = environ["REQUEST_METHOD"] in ("GET", "HEAD")
     if isinstance(access, Refusal):
         fields = _query_fields(_query(environ)[0]) if is_get else {}

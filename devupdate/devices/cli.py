@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from devupdate.cli import actor, handle_errors, print_json, print_table, runtime
+from devupdate.clikit import actor, handle_errors, print_json, print_table, runtime
 from devupdate.errors import DevupdateError
 
 # --- service functions (the JSON API calls the same ones) --------------------------------------------

@@ -1,25 +1,10 @@
-"""``devupdate logs``: device logs uploaded by phones (list) and log cleanup (Clear-CsDeviceUpdateLog).
-
-Registered by ``devupdate.cli`` with ``main.add_command(group, "logs")``; the CLI helpers are
-looked up when a command runs, so this module imports cleanly whichever side is imported first.
-"""
+"""``devupdate logs``: device logs uploaded by phones (list) and log cleanup (Clear-CsDeviceUpdateLog)."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-
 import click
 
-
-def handle_errors(func: Callable) -> Callable:
-    """``devupdate.cli.handle_errors``, resolved late (``devupdate.cli`` imports this module)."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from devupdate.cli import handle_errors as real
-
-        return real(func)(*args, **kwargs)
-    return wrapper
+from devupdate.clikit import handle_errors, print_json, print_table, runtime
 
 
 @click.group("logs")
@@ -34,7 +19,6 @@ def group() -> None:
 @handle_errors
 def logs_list(log_type: str | None, device: str | None, as_json: bool) -> None:
     """Uploaded device logs, by type, device and name."""
-    from devupdate.cli import print_json, print_table, runtime
     from devupdate.devices.logs import list_logs
 
     rows = [item.as_dict() for item in list_logs(runtime().store, log_type=log_type, device=device)]
@@ -52,7 +36,6 @@ def logs_list(log_type: str | None, device: str | None, as_json: bool) -> None:
 def logs_cleanup(days_back: int | None, as_json: bool) -> None:
     """Remove old device logs and request audit logs (what the service also does on its own)."""
     from devupdate import configuration
-    from devupdate.cli import print_json, runtime
     from devupdate.devices.logs import cleanup
 
     rt = runtime()

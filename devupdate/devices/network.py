@@ -1,5 +1,6 @@
-"""Who is asking: the client address (trusting X-Forwarded-For only from configured proxies)
-and whether it is on an internal network. Networks are parsed once, at start."""
+"""Who is asking: the client address (trusting X-Forwarded-For only from configured proxies),
+whether it is on an internal network, and whether it arrived over HTTPS (trusting
+X-Forwarded-Proto only from those proxies). Networks are parsed once, at start."""
 
 from __future__ import annotations
 
@@ -36,11 +37,22 @@ def _in(address: str, networks: tuple[Network, ...]) -> bool:
 class NetworkPolicy:
     internal: tuple[Network, ...]
     trusted_proxies: tuple[Network, ...]
+    external_https_only: bool = False  # on with `serve --tls`: the external side refuses plain HTTP
 
     @classmethod
     def from_settings(cls, settings) -> NetworkPolicy:
         return cls(parse_networks(settings.internal_networks, "DEVUPDATE_INTERNAL_NETWORKS"),
-                   parse_networks(settings.trusted_proxies, "DEVUPDATE_TRUSTED_PROXIES"))
+                   parse_networks(settings.trusted_proxies, "DEVUPDATE_TRUSTED_PROXIES"),
+                   settings.external_https_only)
+
+    def is_https(self, url_scheme: str, remote_addr: str, forwarded_proto: str | None) -> bool:
+        """HTTPS end to end as far as we can tell: our own TLS listener, or a trusted proxy that says
+        its client used HTTPS (the proxy's first ``X-Forwarded-Proto`` value)."""
+        if url_scheme == "https":
+            return True
+        if forwarded_proto and _in(remote_addr or "", self.trusted_proxies):
+            return forwarded_proto.split(",", 1)[0].strip().lower() == "https"
+        return False
 
     def client_address(self, remote_addr: str, forwarded_for: str | None) -> str:
         """The first address, walking X-Forwarded-For right to left, that is not a trusted proxy."""

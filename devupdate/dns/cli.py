@@ -1,36 +1,19 @@
-"""``devupdate dns``: serve the discovery names, print them as zone lines, or publish them (RFC 2136).
-
-Registered by ``devupdate.cli`` with ``main.add_command(group, "dns")``. The CLI helpers are
-looked up when a command runs, so this module imports cleanly whichever side is imported first.
-"""
+"""``devupdate dns``: serve the discovery names, print them as zone lines, or publish them (RFC 2136)."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from devupdate.clikit import handle_errors, print_json
 from devupdate.dns.records import RecordSet
 from devupdate.settings import Settings
 
 
-def handle_errors(func: Callable) -> Callable:
-    """``devupdate.cli.handle_errors``, resolved late (``devupdate.cli`` imports this module)."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from devupdate.cli import handle_errors as real
-
-        return real(func)(*args, **kwargs)
-    return wrapper
-
-
 def _print_json(data) -> None:
-    from devupdate.cli import print_json
-
     print_json(data)
 
 

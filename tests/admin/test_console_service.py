@@ -203,17 +203,22 @@ def test_signing_key_is_created_once_private_and_shared(tmp_path):
         session.load_signing_key(tmp_path)
 
 
-def test_secure_cookie_can_be_off_only_on_loopback():
-    variable = session.SECURE_VARIABLE
-    assert session.cookie_secure("0.0.0.0", {}) is True
-    assert session.cookie_secure("10.0.0.5", {variable: "true"}) is True
+def test_secure_cookie_can_be_off_only_on_loopback(tmp_path):
+    from devupdate.settings import Settings
+
+    def settings(host: str, value: str | None) -> Settings:
+        environ = {"DEVUPDATE_HOST": host} | ({session.SECURE_VARIABLE: value} if value is not None else {})
+        return Settings.load(environ, home=str(tmp_path))
+
+    assert session.cookie_secure(settings("0.0.0.0", None)) is True
+    assert session.cookie_secure(settings("10.0.0.5", "true")) is True
     for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
-        assert session.cookie_secure(host, {variable: "false"}) is False
+        assert session.cookie_secure(settings(host, "false")) is False
     for host in ("0.0.0.0", "10.0.0.5", "::", "updates.example.com"):
         with pytest.raises(SettingsError, match="loopback"):
-            session.cookie_secure(host, {variable: "off"})
+            session.cookie_secure(settings(host, "off"))
     with pytest.raises(SettingsError, match="true or false"):
-        session.cookie_secure("127.0.0.1", {variable: "maybe"})
+        settings("127.0.0.1", "maybe")
 
 
 def test_admins_commands(install):

@@ -44,6 +44,39 @@ def test_internal_side(remote, xff, proxies, result):
         assert got == result
 
 
+def https_only(proxies=()) -> NetworkPolicy:
+    return NetworkPolicy(policy(proxies).internal, policy(proxies).trusted_proxies, external_https_only=True)
+
+
+@pytest.mark.parametrize(("remote", "scheme", "proto", "proxies", "allowed"), [
+    ("203.0.113.9", "http", None, (), False),
+    ("203.0.113.9", "https", None, (), True),  # our own TLS listener
+    ("203.0.113.9", "http", "https", (), False),  # anyone can send the header: not from a trusted proxy
+    ("127.0.0.1", "http", "https", ("127.0.0.1/32",), True),
+    ("127.0.0.1", "http", "HTTPS, http", ("127.0.0.1/32",), True),  # the proxy's own view comes first
+    ("127.0.0.1", "http", "http", ("127.0.0.1/32",), False),
+    ("127.0.0.1", "http", None, ("127.0.0.1/32",), False),
+])
+def test_external_side_https_only(remote, scheme, proto, proxies, allowed):
+    got = decide("Ext", remote, None, basic("phones", "pa:ss wörd"), https_only(proxies), Users(),
+                 url_scheme=scheme, forwarded_proto=proto)
+    if allowed:
+        assert got == Access(remote, "phones", "Ext")
+    else:
+        assert isinstance(got, Refusal) and (got.status, got.code) == (403, "HttpsRequired")
+        assert "HTTPS only" in got.message
+
+
+def test_plain_http_external_side_is_refused_before_credentials_are_looked_at():
+    class Watching(Users):
+        def verify(self, name, password):
+            raise AssertionError("credentials checked on plain HTTP")
+
+    got = decide("Ext", "203.0.113.9", None, basic("phones", "x"), https_only(), Watching())
+    assert isinstance(got, Refusal) and got.code == "HttpsRequired"
+    assert decide("Int", "10.1.2.3", None, None, https_only(), Users()) == Access("10.1.2.3", "", "Int")
+
+
 @pytest.mark.parametrize(("header", "status", "code", "user"), [
     (None, 401, "AuthenticationRequired", ""),
     ("", 401, "AuthenticationRequired", ""),

@@ -19,9 +19,9 @@ from devupdate.devices.cleanup_job import LogCleanupJob, is_due, last_scheduled
 DAY = 86400
 
 
-def put(store, area: str, relpath: str, age_days: float, data: bytes = b"log") -> None:
+def put(store, area: str, relpath: str, age_days: float, data: bytes = b"log", now: float | None = None) -> None:
     store.write_named(area, relpath, io.BytesIO(data))
-    when = time.time() - age_days * DAY
+    when = (time.time() if now is None else now) - age_days * DAY
     os.utime(store.named_path(area, relpath), (when, when))
 
 
@@ -97,7 +97,7 @@ class FixedConfig:
 
 def test_job_steps_hold_one_lock_and_follow_time_of_day(install):
     rt = install.runtime()
-    put(rt.store, "logs/client", "Watson/0004F2AABBCC/old.dmp", 11)
+    put(rt.store, "logs/client", "Watson/0004F2AABBCC/old.dmp", 11, now=local(2026, 11, 22, 3, 0))
     config = FixedConfig(LogCleanUpTimeOfDay="03:00")
     first = LogCleanupJob(rt.store, install.home, config)
     second = LogCleanupJob(rt.store, install.home, config)  # another flock on the same file: excluded

@@ -50,6 +50,25 @@ def test_serve_tls_is_trusted_for_every_discovery_name(install, live_server):
     assert wrong.returncode == 60  # hostname mismatch: the certificate names only ours
     plain = subprocess.run([curl, "-sS", f"{server.url}/healthz"], capture_output=True, text=True, timeout=30)
     assert plain.returncode == 0 and '"status"' in plain.stdout  # internal side stays on plain HTTP
+    check = ('<Request><DeviceType>UCPhone</DeviceType><MACAddress>00-04-F2-AA-BB-CC</MACAddress>'
+             '<Vendor>Polycom</Vendor><Model>CX600</Model><Revision>A</Revision><Locale>ENU</Locale></Request>')
+
+    def post(url: str, *extra: str) -> tuple[str, str]:
+        out = subprocess.run([curl, "-sS", "-o", "-", "-w", "\n%{http_code}", "--cacert", str(ca), "-H",
+                              "Content-Type: text/xml", "--data-binary", check, *extra, url],
+                             capture_output=True, text=True, timeout=30)
+        body, _, status = out.stdout.rpartition("\n")
+        return status, body
+
+    install.cli("users", "add", "phones", "--password-stdin", input="s3cret-pass\n")
+    status, body = post(f"{server.url}/RequestHandler/ucdevice.upx")
+    assert status == "200" and "<NumOfFiles>0</NumOfFiles>" in body  # internal checks stay on plain HTTP
+    status, body = post(f"{server.url}/RequestHandlerExt/ucdevice.upx", "-u", "phones:s3cret-pass",
+                        "-H", "X-Forwarded-Proto: https")
+    assert status == "403" and "HttpsRequired" in body  # external side over plain HTTP: refused
+    status, body = post(f"https://updates.contoso.com:{tls_port}/RequestHandlerExt/ucdevice.upx",
+                        "--resolve", f"updates.contoso.com:{tls_port}:127.0.0.1", "-u", "phones:s3cret-pass")
+    assert status == "200" and "<NumOfFiles>0</NumOfFiles>" in body
     assert server.stop() == 0
     time.sleep(0.5)
     gone = subprocess.run([curl, "-sS", "--cacert", str(ca), f"https://127.0.0.1:{tls_port}/healthz"],

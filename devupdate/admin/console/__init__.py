@@ -16,6 +16,6 @@ def install(app, runtime) -> None:
 
     settings = runtime.settings
     app.extensions["console.cookie"] = SessionCookie(load_signing_key(settings.home),
-                                                     secure=cookie_secure(settings.host))
+                                                     secure=cookie_secure(settings))
     app.register_blueprint(bp)
     app.add_url_rule("/", "root", lambda: redirect(url_for("console.dashboard")))

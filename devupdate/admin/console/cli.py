@@ -1,28 +1,13 @@
-"""``devupdate admins``: the people who may sign in to the web console.
-
-Registered by ``devupdate.cli`` with ``main.add_command(admins)``; the CLI helpers are looked up
-when a command runs, so this module imports cleanly whichever side is imported first.
-"""
+"""``devupdate admins``: the people who may sign in to the web console."""
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 
 import click
 
+from devupdate.clikit import actor, handle_errors, print_json, print_table, runtime
 from devupdate.errors import DevupdateError
-
-
-def handle_errors(func: Callable) -> Callable:
-    """``devupdate.cli.handle_errors``, resolved late (``devupdate.cli`` imports this module)."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from devupdate.cli import handle_errors as real
-
-        return real(func)(*args, **kwargs)
-    return wrapper
 
 
 @click.group("admins")
@@ -44,8 +29,6 @@ def admins() -> None:
 def admins_add(name: str, role: str, password_stdin: bool, replace: bool) -> None:
     """Create a console account (prompts for the password unless --password-stdin)."""
     from devupdate.admin.console.auth import add_admin
-    from devupdate.cli import actor, runtime
-
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
@@ -63,8 +46,6 @@ def admins_add(name: str, role: str, password_stdin: bool, replace: bool) -> Non
 def admins_list(as_json: bool) -> None:
     """Accounts with their role and last sign-in (never the hashes)."""
     from devupdate.admin.console.auth import admin_dict, list_admins
-    from devupdate.cli import print_json, print_table, runtime
-
     runtime()
     rows = [admin_dict(user) for user in list_admins()]
     print_json(rows) if as_json else print_table(rows, ["Name", "Role", "Created", "LastSignIn"])
@@ -76,8 +57,6 @@ def admins_list(as_json: bool) -> None:
 def admins_remove(name: str) -> None:
     """Delete an account; its open console sessions end at their next request."""
     from devupdate.admin.console.auth import remove_admin
-    from devupdate.cli import actor, runtime
-
     runtime()
     remove_admin(name, actor=actor())
     click.echo(f"removed {name}")

@@ -19,7 +19,6 @@ import ipaddress
 import os
 import secrets
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,19 +70,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def cookie_secure(host: str, environ: Mapping[str, str] | None = None) -> bool:
-    """``Secure`` is on unless ``DEVUPDATE_CONSOLE_COOKIE_SECURE=false`` — which is accepted only
-    when the service listens on a loopback address (plain-HTTP testing on one machine): a console
-    reachable over the network without TLS would send its session in the clear."""
-    environ = os.environ if environ is None else environ
-    raw = environ.get(SECURE_VARIABLE, "true").strip().lower()
-    if raw in ("1", "true", "yes", "on", ""):
+def cookie_secure(settings) -> bool:
+    """``Secure`` is on unless ``console_cookie_secure`` is false — which is accepted only when the
+    service listens on a loopback address (plain-HTTP testing on one machine): a console reachable
+    over the network without TLS would send its session in the clear."""
+    if settings.console_cookie_secure:
         return True
-    if raw not in ("0", "false", "no", "off"):
-        raise SettingsError(f"{SECURE_VARIABLE}={raw!r}: expected true or false")
-    if not _is_loopback(host):
+    if not _is_loopback(settings.host):
         raise SettingsError(f"{SECURE_VARIABLE}=false is accepted only when serving on a loopback address "
-                            f"(DEVUPDATE_HOST is {host!r}); serve the console over HTTPS instead")
+                            f"(DEVUPDATE_HOST is {settings.host!r}); serve the console over HTTPS instead")
     return False
 
 
