@@ -59,7 +59,7 @@ class DevupdateServer(BaseApplication):
             "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
             "workers": self.settings.workers,
             "worker_class": "gthread",
-            "threads": 4,
+            "threads": self.settings.threads,
             "graceful_timeout": self.settings.graceful_timeout,
             "timeout": 120,
             "keepalive": 5,

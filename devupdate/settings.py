@@ -51,6 +51,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 2
+    threads: int = 4  # request threads per worker (gunicorn gthread)
     graceful_timeout: int = 30
     service_name: str = ""  # Identity prefix service:WebServer:<service_name>; default: host name
     server_name: str = ""  # used in audit log file names; default: host name
@@ -148,7 +149,7 @@ def _convert(name: str, value: object) -> object:
             number = int(value)  # type: ignore[arg-type]
             if name in ("port", "tls_port", "dns_port") and not 0 <= number <= 65535:
                 raise ValueError("out of range 0–65535")
-            if name in ("workers", "graceful_timeout") and number < 1:
+            if name in ("workers", "threads", "graceful_timeout") and number < 1:
                 raise ValueError("out of range")
             return number
         if kind == "float":

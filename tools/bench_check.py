@@ -11,7 +11,7 @@ distinct POST bodies of real devices — some current, some outdated, some test 
 same connection count, one after the other, alternating (a b a b …). Prints checks/s of each,
 the ratio b ÷ a, and p50/p99 latency. Targets (issue 3): ratio ≥ 0.7, p99 ≤ 50 ms at 64 connections.
 
-    python tools/bench_check.py [--seconds 10] [--rounds 2] [--connections 64] [--workers N]
+    python tools/bench_check.py [--seconds 10] [--rounds 2] [--connections 64] [--workers N] [--server-threads N]
                                 [--database-url postgresql://…] [--json]
 
 Needs wrk (apt-get install wrk). Seeding uses direct inserts and real filestore objects.
@@ -92,7 +92,8 @@ def serve_bare(port: int, workers: int) -> None:
                 return "ok"
             return app
 
-    Bare(Settings.load({}, host="127.0.0.1", port=port, workers=workers, home=tempfile.gettempdir())).run()
+    threads = {"DEVUPDATE_THREADS": os.environ.get("DEVUPDATE_THREADS", str(Settings.threads))}  # as (b)'s
+    Bare(Settings.load(threads, host="127.0.0.1", port=port, workers=workers, home=tempfile.gettempdir())).run()
 
 
 # --- seeding -------------------------------------------------------------------------------------------
@@ -287,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads.")
     parser.add_argument("--workers", type=int, help="gunicorn workers for both (default: devupdate's default).")
+    parser.add_argument("--server-threads", type=int, help="threads per worker for both (default: devupdate's).")
     parser.add_argument("--database-url", default="", help="Default: SQLite in a scratch data directory.")
     parser.add_argument("--keep", action="store_true", help="Keep the scratch data directory.")
     parser.add_argument("--json", action="store_true")
@@ -303,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(tempfile.mkdtemp(prefix="bench-check-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEVUPDATE_")}
     env.update({"DEVUPDATE_HOME": str(home), "DEVUPDATE_SERVER_NAME": "bench", "DEVUPDATE_WORKERS": str(workers),
+                "DEVUPDATE_THREADS": str(args.server_threads or Settings.threads),
                 "DEVUPDATE_PUBLIC_INTERNAL_URL": "http://ucupdates-r2.contoso.com",
                 "DEVUPDATE_PUBLIC_EXTERNAL_URL": "https://ucupdates.contoso.com",
                 "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", "")})
@@ -363,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         audit_dir = home / "filestore" / "logs" / "audit" / requestlog.DIRECTORY
         audit_rows = sum(p.read_bytes().count(b"\r\n") - 1 for p in audit_dir.glob("*.log"))
         report = {
-            "cpus": os.cpu_count(), "workers": workers, "threads_per_worker": 4, "connections": args.connections,
+            "cpus": os.cpu_count(), "workers": workers, "threads_per_worker": settings.threads,
+            "connections": args.connections,
             "wrk_threads": args.threads, "seconds_per_round": args.seconds, "rounds": args.rounds,
             "database": "postgresql" if args.database_url else "sqlite", "seed_seconds": round(seeded, 1),
             "rules": RULES, "known_devices": DEVICES, "test_devices": TEST_DEVICES, "distinct_bodies": BODIES,
@@ -381,8 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(report, indent=2))
         else:
-            print(f"{report['cpus']} CPUs, {workers} workers × 4 threads, {args.connections} connections, "
-                  f"{args.rounds} × {args.seconds} s each, {report['database']}")
+            print(f"{report['cpus']} CPUs, {workers} workers × {settings.threads} threads, "
+                  f"{args.connections} connections, {args.rounds} × {args.seconds} s each, {report['database']}")
             for label, r in (("(a) bare Flask route", a), ("(b) ucdevice.upx", b)):
                 print(f"{label:24} {r['checks_per_second']:9.1f} checks/s   p50 {r['p50_ms']:6.2f} ms   "
                       f"p90 {r['p90_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms   errors {r['errors']}   "

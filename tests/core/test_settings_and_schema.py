@@ -18,6 +18,8 @@ def test_defaults_then_file_then_environment(tmp_path):
 
 @pytest.mark.parametrize("env, message", [
     ({"DEVUPDATE_WORKERS": "0"}, "DEVUPDATE_WORKERS='0': out of range"),
+    ({"DEVUPDATE_THREADS": "0"}, "DEVUPDATE_THREADS='0': out of range"),
+    ({"DEVUPDATE_EXTERNAL_HTTPS_ONLY": "sometimes"}, "expected true or false"),
     ({"DEVUPDATE_PORT": "http"}, "DEVUPDATE_PORT='http'"),
     ({"DEVUPDATE_QUOTA_IMAGES": "lots"}, "is not a size"),
     ({"DEVUPDATE_CATALOG_POLICY": "maybe"}, "expected off, warn or enforce"),
