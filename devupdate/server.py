@@ -75,6 +75,8 @@ class DevupdateServer(BaseApplication):
         if self.tls:
             paths = tls_paths(self.settings)
             options.update(certfile=str(paths.cert), keyfile=str(paths.key))
+        if "control_socket_disable" in self.cfg.settings:  # gunicorn ≥ 25.1: one socket per user, shared by
+            options["control_socket_disable"] = True  # every instance on the machine; signals do the job
         for key, value in options.items():
             self.cfg.set(key, value)
 

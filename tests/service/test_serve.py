@@ -12,5 +12,6 @@ def test_serve_answers_healthz_and_stops_on_sigterm(install, live_server):
         body = json.loads(response.read())
     assert body["status"] == "ok" and body["schema"] >= 1
     assert server.output().count("Booting worker") == 2
+    assert "Control socket" not in server.output()  # gunicorn's per-user socket would be shared by every instance
     assert server.stop() == 0
     assert "Shutting down: Master" in server.output()
