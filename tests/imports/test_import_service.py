@@ -64,6 +64,35 @@ def test_realistic_cab_imports_every_rule_as_pending(rt, tmp_path, tool):
     assert (detail["Outcome"], detail["SHA256"], len(detail["Rules"])) == ("imported", result.sha256, 9)
 
 
+@pytest.mark.parametrize("tool", ["pack", "gcab"])
+def test_authenticode_signed_cab_imports_like_the_unsigned_one(rt, tmp_path, tool):
+    """Vendors sign their cabs (the signature lives in the header's reserved area and after the
+    data): a cab signed by the real ``osslsigncode`` imports with exactly the unsigned one's members."""
+    import subprocess
+
+    osslsigncode, openssl = require_tool("osslsigncode"), require_tool("openssl")
+    if tool == "gcab":
+        require_tool("gcab")
+    plain = make_package(tmp_path, realistic_updates()[:3], image_sizes=70_000, tool=tool)
+    key, cert, signed = tmp_path / "key.pem", tmp_path / "cert.pem", tmp_path / "signed" / "UCUpdates.cab"
+    signed.parent.mkdir()
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "30", "-subj", "/CN=Contoso Phones Code Signing"], check=True, capture_output=True)
+    subprocess.run([osslsigncode, "sign", "-certs", str(cert), "-key", str(key), "-n", "UC phone updates",
+                    "-in", str(plain), "-out", str(signed)], check=True, capture_output=True)
+    header = signed.read_bytes()[:36]
+    assert header[:4] == b"MSCF" and int.from_bytes(header[30:32], "little") & 0x0004  # FLAG_RESERVE_PRESENT
+    assert "Signature verification: ok" in subprocess.run(
+        [osslsigncode, "verify", "-CAfile", str(cert), "-in", str(signed)], capture_output=True, text=True).stdout
+
+    result = do_import(rt, signed)
+    assert result.outcome == "imported" and result.findings == []
+    signed_objects = sorted(rt.store.objects("images"))
+    assert len(signed_objects) == 6 and rt.store.verify() == []
+    assert do_import(rt, plain).outcome == "nothing-new"  # same members, same versions: nothing to add
+    assert sorted(rt.store.objects("images")) == signed_objects
+
+
 def test_same_cab_twice_is_nothing_new(rt, tmp_path):
     cab = make_package(tmp_path, [make_update()])
     do_import(rt, cab)
