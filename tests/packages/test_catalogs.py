@@ -1,4 +1,4 @@
-"""Catalog checks: hash listed, signature valid, chain to an anchor — cross-checked with openssl."""
+"""Catalog checks: hash listed, signature valid, chain to an anchor — cross-checked with openssl and osslsigncode."""
 
 from __future__ import annotations
 
@@ -176,3 +176,30 @@ def test_our_catalog_carries_the_microsoft_layout(catalog, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "1.3.6.1.4.1.311.10.1" in proc.stdout and "Firmware Signing" in proc.stdout
     assert "Code Signing CA" in proc.stdout
+
+
+def test_catalogs_agree_with_osslsigncode_both_ways(catalog, tmp_path):
+    """osslsigncode (a real Authenticode signer and verifier, with the .cat format) verifies our
+    catalogs against our root; a catalog it re-signs verifies here against its certificate only."""
+    from helpers.tools import require_tool
+
+    osslsigncode, openssl = require_tool("osslsigncode"), require_tool("openssl")
+    ours, root = tmp_path / "ours.cat", tmp_path / "root.pem"
+    ours.write_bytes(catalog)
+    root.write_bytes(trust_anchor_pem())
+    verified = run_tool(osslsigncode, "verify", "-CAfile", str(root), "-in", str(ours))
+    assert "Signature verification: ok" in verified.stdout, verified.stdout + verified.stderr
+    other = run_tool(osslsigncode, "verify", "-CAfile", str(tmp_path / "none.pem"), "-in", str(ours))
+    assert "Signature verification: ok" not in other.stdout
+
+    key, cert, resigned = tmp_path / "key.pem", tmp_path / "cert.pem", tmp_path / "resigned.cat"
+    made = run_tool(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "30", "-subj", "/CN=Contoso Catalog Signing")
+    assert made.returncode == 0, made.stderr
+    signed = run_tool(osslsigncode, "sign", "-certs", str(cert), "-key", str(key), "-in", str(ours),
+                      "-out", str(resigned))
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+    assert check_catalog(resigned.read_bytes(), SHA1, SHA256, [cert.read_bytes()]) == []
+    assert codes(check_catalog(resigned.read_bytes(), SHA1, SHA256, [trust_anchor_pem()])) == ["untrusted"]
+    assert codes(check_catalog(resigned.read_bytes(), hashlib.sha1(b"x").digest(), hashlib.sha256(b"x").digest(),
+                               [cert.read_bytes()])) == ["hash-not-listed"]
