@@ -118,7 +118,7 @@ def import_cab(store: FileStore, settings: Settings, path: Path, *, actor: str, 
     except peewee.IntegrityError:
         refusal = Conflict(f"another import of the same rules committed first while {file_name} was being "
                            "imported; import it again", code="concurrent-import")
-    _record_refusal(actor, file_name, size, digest.result(default=""), refusal)
+    record_refusal(actor, file_name, size, digest.result(default=""), refusal)
     raise refusal
 
 
@@ -158,7 +158,9 @@ def _staging() -> Iterator[list]:
                 item.discard()
 
 
-def _record_refusal(actor: str, file_name: str, size: int, sha256: str, refusal: DevupdateError) -> None:
+def record_refusal(actor: str, file_name: str, size: int, sha256: str, refusal: DevupdateError) -> None:
+    """The refused import in the import records and the admin audit trail (``sha256`` '' when the
+    cab never arrived whole)."""
     with write_transaction():
         entry = ImportRecord.create(actor=actor, file_name=file_name, size=size, sha256=sha256,
                                     outcome="refused", code=refusal.code, message=refusal.message,

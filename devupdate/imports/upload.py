@@ -8,12 +8,15 @@ file the filestore sweeps at the next start).
 
 from __future__ import annotations
 
+import logging
 from typing import BinaryIO
 
 from devupdate.errors import DevupdateError, QuotaFull, TooLarge
-from devupdate.imports.service import ImportResult, import_cab
+from devupdate.imports.service import ImportResult, import_cab, record_refusal
 from devupdate.settings import Settings
-from filestore import FileStore, QuotaExceeded
+from filestore import FileStore, QuotaExceeded, Staged
+
+log = logging.getLogger("devupdate.imports")
 
 INCOMING_AREA = "incoming"
 
@@ -48,18 +51,17 @@ def import_upload(store: FileStore, settings: Settings, stream: BinaryIO, *, siz
                   actor: str) -> ImportResult:
     """Receive ``stream`` (``size`` bytes when announced) and import it; raises DevupdateError with
     the HTTP status to answer (413 too large, 507 incoming area full, 400 cut off or empty, or the
-    import's own refusal)."""
-    limit = settings.max_cab_size
-    if size is not None and size > limit:
-        raise too_large(size, limit)
+    import's own refusal). Every refusal is in the audit trail, those before the import too."""
+    body = _LimitedBody(stream, settings.max_cab_size, size)
     try:
-        staged = store.stage(INCOMING_AREA, _LimitedBody(stream, limit, size), size=size)
-    except QuotaExceeded as exc:
-        raise QuotaFull(f"{exc}; raise DEVUPDATE_QUOTA_INCOMING or wait for uploads in progress",
-                        code="incoming-quota-exceeded") from None
+        staged = _receive(store, body, size, settings.max_cab_size)
+    except DevupdateError as refusal:
+        try:
+            record_refusal(actor, file_name, max(body.total, size or 0), "", refusal)
+        except Exception:  # noqa: BLE001 - the database is away: the client still gets the real reason
+            log.exception("could not record the refused upload of %s", file_name)
+        raise
     try:
-        if staged.size == 0:
-            raise DevupdateError("the upload is empty; send the .cab itself", code="empty-body")
         with staged.open() as handle:
             path = handle.name  # the staged temp file: same disk, counted in the incoming quota
         for attempt in range(2):
@@ -73,3 +75,18 @@ def import_upload(store: FileStore, settings: Settings, stream: BinaryIO, *, siz
         raise AssertionError("unreachable")
     finally:
         staged.discard()
+
+
+def _receive(store: FileStore, body: _LimitedBody, size: int | None, limit: int) -> Staged:
+    """The whole upload, staged in the incoming area, or a refusal (nothing left behind)."""
+    if size is not None and size > limit:
+        raise too_large(size, limit)
+    try:
+        staged = store.stage(INCOMING_AREA, body, size=size)
+    except QuotaExceeded as exc:
+        raise QuotaFull(f"{exc}; raise DEVUPDATE_QUOTA_INCOMING or wait for uploads in progress",
+                        code="incoming-quota-exceeded") from None
+    if staged.size == 0:
+        staged.discard()
+        raise DevupdateError("the upload is empty; send the .cab itself", code="empty-body")
+    return staged

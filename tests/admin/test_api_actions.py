@@ -121,10 +121,14 @@ def test_import_refusals_keep_their_status_and_reason(install, tmp_path):
     assert as_json.status_code == 415
     assert Rule.select().count() == 0
     assert not list((install.home / "filestore" / "incoming").iterdir())
-    # refusals of the import itself are in the trail; those of the transfer (size, empty, type) are not
+    # every refused upload is in the trail, those refused before the import (size, empty) too;
+    # a request that was not an upload at all (JSON) is not
     refusals = api_app.get("/audit?action=import").json["Events"]
-    assert [(e["Outcome"], e["Detail"]["code"]) for e in refusals] == [("refused", "quota-exceeded"),
-                                                                        ("refused", refused.json["error"]["code"])]
+    assert [(e["Outcome"], e["Detail"]["code"]) for e in refusals] == [
+        ("refused", "quota-exceeded"), ("refused", "cab-too-large"), ("refused", "cab-too-large"),
+        ("refused", "empty-body"), ("refused", refused.json["error"]["code"])]
+    assert [e["Target"] for e in refusals][-1] == "junk.cab"
+    assert refusals[2]["Detail"]["Size"] == big.stat().st_size and refusals[2]["Detail"]["SHA256"] == ""
 
 
 def test_incoming_quota_refuses_a_streamed_upload_with_507(install, tmp_path):
