@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 import peewee
@@ -51,8 +52,9 @@ def _sort_versions(versions: Counter, approved: set[str]) -> list[dict[str, Any]
             for version, count in sorted(versions.items(), key=lambda item: order(item[0]))]
 
 
-def version_distribution(compliance_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Installed versions per (Brand, Model, UpdateType), from ``compliance.list_devices()`` rows.
+def version_distribution(groups: Iterable[tuple[dict[str, Any], int]]) -> list[dict[str, Any]]:
+    """Installed versions per (Brand, Model, UpdateType), from ``(compliance row, devices)`` pairs
+    (``compliance.fleet_groups()``, or ``(row, 1)`` per ``compliance.list_devices()`` row).
 
     Managed devices count the version the compliance view found for each rule (``unknown`` when
     the device did not report the module); devices no approved rule covers count the modules they
@@ -62,14 +64,14 @@ def version_distribution(compliance_rows: list[dict[str, Any]]) -> list[dict[str
     counts: dict[tuple[str, str, str], Counter] = defaultdict(Counter)
     approved: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     names: dict[tuple[str, str, str], tuple[str, str, str]] = {}
-    for row in compliance_rows:
+    for row, devices in groups:
         entries = [(u["UpdateType"], u["InstalledVersion"] or UNKNOWN, u["ApprovedVersion"]) for u in row["Updates"]]
         if not entries:
             entries = [(name.rsplit(".", 1)[0], version, None) for name, version in row["Versions"].items()]
         for update_type, installed, approved_version in entries:
             key = (row["Brand"].lower(), row["Model"].lower(), update_type.lower())
             names.setdefault(key, (row["Brand"], row["Model"], update_type))
-            counts[key][installed] += 1
+            counts[key][installed] += devices
             if approved_version:
                 approved[key].add(approved_version)
     rows = []
@@ -186,13 +188,16 @@ def _refused(rule: Rule, action: str, reason: str) -> dict[str, Any]:
 def summary(store, service_name: str, *, hours: int = 24) -> dict[str, Any]:
     """Everything the dashboard shows, in one call: rules awaiting approval, devices seen, the
     compliance counts, the version distribution and the filestore usage per area."""
-    from devupdate.devices.compliance import list_devices
+    from devupdate.devices.compliance import fleet_groups
     from devupdate.rules.lifecycle import rule_dict
     from devupdate.storage import usage_rows
 
-    rows = list_devices()
+    groups = fleet_groups()
+    compliance: Counter = Counter()
+    for row, devices in groups:
+        compliance[row["Status"]] += devices
     return {"AwaitingApproval": [rule_dict(rule, service_name) for rule in awaiting_approval()],
             "DevicesSeen": devices_seen(hours),
-            "Compliance": dict(Counter(row["Status"] for row in rows)),
-            "VersionDistribution": version_distribution(rows),
+            "Compliance": dict(compliance),
+            "VersionDistribution": version_distribution(groups),
             "Storage": usage_rows(store)}

@@ -74,10 +74,12 @@ def compliance_row(brand, model, updates=(), versions=None):
 
 
 def test_version_distribution_counts_per_model_and_shows_approved_versions():
-    rows = ([compliance_row("Polycom", "CX600", [(MID, NEW)])] * 3 + [compliance_row("Polycom", "CX600", [(NEW, NEW)])]
-            + [compliance_row("polycom", "cx600", [(None, NEW)])]
-            + [compliance_row("HP", "4120", versions={"CPE.nbt": OLD, "UCA.nbt": "1.0"})])
-    found = fleet.version_distribution(rows)
+    groups = [(compliance_row("Polycom", "CX600", [(MID, NEW)]), 2),
+              (compliance_row("Polycom", "CX600", [(MID, NEW)]), 1),
+              (compliance_row("Polycom", "CX600", [(NEW, NEW)]), 1),
+              (compliance_row("polycom", "cx600", [(None, NEW)]), 1),
+              (compliance_row("HP", "4120", versions={"CPE.nbt": OLD, "UCA.nbt": "1.0"}), 1)]
+    found = fleet.version_distribution(groups)
     assert [(r["Brand"], r["Model"], r["UpdateType"], r["Devices"]) for r in found] == [
         ("HP", "4120", "CPE", 1), ("HP", "4120", "UCA", 1), ("Polycom", "CX600", "CPE", 5)]
     cx600 = found[2]
@@ -85,7 +87,7 @@ def test_version_distribution_counts_per_model_and_shows_approved_versions():
     assert cx600["Versions"] == [{"Version": NEW, "Devices": 1, "Approved": True},
                                  {"Version": MID, "Devices": 3, "Approved": False},
                                  {"Version": "unknown", "Devices": 1, "Approved": False}]
-    nobody = fleet.version_distribution([compliance_row("Polycom", "CX600", [(MID, NEW)])])[0]["Versions"]
+    nobody = fleet.version_distribution([(compliance_row("Polycom", "CX600", [(MID, NEW)]), 1)])[0]["Versions"]
     assert nobody[0] == {"Version": NEW, "Devices": 0, "Approved": True}  # approved, nobody on it yet
 
 

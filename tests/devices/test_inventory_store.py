@@ -122,3 +122,37 @@ def test_sqlite_time_text_is_what_peewee_writes(posix):
     from devupdate.devices.inventory import _datetime, _sqlite_time
 
     assert _sqlite_time(posix) == str(_datetime(posix))
+
+
+def test_pages_read_only_as_far_as_they_need_and_agree_with_the_whole_list(database):
+    installed = ["4.0.7577.4366", "4.0.7577.4363", None, "4.0.7577.4366", "4.0.7577.4387"] * 6
+    upsert([row(n, device_id=f"D{n:03d}", versions=json.dumps({"CPE.nbt": v}) if v else "{}")
+            for n, v in enumerate(installed)])
+    snapshot = _snapshot("4.0.7577.4366")
+    for outdated in (False, True):
+        whole = compliance.list_devices(snapshot=snapshot, outdated=outdated)
+        assert len(whole) == (30 if not outdated else 18)
+        pages = [compliance.list_devices(snapshot=snapshot, outdated=outdated, limit=7, offset=start)
+                 for start in range(0, len(whole) + 7, 7)]
+        assert [entry for page in pages for entry in page] == whole
+        assert [len(page) for page in pages][:2] == [7, 7] and pages[-1] == []
+
+
+def test_fleet_groups_count_what_the_device_list_shows(database):
+    installed = ["4.0.7577.4366", "4.0.7577.4363", None, "4.0.7577.4366"] * 5
+    upsert([row(n, device_id=f"D{n:03d}", versions=json.dumps({"CPE.nbt": v}) if v else "{}")
+            for n, v in enumerate(installed)] + [row(99, device_id="X2", mac="", model="CX3000")])
+    snapshot = _snapshot("4.0.7577.4366")
+    groups = compliance.fleet_groups(snapshot)
+    assert sum(devices for _, devices in groups) == 21 and len(groups) == 4
+    by_status: dict[str, int] = {}
+    for entry, devices in groups:
+        by_status[entry["Status"]] = by_status.get(entry["Status"], 0) + devices
+    listed: dict[str, int] = {}
+    for entry in compliance.list_devices(snapshot=snapshot):
+        listed[entry["Status"]] = listed.get(entry["Status"], 0) + 1
+    assert by_status == listed == {"Current": 10, "Outdated": 10, "Unmanaged": 1}
+    from devupdate import fleet
+
+    assert fleet.version_distribution(groups) == fleet.version_distribution(
+        (entry, 1) for entry in compliance.list_devices(snapshot=snapshot))
