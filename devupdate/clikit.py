@@ -98,3 +98,13 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
+
+
+def read_password(from_stdin: bool) -> str:
+    """One line from standard input (scripts), else a hidden prompt asked twice (people)."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise DevupdateError("no password on standard input", code="no-password")
+        return password
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)

@@ -3,12 +3,9 @@ and compliance). Registered on the main command in ``devupdate.cli``."""
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from devupdate.clikit import actor, handle_errors, print_json, print_table, runtime
-from devupdate.errors import DevupdateError
+from devupdate.clikit import actor, handle_errors, print_json, print_table, read_password, runtime
 
 # --- service functions (the JSON API calls the same ones) --------------------------------------------
 
@@ -59,12 +56,7 @@ def users() -> None:
 @handle_errors
 def users_add(name: str, password_stdin: bool, replace: bool) -> None:
     """Add a user (prompts for the password unless --password-stdin)."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise DevupdateError("no password on standard input", code="no-password")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = read_password(password_stdin)
     rt = runtime()
     result = add_user(user_store(rt.settings), name, password, replace=replace, actor=actor())
     click.echo(f"{'changed password of' if result['Replaced'] else 'added'} user {name}")

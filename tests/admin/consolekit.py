@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -88,15 +87,6 @@ def check_in(server, fleet: list) -> list:
     results = phonesim.run_checks(phonesim.Client(server.url), fleet, concurrency=4)
     assert all(result.status == 200 for result in results), [r.status for r in results]
     return results
-
-
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def csrf_of(html: str) -> str:

@@ -12,6 +12,7 @@ import re
 import consolekit as kit
 import pytest
 from helpers.cabs import make_update, realistic_updates
+from helpers.tools import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -86,7 +87,7 @@ def test_upload_approve_dashboard_rollback(install, live_server, browser, tmp_pa
     fleet = (kit.phones(6, kit.CX600, kit.V_MID, seed=1) + kit.phones(3, kit.CX600, kit.V_OLD, seed=2)
              + kit.phones(4, kit.AASTRA, kit.V_MID, seed=3) + kit.phones(2, kit.HP, "4.0.7577.4300", seed=4))
     kit.check_in(server, fleet)
-    assert kit.wait_for(lambda: device_count(install) == len(fleet)), "inventory did not record the check-ins"
+    assert wait_for(lambda: device_count(install) == len(fleet)), "inventory did not record the check-ins"
 
     page = browser.new_page(viewport=kit.LAPTOP)
     sign_in(page, server, "alice")
@@ -121,7 +122,7 @@ def test_upload_approve_dashboard_rollback(install, live_server, browser, tmp_pa
     kit.save_screenshot(page, "rules-laptop", shots)
 
     # The fleet follows: a CX600 phone is now offered V_NEW.
-    assert kit.wait_for(lambda: offered_versions(server, fleet[0]) == {kit.V_NEW}), "the fleet was not offered V_NEW"
+    assert wait_for(lambda: offered_versions(server, fleet[0]) == {kit.V_NEW}), "the fleet was not offered V_NEW"
 
     # The dashboard reflects it: 8 rules waiting, the CX600 bar has V_NEW approved and nobody on it yet.
     go(page, "Dashboard")
@@ -146,7 +147,7 @@ def test_upload_approve_dashboard_rollback(install, live_server, browser, tmp_pa
     assert statement == f"All Polycom CX600 ENU phones will be offered CPE {kit.V_MID} (downgrade from {kit.V_NEW})."
     cells = page.locator(f"#rule-{RULE_CX600}").inner_text()
     assert kit.V_MID in cells and kit.V_NEW not in cells
-    assert kit.wait_for(lambda: offered_versions(server, fleet[6]) == {kit.V_MID})  # a phone on V_OLD gets V_MID
+    assert wait_for(lambda: offered_versions(server, fleet[6]) == {kit.V_MID})  # a phone on V_OLD gets V_MID
 
     # A second roll back would withdraw the update: the dialog says nobody gets anything.
     page.click(f"#rule-{RULE_CX600} button[data-action=restore]")
@@ -178,7 +179,7 @@ def test_test_devices_inventory_logs_and_operator(install, live_server, browser,
     current = kit.phones(2, kit.CX600, kit.V_MID, seed=11, prefix="00-04-F2")
     outdated = kit.phones(3, kit.CX600, kit.V_OLD, seed=12, prefix="00-0E-08")
     kit.check_in(server, current + outdated)
-    assert kit.wait_for(lambda: device_count(install) == 5)
+    assert wait_for(lambda: device_count(install) == 5)
     status = __import__("requests").post(
         f"{server.url}/RequestHandler/Files?type=Watson&mac={outdated[0].mac}&name=crash.dmp", data=b"MDMP" * 100)
     assert status.status_code == 201, status.text

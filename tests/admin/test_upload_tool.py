@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from apikit import RULE_ID_CX600, cab_for
-from helpers.tools import free_port
+from helpers.tools import free_port, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 V1, V2 = "4.0.7577.4366", "4.0.7577.4372"
@@ -32,24 +32,13 @@ class TlsServer:
     server: object
 
 
-def _wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
-
-
 @pytest.fixture
 def tls_server(install, live_server) -> TlsServer:
     port = free_port()
     env = {"DEVUPDATE_TLS_PORT": str(port), "DEVUPDATE_PUBLIC_EXTERNAL_URL": "https://localhost"}
     install.cli("cert", "create", **env)
     server = live_server(args=("--tls",), **env)
-    _wait_port(port)
+    wait_port(port)
     token_file = install.home / "uploader.token"
     token_file.write_text(install.cli("tokens", "create", "uploader", "--role", "admin").stdout)
     token_file.chmod(0o600)

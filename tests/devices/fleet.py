@@ -12,7 +12,6 @@ import csv
 import hashlib
 import io
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,10 +163,3 @@ def audit_rows(install) -> list[dict[str, str]]:
     return rows
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)

@@ -6,7 +6,8 @@ import datetime as dt
 import json
 
 import pytest
-from fleet import AASTRA, CX600, V0, V1, V3, client, fleet, import_release, phonesim, server_env, wait_for
+from fleet import AASTRA, CX600, V0, V1, V3, client, fleet, import_release, phonesim, server_env
+from helpers.tools import wait_for
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("site")]
 

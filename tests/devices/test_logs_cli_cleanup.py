@@ -12,6 +12,7 @@ import signal
 import time
 
 import pytest
+from helpers.tools import wait_for
 
 from devupdate.devices import cleanup_job
 from devupdate.devices.cleanup_job import LogCleanupJob, is_due, last_scheduled
@@ -138,14 +139,12 @@ def children(pid: int) -> set[int]:
         return {int(p) for p in handle.read().split()}
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_until(predicate, timeout: float, what: str):
+    """``wait_for``, failing the test with ``what`` when it times out."""
+    value = wait_for(predicate, timeout, 0.2)
+    if not value:
+        raise AssertionError(f"timed out waiting for {what}")
+    return value
 
 
 def test_automatic_cleanup_runs_in_exactly_one_worker(install, live_server):
@@ -160,10 +159,10 @@ def test_automatic_cleanup_runs_in_exactly_one_worker(install, live_server):
 
     server = live_server(workers=3)
     lock = install.home / cleanup_job.LOCK_NAME
-    wait_for(lambda: area_files(install.home, "logs/client") == ["Watson/0004F2AABBCC/recent.dmp"], 20,
+    wait_until(lambda: area_files(install.home, "logs/client") == ["Watson/0004F2AABBCC/recent.dmp"], 20,
              "the automatic cleanup")
     assert area_files(install.home, "logs/audit") == []
-    workers = wait_for(lambda: children(server.proc.pid) if len(children(server.proc.pid)) == 3 else None, 10,
+    workers = wait_until(lambda: children(server.proc.pid) if len(children(server.proc.pid)) == 3 else None, 10,
                        "three workers")
     time.sleep(cleanup_job.LOCK_RETRY + 1)  # every worker has tried the lock by now
     holders = flock_holders(lock)
@@ -179,7 +178,7 @@ def test_automatic_cleanup_runs_in_exactly_one_worker(install, live_server):
     # the holder dies: another worker takes over within seconds, and does not run again early
     put(rt.store, "logs/client", "Watson/0004F2AABBCC/old-again.dmp", 30)
     os.kill(holder, signal.SIGKILL)
-    successor = wait_for(lambda: (flock_holders(lock) - {holder}) or None, 30, "a new lock holder")
+    successor = wait_until(lambda: (flock_holders(lock) - {holder}) or None, 30, "a new lock holder")
     assert len(successor) == 1 and successor.pop() in children(server.proc.pid)
     time.sleep(1)
     assert json.loads(lock.read_text())["runs"] == 1

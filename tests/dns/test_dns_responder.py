@@ -21,6 +21,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 from dnskit import free_port, make_dig
+from helpers.tools import wait_for
 
 from devupdate.dns.records import RecordSet
 from devupdate.dns.responder import DnsResponder, _Tables
@@ -310,22 +311,13 @@ def _answers(port: int) -> bool:
         return False
 
 
-def _wait(condition, seconds: float = 5) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_spawned_responder_serves_and_stops(dig, tmp_path):
     from devupdate.dns import process
 
     port = free_port()
     proc = process.spawn("127.0.0.1", port, env=_serving_home(tmp_path))
     try:
-        assert _wait(lambda: _answers(port)), "spawned responder never answered"
+        assert wait_for(lambda: _answers(port), 5, 0.05), "spawned responder never answered"
         assert dig(port, "ucupdates-r2.contoso.com", "A").values("A") == {"10.0.0.8"}
     finally:
         assert process.stop(proc) == 0
@@ -337,8 +329,8 @@ def test_spawned_responder_exits_when_its_parent_is_killed(tmp_path):
             f"process.spawn('127.0.0.1', {port}); time.sleep(60)")
     parent = subprocess.Popen([sys.executable, "-c", code], env={**_serving_home(tmp_path), "PYTHONPATH": str(REPO)})
     try:
-        assert _wait(lambda: _answers(port)), "spawned responder never answered"
+        assert wait_for(lambda: _answers(port), 5, 0.05), "spawned responder never answered"
     finally:
         parent.kill()  # SIGKILL: no chance to stop its child
         parent.wait()
-    assert _wait(lambda: not _answers(port), 5), "the orphaned responder kept serving"
+    assert wait_for(lambda: not _answers(port), 5, 0.05), "the orphaned responder kept serving"

@@ -6,22 +6,9 @@ from __future__ import annotations
 import subprocess
 import time
 
-from helpers.tools import free_port, require_tool
+from helpers.tools import free_port, require_tool, wait_port
 
 DOMAINS = "contoso.com,fabrikam.local"
-
-
-def _wait_tls(port: int, timeout: float = 30) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 def test_serve_tls_is_trusted_for_every_discovery_name(install, live_server):
@@ -31,7 +18,7 @@ def test_serve_tls_is_trusted_for_every_discovery_name(install, live_server):
     install.cli("cert", "create", **env)
     server = live_server(args=("--tls",), **env)
     tls_port = int(env["DEVUPDATE_TLS_PORT"])
-    _wait_tls(tls_port)
+    wait_port(tls_port)
     ca = install.home / "tls" / "ca.crt"
     for name in ("ucupdates-r2.contoso.com", "ucupdates.contoso.com", "ucupdates-r2.fabrikam.local",
                  "pool.contoso.com", "updates.contoso.com"):

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from devupdate.clikit import actor, handle_errors, print_json, print_table, runtime
-from devupdate.errors import DevupdateError
+from devupdate.clikit import actor, handle_errors, print_json, print_table, read_password, runtime
 
 
 @click.group("admins")
@@ -29,12 +26,7 @@ def admins() -> None:
 def admins_add(name: str, role: str, password_stdin: bool, replace: bool) -> None:
     """Create a console account (prompts for the password unless --password-stdin)."""
     from devupdate.admin.console.auth import add_admin
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise DevupdateError("no password on standard input", code="no-password")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = read_password(password_stdin)
     runtime()
     add_admin(name, password, role, actor=actor(), replace=replace)
     click.echo(f"{'updated' if replace else 'added'} {role} {name}")
