@@ -33,6 +33,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+def iso_utc(value: dt.datetime | None) -> str | None:
+    """A stored naive-UTC time as the API, CLI and audit trail show it: ``2026-11-22T08:59:58Z``."""
+    return None if value is None else value.isoformat(timespec="seconds") + "Z"
+
+
 def open_database(url: str) -> peewee.Database:
     """Build (not connect) the database named by ``url`` and bind the proxy to it."""
     parts = urlsplit(url)

@@ -20,7 +20,7 @@ from typing import Any
 import peewee
 
 from devupdate.audit.trail import record
-from devupdate.db import BaseModel, utcnow, write_transaction
+from devupdate.db import BaseModel, iso_utc, utcnow, write_transaction
 from devupdate.errors import Conflict, DevupdateError, NotFound
 
 ROLES = ("admin", "operator")
@@ -61,14 +61,10 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def _time(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat(timespec="seconds") + "Z"
-
-
 def token_dict(token: ApiToken) -> dict[str, Any]:
-    return {"Name": token.name, "Role": token.role, "Created": _time(token.created_at),
-            "CreatedBy": token.created_by, "LastUsed": _time(token.last_used_at),
-            "Revoked": _time(token.revoked_at), "RevokedBy": token.revoked_by}
+    return {"Name": token.name, "Role": token.role, "Created": iso_utc(token.created_at),
+            "CreatedBy": token.created_by, "LastUsed": iso_utc(token.last_used_at),
+            "Revoked": iso_utc(token.revoked_at), "RevokedBy": token.revoked_by}
 
 
 def create(name: str, role: str, *, actor: str) -> tuple[ApiToken, str]:
@@ -103,7 +99,7 @@ def revoke(name: str, *, actor: str) -> ApiToken:
         token.revoked_at, token.revoked_by = utcnow(), actor
         token.save()
         record(actor, "token.revoke", name, before={"Role": token.role, "Revoked": None},
-               after={"Role": token.role, "Revoked": _time(token.revoked_at)})
+               after={"Role": token.role, "Revoked": iso_utc(token.revoked_at)})
     return token
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import peewee
 
+from devupdate.db import iso_utc
 from devupdate.devices.inventory import Device
 from devupdate.devices.request import DeviceRequest, Module
 from devupdate.selection import Snapshot, family, installed_version, is_test_device, version_key
@@ -21,8 +22,6 @@ from devupdate.selection import Snapshot, family, installed_version, is_test_dev
 CURRENT, OUTDATED, UNMANAGED = "Current", "Outdated", "Unmanaged"
 
 
-def _time(value) -> str | None:
-    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _updates(snapshot: Snapshot, request: DeviceRequest, update_types: dict[str, str] | None) -> list[dict[str, Any]]:
@@ -64,8 +63,8 @@ def device_status(snapshot: Snapshot, device: Device, update_types: dict[str, st
             "DeviceType": device.device_type, "Brand": device.brand, "Model": device.model,
             "Revision": device.revision, "Locale": device.locale, "Versions": versions,
             "UserID": device.user_id or None, "Address": device.address, "Network": device.network,
-            "TestDevice": is_test_device(snapshot, request), "FirstSeen": _time(device.first_seen),
-            "LastSeen": _time(device.last_seen), "Checks": device.checks, "Status": _status(updates),
+            "TestDevice": is_test_device(snapshot, request), "FirstSeen": iso_utc(device.first_seen),
+            "LastSeen": iso_utc(device.last_seen), "Checks": device.checks, "Status": _status(updates),
             "Updates": updates}
 
 

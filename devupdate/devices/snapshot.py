@@ -19,10 +19,6 @@ from devupdate.selection import DownloadEntry, OfferedFile, RuleEntry, Snapshot,
 log = logging.getLogger("devupdate.snapshot")
 
 
-def _timestamp(value) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def build_snapshot() -> Snapshot:
     """Read rules, versions, files and test devices in a handful of queries."""
     with db.database.atomic():  # one consistent view (REPEATABLE READ is not needed: generation re-read)
@@ -44,7 +40,7 @@ def build_snapshot() -> Snapshot:
             path = f"{version.path_prefix}/{item.file_name}"
             downloads[path.lower()] = DownloadEntry(item.blob.sha256, item.blob.size, version.imported_at.timestamp())
             entries.append(OfferedFile(item.file_name, item.signature_file_name, version.version,
-                                       _timestamp(version.imported_at), path, item.blob.size, item.blob.sha256))
+                                       db.iso_utc(version.imported_at), path, item.blob.size, item.blob.sha256))
             if item.role == "image":
                 images_by_rule[version.rule_id].add(item.file_name.lower())
         # images first, each followed by its catalog, as the phones expect

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from devupdate.audit.trail import record
-from devupdate.db import locked, utcnow, write_transaction
+from devupdate.db import iso_utc, locked, utcnow, write_transaction
 from devupdate.errors import Conflict, DevupdateError, NotFound
 from devupdate.rules.models import Generation, Rule, RuleVersion
 
@@ -29,8 +29,6 @@ def identity(rule: Rule, service_name: str) -> str:
     return f"service:WebServer:{service_name}/{rule.id}"
 
 
-def _time(value) -> str | None:
-    return None if value is None else value.isoformat(timespec="seconds") + "Z"
 
 
 def rule_dict(rule: Rule, service_name: str) -> dict[str, Any]:
@@ -40,9 +38,9 @@ def rule_dict(rule: Rule, service_name: str) -> dict[str, Any]:
         "Brand": rule.brand, "Model": rule.model, "Revision": rule.revision, "Locale": rule.locale,
         "UpdateType": rule.update_type, "ApprovedVersion": rule.approved_version,
         "PendingVersion": rule.pending_version, "RestoreVersion": rule.restore_version,
-        "ApprovedTime": _time(rule.approved_at), "ApprovedBy": rule.approved_by,
-        "PendingTime": _time(rule.pending_at), "PendingBy": rule.pending_by,
-        "RestoreTime": _time(rule.restore_at), "RestoreBy": rule.restore_by,
+        "ApprovedTime": iso_utc(rule.approved_at), "ApprovedBy": rule.approved_by,
+        "PendingTime": iso_utc(rule.pending_at), "PendingBy": rule.pending_by,
+        "RestoreTime": iso_utc(rule.restore_at), "RestoreBy": rule.restore_by,
     }
 
 
@@ -182,6 +180,6 @@ def rule_versions(rule_id: str) -> list[dict[str, Any]]:
     for version in RuleVersion.select().where(RuleVersion.rule_id == rule_id).order_by(RuleVersion.imported_at):
         files = [{"FileName": f.file_name, "Role": f.role, "SHA256": f.blob_id}
                  for f in VersionFile.select().where(VersionFile.rule_version == version).order_by(VersionFile.id)]
-        rows.append({"Version": version.version, "ImportedTime": _time(version.imported_at),
-                     "UnreferencedSince": _time(version.unreferenced_since), "Files": files})
+        rows.append({"Version": version.version, "ImportedTime": iso_utc(version.imported_at),
+                     "UnreferencedSince": iso_utc(version.unreferenced_since), "Files": files})
     return rows

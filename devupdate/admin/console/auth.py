@@ -25,7 +25,7 @@ from typing import Any
 import peewee
 
 from devupdate.audit.trail import record
-from devupdate.db import BaseModel, utcnow, write_transaction
+from devupdate.db import BaseModel, iso_utc, utcnow, write_transaction
 from devupdate.devices.users import check_password, hash_password
 from devupdate.errors import Conflict, DevupdateError, NotFound
 
@@ -100,10 +100,8 @@ def fingerprint(password_hash: str) -> str:
 
 
 def admin_dict(user: AdminUser) -> dict[str, Any]:
-    def iso(value):
-        return None if value is None else value.isoformat(timespec="seconds") + "Z"
-    return {"Name": user.name, "Role": user.role, "Created": iso(user.created_at),
-            "LastSignIn": iso(user.last_sign_in)}
+    return {"Name": user.name, "Role": user.role, "Created": iso_utc(user.created_at),
+            "LastSignIn": iso_utc(user.last_sign_in)}
 
 
 def _check_role(role: str) -> str:
