@@ -15,13 +15,23 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO / "tests"))
 
 PG_URL = os.environ.get("DEVUPDATE_TEST_DATABASE", "")
 
 
 from helpers.tools import free_port, require_tool  # noqa: E402,F401 - re-exported for older imports
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    """The sample cabinets of shared/testdata/cab (real LZX, Quantum, corrupt and hostile cabs)."""
+    from helpers.cabs import SAMPLE_CABS
+
+    if not SAMPLE_CABS.is_dir():
+        pytest.skip(f"shared test data not found at {SAMPLE_CABS} (clone shared/ beside the repository, "
+                    "or set DEVUPDATE_SHARED_DIR)")
+    return SAMPLE_CABS
 
 
 @pytest.fixture(scope="session")

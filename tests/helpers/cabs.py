@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import functools
 import hashlib
+import os
 import random
 import shutil
 import struct
@@ -33,7 +34,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from devupdate.packages import FileRef, UpdateDescription, build_package, describe_updates
 from devupdate.packages.cab import checksum as cab_checksum
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+#: The project's shared/ (specs, sample cabs): beside the repository, or where DEVUPDATE_SHARED_DIR
+#: says (a clone made elsewhere; .ci/run sets it from the clone's origin).
+SHARED = Path(os.environ.get("DEVUPDATE_SHARED_DIR") or Path(__file__).resolve().parents[2].parent / "shared")
 SAMPLE_CABS = SHARED / "testdata" / "cab"
 FIXED_TIME = datetime.datetime(2026, 7, 21, 12, 0, 0)
 

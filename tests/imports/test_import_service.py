@@ -257,12 +257,10 @@ def test_enforce_with_signed_listed_catalog_imports(rt, tmp_path):
     assert (result.outcome, result.findings) == ("imported", [])
 
 
-def test_lzx_sample_without_description_is_refused_for_that(rt):
-    from helpers.cabs import SAMPLE_CABS
-
+def test_lzx_sample_without_description_is_refused_for_that(rt, samples):
     require_tool("cabextract")
     with pytest.raises(DevupdateError) as refused:
-        do_import(rt, SAMPLE_CABS / "normal_2files_2folders.cab")
+        do_import(rt, samples / "normal_2files_2folders.cab")
     assert refused.value.code == "no-description"
 
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
-from helpers.cabs import SAMPLE_CABS
 
 
 def need(tool: str) -> str:
@@ -15,12 +13,6 @@ def need(tool: str) -> str:
         pytest.skip(f"{tool} is not installed (apt-get install {tool}); .ci/run installs it")
     return path
 
-
-@pytest.fixture(scope="session")
-def samples() -> Path:
-    if not SAMPLE_CABS.is_dir():
-        pytest.skip(f"shared test data not found at {SAMPLE_CABS} (clone shared/ beside the repo)")
-    return SAMPLE_CABS
 
 
 @pytest.fixture
