@@ -64,7 +64,8 @@ def _decode(raw: bytes) -> LedgerState | None:
 
 
 def _read_all(fd: int) -> bytes:
-    chunks, offset = [], 0
+    chunks: list[bytes] = []
+    offset = 0
     while True:
         data = os.pread(fd, 65536, offset)
         if not data:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import hashlib
 import os
 import queue
@@ -259,8 +260,7 @@ class FileStore:
                 raise TypeError(f"area {name!r}: expected AreaConfig, not {type(config).__name__}")
             directory = str(self.root / name)
             os.makedirs(directory, exist_ok=True)
-            ledger = Ledger(str(meta / (quote(name, safe="") + ".ledger")),
-                            lambda name=name: self._rebuild(self._areas[name]))
+            ledger = Ledger(str(meta / (quote(name, safe="") + ".ledger")), functools.partial(self._rebuild_area, name))
             self._areas[name] = _Area(name, config, directory, os.path.realpath(directory), ledger)
         self.remove_orphans()
 
@@ -271,7 +271,7 @@ class FileStore:
         return list(self._areas)
 
     def _area(self, name: str) -> _Area:
-        area = self._areas.get(name)  # type: ignore[arg-type]
+        area = self._areas.get(name)
         if area is None:
             check_area_name(name)  # unsafe names get UnsafePath, not UnknownArea
             raise UnknownArea(f"unknown area {name!r}; configured areas: {', '.join(self._areas)}")
@@ -381,6 +381,9 @@ class FileStore:
         if recount:
             st.used, st.files = self._scan(a)
         return removed
+
+    def _rebuild_area(self, name: str) -> LedgerState:
+        return self._rebuild(self._areas[name])
 
     def _rebuild(self, a: _Area) -> LedgerState:
         state = LedgerState()

@@ -38,11 +38,11 @@ from devupdate.packages import der
 OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
 OID_CONTENT_TYPE = "1.2.840.113549.1.9.3"
 OID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
-DIGESTS = {
-    "1.3.14.3.2.26": hashes.SHA1,
-    "2.16.840.1.101.3.4.2.1": hashes.SHA256,
-    "2.16.840.1.101.3.4.2.2": hashes.SHA384,
-    "2.16.840.1.101.3.4.2.3": hashes.SHA512,
+DIGESTS: dict[str, hashes.HashAlgorithm] = {
+    "1.3.14.3.2.26": hashes.SHA1(),
+    "2.16.840.1.101.3.4.2.1": hashes.SHA256(),
+    "2.16.840.1.101.3.4.2.2": hashes.SHA384(),
+    "2.16.840.1.101.3.4.2.3": hashes.SHA512(),
 }
 MAX_CHAIN = 8
 
@@ -189,9 +189,9 @@ def _verify_signer(signed: _SignedData, node: der.Node) -> tuple[x509.Certificat
     key = signer.public_key()
     try:
         if isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, message, padding.PKCS1v15(), algorithm())
+            key.verify(signature, message, padding.PKCS1v15(), algorithm)
         elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, message, ec.ECDSA(algorithm()))
+            key.verify(signature, message, ec.ECDSA(algorithm))
         else:
             return signer, f"unsupported signer key type {type(key).__name__}"
     except InvalidSignature:
@@ -207,7 +207,9 @@ def _find_signer(sid: der.Node, certificates: list[x509.Certificate]) -> x509.Ce
         serial_number = serial.integer()
         matches = [c for c in certificates if c.serial_number == serial_number]
         exact = [c for c in matches if c.issuer.public_bytes() == issuer.raw]
-        return (exact or (matches if len(matches) == 1 else [None]))[0]
+        if exact:
+            return exact[0]
+        return matches[0] if len(matches) == 1 else None
     if sid.is_context(0):  # subjectKeyIdentifier
         for cert in certificates:
             try:

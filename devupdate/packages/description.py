@@ -240,8 +240,8 @@ def parse_descriptions(documents: Mapping[str, bytes] | Iterable[tuple[str, byte
     if not updates:
         raise PackageError("no-description", "the cab has no description file (an .xml member whose root "
                            "element is DeviceUpdate)")
-    by_id: dict[str, UpdateDescription] = {}
-    by_rule: dict[tuple[str, ...], UpdateDescription] = {}
+    by_id: dict[object, UpdateDescription] = {}
+    by_rule: dict[object, UpdateDescription] = {}
     for update in updates:
         key = tuple(part.lower() for part in update.rule_key)
         for seen, value, what in ((by_id, update.id, "Id"), (by_rule, key, "rule")):

@@ -7,9 +7,9 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TypeVar
 
-from devupdate.packages.cab import Cabinet, CabMember, Limits
+from devupdate.packages.cab import Cabinet, CabMember, Limits, MemberStream
 from devupdate.packages.description import FileRef, UpdateDescription, parse_descriptions
 from devupdate.packages.errors import PackageError
 
@@ -77,7 +77,8 @@ def open_package(path: Path | str, limits: Limits = Limits(), *, workdir: Path |
         raise
 
 
-def scan_package(path: Path | str, limits: Limits = Limits(), *, stage: Callable[[CabMember, BinaryIO], T] | None = None
+def scan_package(path: Path | str, limits: Limits = Limits(), *,
+                 stage: Callable[[CabMember, MemberStream], T] | None = None,
                  ) -> tuple[list[UpdateDescription], dict[str, T]]:
     """Decode the cab once, in cab order, handing every non-description member to ``stage``.
 
