@@ -24,7 +24,7 @@ def burst(server, phone, count: int, concurrency: int = 48) -> list[int]:
             conn.request("POST", "/RequestHandler/ucdevice.upx", body=body, headers={"Connection": "close"})
             response = conn.getresponse()
             data = response.read()
-            assert response.status == 200, data
+            assert response.status == 200, (data, server.output()[-4000:])  # the server's traceback, if any
             return len(phonesim.parse_response(data))
         finally:
             conn.close()
