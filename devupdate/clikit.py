@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from devupdate.errors import DevupdateError
+from devupdate.packages.errors import PackageError
 from devupdate.settings import Settings
 
 
@@ -43,7 +44,7 @@ def handle_errors(func: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except DevupdateError as exc:
+        except (DevupdateError, PackageError) as exc:
             fail(exc.message)
         except OSError as exc:
             fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))

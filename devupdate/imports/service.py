@@ -24,12 +24,22 @@ from pathlib import Path
 from typing import Any
 
 import peewee
+from cryptography import x509
 
 from devupdate.audit.trail import record
 from devupdate.db import locked, utcnow, write_transaction
 from devupdate.errors import Conflict, DevupdateError, QuotaFull, TooLarge
 from devupdate.imports.models import ImportJournal, ImportRecord
-from devupdate.packages import Limits, PackageError, UpdateDescription, check_catalog, scan_package
+from devupdate.packages import (
+    Limits,
+    PackageError,
+    TrustAnchorError,
+    UpdateDescription,
+    check_catalog,
+    load_trust_anchors,
+    scan_package,
+)
+from devupdate.packages.errors import SIZE_CODES
 from devupdate.rules.lifecycle import bump_generation, rule_key, sync_version_refs
 from devupdate.rules.models import Blob, Rule, RuleVersion, VersionFile
 from devupdate.settings import Settings
@@ -108,7 +118,7 @@ def import_cab(store: FileStore, settings: Settings, path: Path, *, actor: str, 
     except PackageError as exc:
         # the reader names the file it opened; an upload staged under a temp name is reported by its own name
         message = exc.message.replace(Path(path).name, file_name) if Path(path).name != file_name else exc.message
-        refusal = DevupdateError(message, code=exc.code, status=exc.status)
+        refusal = DevupdateError(message, code=exc.code, status=413 if exc.code in SIZE_CODES else 400)
     except QuotaExceeded as exc:
         refusal = QuotaFull(f"{exc}; free space with 'devupdate files cleanup' or raise DEVUPDATE_QUOTA_IMAGES")
     except DevupdateError as exc:
@@ -212,17 +222,20 @@ def _check_catalogs(updates: list[UpdateDescription], staged: dict[str, Any], se
     return findings
 
 
-def _trust_anchors(settings: Settings) -> list[bytes] | None:
+def _trust_anchors(settings: Settings) -> list[x509.Certificate] | None:
+    """The configured anchors, parsed once per import; an unreadable file is a settings error."""
     if not settings.trust_anchors:
         if settings.catalog_policy == "enforce":
             raise DevupdateError("DEVUPDATE_CATALOG_POLICY=enforce needs DEVUPDATE_TRUST_ANCHORS (a PEM file of the "
                                  "CA certificates vendor catalogs chain to)", code="bad-settings")
         return None
     try:
-        return [Path(settings.trust_anchors).read_bytes()]
+        return load_trust_anchors(Path(settings.trust_anchors).read_bytes())
     except OSError as exc:
-        raise DevupdateError(f"DEVUPDATE_TRUST_ANCHORS={settings.trust_anchors}: {exc.strerror}",
-                             code="bad-settings") from None
+        problem = exc.strerror
+    except TrustAnchorError as exc:
+        problem = f"{exc}; give a PEM file of CA certificates"
+    raise DevupdateError(f"DEVUPDATE_TRUST_ANCHORS={settings.trust_anchors}: {problem}", code="bad-settings")
 
 
 def _commit_objects(staged: set) -> dict[str, Any]:

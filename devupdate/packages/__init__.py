@@ -6,7 +6,7 @@ their streams; ``devupdate pack`` calls ``pack_files``/``build_package``. Every 
 """
 
 from devupdate.packages.cab import Cabinet, CabMember, Limits, read_cab, unsafe_name_reason
-from devupdate.packages.catalog import CatalogFinding, check_catalog, load_trust_anchors
+from devupdate.packages.catalog import CatalogFinding, TrustAnchorError, check_catalog, load_trust_anchors
 from devupdate.packages.description import (
     FileRef,
     UpdateDescription,
@@ -24,8 +24,8 @@ from devupdate.packages.writer import build_package, write_cab
 
 __all__ = [
     "CODES", "Cabinet", "CabMember", "CatalogFinding", "FileRef", "Limits", "Package", "PackageError",
-    "UpdateDescription", "build_package", "check_catalog", "describe_updates", "load_trust_anchors", "open_package",
-    "scan_package",
+    "TrustAnchorError", "UpdateDescription", "build_package", "check_catalog", "describe_updates",
+    "load_trust_anchors", "open_package", "scan_package",
     "parse_description", "parse_descriptions", "parse_guid", "parse_locale", "parse_version", "read_cab",
     "unsafe_name_reason", "validate_package", "version_key", "write_cab",
 ]

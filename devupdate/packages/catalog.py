@@ -32,7 +32,6 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from devupdate.errors import SettingsError
 from devupdate.packages import der
 
 OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
@@ -58,8 +57,12 @@ class CatalogFinding:
         return self.message
 
 
+class TrustAnchorError(ValueError):
+    """A trust-anchor blob is neither PEM certificates nor one DER certificate."""
+
+
 def load_trust_anchors(pem_or_der: bytes | list[bytes]) -> list[x509.Certificate]:
-    """Certificates from PEM bundles (or DER); SettingsError if a blob holds none."""
+    """Certificates from PEM bundles (or DER); TrustAnchorError if a blob holds none."""
     blobs = [pem_or_der] if isinstance(pem_or_der, bytes | bytearray) else list(pem_or_der)
     anchors: list[x509.Certificate] = []
     for blob in blobs:
@@ -67,7 +70,7 @@ def load_trust_anchors(pem_or_der: bytes | list[bytes]) -> list[x509.Certificate
             anchors += (x509.load_pem_x509_certificates(bytes(blob)) if b"-----BEGIN" in blob
                         else [x509.load_der_x509_certificate(bytes(blob))])
         except ValueError as exc:
-            raise SettingsError(f"trust anchors: not a PEM or DER certificate ({exc})") from None
+            raise TrustAnchorError(f"not a PEM or DER certificate ({exc})") from None
     return anchors
 
 

@@ -1,12 +1,11 @@
 """Refusals of a package, one stable code per reason.
 
-PackageError is a DevupdateError so the CLI, the JSON API and the importer report it like every
-other refusal (``code`` for scripts, ``message`` for people) without translating it.
+The package reader is pure: PackageError is a plain exception with a stable ``code`` (for
+scripts and the import record) and a ``message`` (for people). The importer turns it into the
+service's refusal, HTTP status included; nothing here knows of HTTP.
 """
 
 from __future__ import annotations
-
-from devupdate.errors import DevupdateError
 
 #: Every code PackageError uses, with what it means (the importer records the code).
 CODES = {
@@ -26,15 +25,18 @@ CODES = {
     "missing-catalog": "an image (.nbt) has no catalog (.cat) in the cab",
 }
 
-_STATUS = {"too-large": 413, "decompression-bomb": 413, "too-many-members": 413}
+#: The codes that mean "too big" rather than "malformed" (the importer answers them with 413).
+SIZE_CODES = frozenset({"too-large", "decompression-bomb", "too-many-members"})
 
 
-class PackageError(DevupdateError):
+class PackageError(Exception):
     """A cab or description was refused; nothing from it may be stored."""
 
     def __init__(self, code: str, message: str) -> None:
         assert code in CODES, code
-        super().__init__(message, code=code, status=_STATUS.get(code, 400))
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

@@ -193,3 +193,15 @@ def test_concurrent_approve_restore_and_import_on_one_rule_serialize(install, tm
         state.update(event["After"])
     final = json.loads(install.cli("rules", "show", update.id, "--json").stdout)
     assert {k: final[k] for k in state} == state
+
+
+def test_pack_refusal_is_one_line_naming_the_fix(install, tmp_path):
+    """The package reader's refusals are plain exceptions; the CLI still reports them as one line."""
+    image = tmp_path / "CPE.nbt"
+    image.write_bytes(b"image")
+    proc = install.cli("pack", str(tmp_path / "out.cab"), str(image), check=False)
+    assert proc.returncode == 1, proc
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("devupdate: error: ") and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "out.cab").exists()

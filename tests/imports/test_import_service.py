@@ -275,3 +275,15 @@ def test_random_garbage_never_escapes_as_another_exception(rt, tmp_path):
         path.write_bytes(bytes(blob))
         with pytest.raises(DevupdateError):
             do_import(rt, path)
+
+
+def test_unreadable_trust_anchors_are_a_settings_refusal_naming_the_variable(rt, tmp_path):
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_bytes(b"-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")
+    update = make_update()
+    with pytest.raises(DevupdateError) as refused:
+        do_import(rt, make_package(tmp_path, [update]), catalog_policy="enforce", trust_anchors=str(anchors))
+    assert refused.value.code == "bad-settings"
+    assert refused.value.message.startswith(f"DEVUPDATE_TRUST_ANCHORS={anchors}: not a PEM or DER certificate")
+    assert refused.value.message.endswith("give a PEM file of CA certificates")
+    assert Rule.get_or_none(Rule.id == update.id) is None

@@ -12,8 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from helpers.cabs import make_catalog, make_pki, run_tool, trust_anchor_pem
 
-from devupdate.errors import SettingsError
-from devupdate.packages import check_catalog, load_trust_anchors
+from devupdate.packages import TrustAnchorError, check_catalog, load_trust_anchors
 
 IMAGE = b"NBT1 CPE.nbt 4.0.7577.4372\n" + bytes(range(256)) * 64
 SHA1, SHA256 = hashlib.sha1(IMAGE).digest(), hashlib.sha256(IMAGE).digest()  # noqa: S324
@@ -107,8 +106,8 @@ def test_catalog_padded_with_zeros_still_parses(catalog):
     assert check_catalog(catalog + bytes(7), SHA1, SHA256, [trust_anchor_pem()]) == []
 
 
-def test_unreadable_trust_anchor_is_a_settings_error():
-    with pytest.raises(SettingsError):
+def test_unreadable_trust_anchor_is_refused_as_such():
+    with pytest.raises(TrustAnchorError, match="not a PEM or DER certificate"):
         load_trust_anchors(b"-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")
 
 
