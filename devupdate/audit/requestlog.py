@@ -16,6 +16,10 @@ How rows stay whole and are never lost:
 - a new file is created with its header already in it (temp file + ``link``), so no process can
   ever append a row above the header.
 
+The file is opened in spreadsheets, so no cell may run there: a value starting with ``= + - @``
+gets a leading ``'`` (tab and CR are blanked like every control character), and the check refuses
+``#`` and ``;`` in module fields, which would forge a module in the Modules cell.
+
 The filestore's quota ledger is brought up to date (``rescan`` of the area) at every sync; a
 process that finds the area over quota drops rows (counted, and logged once per sync) rather
 than fill the disk.
@@ -67,12 +71,20 @@ class AuditRow(NamedTuple):
     result: str = ""
 
 
+#: a cell a spreadsheet would evaluate: it starts (after blanks) with one of these (OWASP CSV injection)
+_FORMULA_START = frozenset("=+-@")
+
+
 def cell(value: str) -> str:
-    """A CSV cell: control characters become spaces (a row is always one line); quoted when needed."""
+    """A CSV cell: control characters (tab, CR, …) become spaces, so a row is always one line; a
+    value that would start a formula (``= + - @``, also after blanks) gets a leading ``'`` so a
+    spreadsheet shows it as text instead of running it; quoted when needed."""
     if not value:
         return ""
     if _CONTROL.search(value):
         value = _CONTROL.sub(" ", value)
+    if value.lstrip(" ")[:1] in _FORMULA_START:
+        value = "'" + value
     if "," in value or '"' in value:
         return '"' + value.replace('"', '""') + '"'
     return value
@@ -105,11 +117,14 @@ def format_time(now: float) -> str:
 
 
 _PLAIN = re.compile(r'[\x00-\x1f\x7f"]')
+_CELL_START = re.compile(r",[ =+\-@]")  # a cell that may start a formula (two cheap scans beat one alternation)
+_FIRST_START = frozenset(" =+-@")
 
 
 def format_row(row: AuditRow, now: float) -> bytes:
     line = ",".join(row)
-    if line.count(",") != 11 or _PLAIN.search(line):  # some cell needs quoting or cleaning
+    if (line.count(",") != 11 or _PLAIN.search(line) or line[:1] in _FIRST_START
+            or _CELL_START.search(line)):  # some cell needs quoting, cleaning or neutralising
         line = ",".join(cell(value) for value in row)
     return f"{format_time(now)},{line}\r\n".encode("utf-8", "replace")
 

@@ -21,6 +21,9 @@ _MAC_SEPARATORS = re.compile(r"[-:.]")
 _MAC = re.compile(r"^[0-9A-F]{12}$")
 _SERIAL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _FIELD = re.compile(r"^[^\x00-\x1f/\\]{1,100}$")
+# module fields: no '#' or ';' either — they separate modules and fields in the audit log's Modules cell
+_MODULE_FILE_NAME = re.compile(r"^[^\x00-\x1f/\\#;]{1,100}$")
+_MODULE_TIMESTAMP = re.compile(r"^[^\x00-\x1f#;]{0,100}$")
 _VERSION = re.compile(r"^\d{1,10}(\.\d{1,10}){0,3}$")
 
 
@@ -196,8 +199,14 @@ def _build(fields: dict[str, str], modules: list[Module]) -> DeviceRequest:
     if len(modules) > 64:
         raise RequestError("TooManyModules", "at most 64 modules per request")
     for module in modules:
-        if not module.file_name or not _FIELD.match(module.file_name):
+        if not module.file_name:
             raise RequestError("BadModule", "each Module needs a FileName")
+        if not _MODULE_FILE_NAME.match(module.file_name):
+            raise RequestError("BadModule", "module FileName: at most 100 characters, no control characters, "
+                                            "'/', '\\', '#' and ';'")
+        if not _MODULE_TIMESTAMP.match(module.timestamp):
+            raise RequestError("BadModule", f"module {module.file_name}: TimeStamp: at most 100 characters, no "
+                                            "control characters, '#' and ';'")
         if module.version and not _VERSION.match(module.version):
             raise RequestError("BadModule", f"module {module.file_name}: Version must be dot-separated numbers")
     return DeviceRequest(device_type=values["devicetype"], mac=mac, serial=serial, vendor=values["vendor"],

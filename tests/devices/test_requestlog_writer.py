@@ -189,3 +189,19 @@ def test_limits_from_configuration(minutes):
     limits = requestlog.limits_from_configuration({"MaxLogFileSize": 4096, "MaxLogCacheLimit": 2048,
                                                    "LogFlushInterval": minutes})
     assert limits == LogLimits(4096, 2048, 60.0)
+
+
+@pytest.mark.parametrize("value, written", [
+    ('=HYPERLINK("x")', '"\'=HYPERLINK(""x"")"'),
+    ("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"),
+    ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\t=1+1", "' =1+1"), ("\r=1+1", "' =1+1"), ("  =1", "'  =1"), ("\x01@x", "' @x"),
+    ("a=b", "a=b"), ("0004F2-AA", "0004F2-AA"), ("", ""),
+])
+def test_formula_cells_are_neutralised(value, written):
+    """OWASP CSV injection: a cell starting (after blanks) with = + - @ is prefixed with a quote;
+    tab and CR become spaces like every control character, so they cannot hide the formula."""
+    assert requestlog.cell(value) == written
+    line = requestlog.format_row(row(1, model=value), T0).decode()
+    assert line.split(",", 6)[6].startswith(written + ",")
+    assert next(csv.reader([line]))[6] == next(csv.reader([written or '""']))[0]
