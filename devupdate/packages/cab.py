@@ -12,6 +12,7 @@ writer (see ``writer.py``).
 
 from __future__ import annotations
 
+import bisect
 import functools
 import io
 import os
@@ -65,11 +66,14 @@ class Limits:
 
     ``ratio_floor``: the expansion ratio only matters once the content is big enough to hurt; a
     30 KB text file in a 200-byte cab is 150:1 and harmless. ``tool_timeout`` bounds cabextract.
+    ``max_blocks``: CFDATA blocks in all folders (each costs a record in memory while the cab is
+    open); 2 GiB of content in full 32 KiB blocks is 65,536.
     """
 
     max_total_size: int = 2 * 1024**3
     max_ratio: float = 200.0
     max_members: int = 1000
+    max_blocks: int = 1 << 18
     ratio_floor: int = 1024**2
     tool_timeout: float = 300.0
 
@@ -223,10 +227,13 @@ class Cabinet:
             header_reserve, folder_reserve, self._data_reserve = CFHEADER_RESERVE.unpack(
                 self._read_at(handle, offset, CFHEADER_RESERVE.size, "the reserve sizes"))
             offset += CFHEADER_RESERVE.size + header_reserve
+        records = []
         for i in range(n_folders):
-            record = self._read_at(handle, offset, CFFOLDER.size, f"folder {i}")
-            self.folders.append(self._parse_folder(handle, i, *CFFOLDER.unpack(record)))
+            records.append(CFFOLDER.unpack(self._read_at(handle, offset, CFFOLDER.size, f"folder {i}")))
             offset += CFFOLDER.size + folder_reserve
+        self._check_block_count(sum(n_blocks for _, n_blocks, _ in records))
+        for i, (data_offset, n_blocks, type_compress) in enumerate(records):
+            self.folders.append(self._parse_folder(handle, i, data_offset, n_blocks, type_compress))
         if files_offset != offset:
             # FDI seeks to coffFiles, libmspack reads on after the folders: when they differ the
             # tools see different members ("hidden files"), so neither reading can be trusted.
@@ -236,6 +243,19 @@ class Cabinet:
             offset = self._parse_file(handle, i, offset)
         self._check_names()
         self._check_sizes()
+        self._check_layout()
+
+    def _check_block_count(self, total: int) -> None:
+        # Every CFDATA block has its own header inside the cabinet, so more blocks than headers fit
+        # means folders share blocks: 65,535 folders x 65,535 blocks over one small data area is
+        # billions of block records from a few hundred KB (refused before any is read).
+        fit = (self.cab_size - CFHEADER.size) // (CFDATA.size + self._data_reserve)
+        if total > fit:
+            raise self._corrupt(f"its folders declare {total} data blocks, more than the {fit} that fit in "
+                                f"{self.cab_size} bytes (folders would share data blocks)")
+        if total > self.limits.max_blocks:
+            raise PackageError("too-large", f"{self.path.name} has {total} data blocks, above the limit of "
+                               f"{self.limits.max_blocks} (packers fill each block with 32 KiB)")
 
     def _parse_folder(self, handle: BinaryIO, index: int, data_offset: int, n_blocks: int,
                       type_compress: int) -> _Folder:
@@ -308,9 +328,26 @@ class Cabinet:
                                    f"{member.name!r} (names are compared ignoring case)")
             seen[key] = member.name
 
+    def _check_layout(self) -> None:
+        """List members in decoding order (folder, offset) and refuse members that share bytes.
+
+        Packers write the file table in that order and never overlap members; a cab that does either
+        would make every member a fresh decode of its folder from the start (quadratic work).
+        """
+        self.members.sort(key=lambda m: (m.folder, m.offset))
+        previous: CabMember | None = None
+        for member in self.members:
+            if member.size == 0:
+                continue
+            if previous is not None and previous.folder == member.folder and \
+                    member.offset < previous.offset + previous.size:
+                raise self._corrupt(f"members {previous.name!r} and {member.name!r} overlap in folder "
+                                    f"{member.folder}")
+            previous = member
+
     def _check_sizes(self) -> None:
-        # Members may overlap within a folder, and reaching a member means decoding its whole
-        # folder up to it, so both sums count.
+        # Reaching a member means decoding its whole folder up to it, so both sums count (members
+        # that overlap, refused later by _check_layout, count each time).
         declared = max(sum(m.size for m in self.members), sum(f.size for f in self.folders))
         limit = self.limits.max_total_size
         if declared > limit:
@@ -525,9 +562,8 @@ class _Cursor:
     def __init__(self, cabinet: Cabinet, folder: _Folder, offset: int) -> None:
         self.folder = folder
         first = 0
-        if folder.compression == COMPRESSION_NONE:  # stored data can start at any block
-            while first + 1 < len(folder.blocks) and folder.blocks[first + 1].start <= offset:
-                first += 1
+        if folder.compression == COMPRESSION_NONE and folder.blocks:  # stored data can start at any block
+            first = max(0, bisect.bisect_right(folder.blocks, offset, key=lambda block: block.start) - 1)
         self.pos = folder.blocks[first].start if folder.blocks else 0
         self._blocks = cabinet._blocks(folder, first)
         self._cabinet = cabinet

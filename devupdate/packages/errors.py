@@ -16,7 +16,7 @@ CODES = {
                    "or non-ASCII bytes without the UTF-8 flag",
     "duplicate-name": "two members have the same name, ignoring case",
     "too-many-members": "more members than the configured limit",
-    "too-large": "the uncompressed content is above the configured size limit",
+    "too-large": "the uncompressed content, or its number of data blocks, is above the configured limit",
     "decompression-bomb": "the expansion ratio (uncompressed / cab size) is above the configured limit",
     "unsupported-compression": "LZX or Quantum data and no cabextract to read it",
     "no-description": "no .xml member with a DeviceUpdate root element",

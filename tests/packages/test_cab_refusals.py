@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
+import struct
 import zipfile
 
 import pytest
@@ -12,6 +14,7 @@ from helpers.cabs import make_package, make_update, package_files, raw_cab
 
 from devupdate.packages import (
     CODES,
+    Cabinet,
     FileRef,
     Limits,
     PackageError,
@@ -20,6 +23,8 @@ from devupdate.packages import (
     read_cab,
     write_cab,
 )
+from devupdate.packages.cab import checksum as cab_checksum
+from devupdate.packages.package import scan_package
 
 HELLO = [("hello.txt", b"hello, world\n" * 100), ("data.bin", bytes(range(256)) * 40)]
 
@@ -32,6 +37,12 @@ def refusal(tmp_path, blob: bytes, limits: Limits = Limits(), name: str = "test.
             member.read_bytes()
     assert refused.value.code in CODES and refused.value.message
     return refused.value
+
+
+def write(tmp_path, blob: bytes, name: str = "good.cab"):
+    path = tmp_path / name
+    path.write_bytes(blob)
+    return path
 
 
 def package_refusal(path) -> PackageError:
@@ -179,6 +190,84 @@ def test_decompression_bomb_by_overlapping_members(tmp_path):
     blob = raw_cab([("base.bin", data)] + [(f"copy{i}.bin", b"") for i in range(40)], compression=1,
                    sizes={i: len(data) for i in range(1, 41)}, offsets={i: 0 for i in range(1, 41)})
     assert refusal(tmp_path, blob).code == "decompression-bomb"
+
+
+def shared_blocks_cab(folders: int, blocks: int) -> bytes:
+    """``folders`` stored folders that all point at the same ``blocks`` one-byte CFDATA blocks."""
+    table = struct.pack("<IIHHHH", 1, 0, 0, 0x5AF5, 0x6000, 0x20) + b"a.txt\0"
+    files_offset = 36 + 8 * folders
+    data_offset = files_offset + len(table)
+    block = struct.pack("<HH", 1, 1) + b"x"
+    data = (struct.pack("<I", cab_checksum(block[:4], cab_checksum(b"x"))) + block) * blocks
+    header = struct.pack("<4sIIIIIBBHHHHH", b"MSCF", 0, data_offset + len(data), 0, files_offset, 0, 3, 1,
+                         folders, 1, 0, 1, 0)
+    return header + struct.pack("<IHH", data_offset, blocks, 0) * folders + table + data
+
+
+def test_folders_sharing_data_blocks_are_refused_before_reading_them(tmp_path):
+    # 300 folders x 300 blocks over one 2.7 KB data area: 90,000 block records from 6 KB (65,535 x
+    # 65,535 would be billions). Each block needs its own 8-byte header, so at most size/8 exist.
+    error = refusal(tmp_path, shared_blocks_cab(300, 300))
+    assert error.code == "corrupt"
+    assert re.search(r"declare 90000 data blocks, more than the \d+ that fit in \d+ bytes", error.message)
+    assert [m.read_bytes() for m in read_cab(write(tmp_path, shared_blocks_cab(1, 300)))] == [b"x"]
+
+
+def test_too_many_data_blocks(tmp_path):
+    blob = raw_cab([("a.bin", bytes(100)), ("b.bin", bytes(100))], block_size=10)  # 20 stored blocks
+    error = refusal(tmp_path, blob, Limits(max_blocks=19))
+    assert error.code == "too-large" and "has 20 data blocks, above the limit of 19" in error.message
+    assert [m.read_bytes() for m in read_cab(write(tmp_path, blob), Limits(max_blocks=20))] == [bytes(100)] * 2
+
+
+def test_overlapping_members_are_refused(tmp_path):
+    blob = raw_cab([("a.bin", b"a" * 100), ("b.bin", b"b" * 100)], offsets={1: 99})
+    error = refusal(tmp_path, blob)
+    assert error.code == "corrupt" and "members 'a.bin' and 'b.bin' overlap in folder 0" in error.message
+    touching = raw_cab([("a.bin", b"a" * 100), ("empty.bin", b""), ("b.bin", b"b" * 100)], offsets={1: 50})
+    assert {m.name: m.read_bytes() for m in read_cab(write(tmp_path, touching))} == {
+        "a.bin": b"a" * 100, "empty.bin": b"", "b.bin": b"b" * 100}
+
+
+@pytest.mark.parametrize("reader", ["read_cab", "open_package", "scan_package"])
+def test_a_file_table_in_reverse_order_decodes_each_block_once(tmp_path, monkeypatch, reader):
+    # Members listed last-first: reading them in table order re-decoded the folder from its start
+    # for every member (40 members of 1 MB: 40 x 20 MB of inflate from a 300 KB cab).
+    contents = {f"m{i:02d}.bin": random.Random(i).randbytes(20_000) for i in range(20)}
+    updates = [make_update()]
+    images, catalogs = package_files(updates, 1000)
+    contents.update(images)
+    contents.update(catalogs)
+    contents["UCUpdates.xml"] = describe_updates(updates)
+    blob = raw_cab(list(contents.items()), compression=1)
+    entries, at = [], 36 + 8
+    for _ in contents:  # reverse the file table in place; the data stays in order
+        end = blob.index(b"\0", at + 16) + 1
+        entries.append(blob[at:end])
+        at = end
+    path = write(tmp_path, blob[:44] + b"".join(reversed(entries)) + blob[at:])
+    assert [m.name for m in Cabinet(path).members] == list(contents)
+    blocks = -(-sum(map(len, contents.values())) // 32768)
+    decoded = []
+    inflate = Cabinet._inflate
+
+    def counting(self, folder, i, *args, **kwargs):
+        if not kwargs.get("quiet"):
+            decoded.append(i)
+        return inflate(self, folder, i, *args, **kwargs)
+
+    monkeypatch.setattr(Cabinet, "_inflate", counting)
+    if reader == "read_cab":
+        got = {m.name: m.read_bytes() for m in read_cab(path)}
+    elif reader == "open_package":
+        with open_package(path) as package:
+            got = {m.name: m.read_bytes() for m in package.members.values()}
+    else:
+        got = {}
+        scan_package(path, stage=lambda member, stream: got.__setitem__(member.name, stream.read()))
+        del contents["UCUpdates.xml"]
+    assert got == contents
+    assert sorted(decoded) == list(range(blocks))
 
 
 def test_small_compressible_files_are_not_bombs(tmp_path):
