@@ -42,6 +42,10 @@ def create_app(runtime: Runtime, *, background: bool = True) -> Flask:
             return jsonify(status="unavailable", reason=str(exc).splitlines()[0]), 503
         return jsonify(status="ok", schema=version)
 
+    # --- server-level refusals on device paths: the device XML error body, not Flask's HTML ---------
+    from devupdate.web import errors as web_errors
+
+    web_errors.install(app)
     # --- device routes (update checks) -----------------------------------------------------------
     from devupdate.devices import check
 

@@ -58,7 +58,7 @@ class DevupdateServer(BaseApplication):
         options = {
             "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
             "workers": self.settings.workers,
-            "worker_class": "gthread",
+            "worker_class": "devupdate.web.worker.DevupdateWorker",
             "threads": self.settings.threads,
             "graceful_timeout": self.settings.graceful_timeout,
             "timeout": 120,

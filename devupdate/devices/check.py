@@ -29,6 +29,7 @@ from devupdate.devices.response import render, render_error
 from devupdate.devices.snapshot import SnapshotHolder
 from devupdate.devices.users import UserStore
 from devupdate.selection import select
+from devupdate.web.framing import FramingError
 
 log = logging.getLogger("devupdate.check")
 
@@ -85,6 +86,8 @@ def _read_body(environ: dict) -> bytes:
         raise RequestError("TooLarge", f"request body over {MAX_REQUEST_BYTES} bytes", 413)
     try:  # straight from the server's input (gunicorn bounds it by Content-Length and decodes chunking)
         return _read_stream(environ["wsgi.input"], length)
+    except FramingError as exc:  # the server could not decode the body (e.g. a malformed chunk size)
+        raise RequestError(exc.error_code, exc.message) from None
     except (OSError, BadRequest):  # the client went away or sent less than it announced
         raise RequestError("IncompleteBody", "the request body ended before its announced length") from None
 

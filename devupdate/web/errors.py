@@ -1,0 +1,81 @@
+"""Refusals made before (or around) the application, in the vocabulary of the path that was asked.
+
+The server itself refuses some requests — a request line or header section too long, a broken
+chunked body, a client too slow or with too many connections. A phone must get the device
+protocol's ``<Error><Code>…</Code><Message>…</Message></Error>`` body whatever layer said no;
+the JSON API gets its JSON error, everything else plain text.
+"""
+
+from __future__ import annotations
+
+import json
+
+from devupdate.devices.response import render_error
+
+#: device paths, lower-case (they are matched case-insensitively, device-protocol.md §2)
+DEVICE_PREFIXES = ("/requesthandler/", "/requesthandlerext/", "/requesthandler?", "/requesthandlerext?",
+                   "/deviceupdatefiles_int/", "/deviceupdatefiles_ext/")
+DEVICE_EXACT = ("/requesthandler", "/requesthandlerext")
+
+REASONS = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+           411: "Length Required", 413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed",
+           429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           501: "Not Implemented", 503: "Service Unavailable"}
+
+
+def is_device_path(path: str) -> bool:
+    lowered = path.lower()
+    return lowered.startswith(DEVICE_PREFIXES) or lowered.split("?", 1)[0].rstrip("/") in DEVICE_EXACT
+
+
+def path_of(target: bytes | str) -> str:
+    """The path of a request target (origin or absolute form), as far as it can be told."""
+    text = target.decode("latin-1") if isinstance(target, bytes) else target
+    if "://" in text[:16]:
+        text = "/" + text.split("://", 1)[1].partition("/")[2]
+    return text.split("?", 1)[0].split("#", 1)[0]
+
+
+def error_body(path: str, status: int, code: str, message: str) -> tuple[str, bytes]:
+    """(content type, body) for a refusal of a request to ``path``; a path that could not be read
+    (a request line too long or garbled) gets the device form: phones are who this server is for."""
+    if not path or is_device_path(path):
+        return "text/xml; charset=utf-8", render_error(code, message)
+    if path.startswith("/api/"):
+        return "application/json", json.dumps({"error": {"code": code, "message": message}}).encode()
+    return "text/plain; charset=utf-8", f"{status} {REASONS.get(status, 'Error')}: {message}\n".encode()
+
+
+def refusal(path: str, status: int, code: str, message: str, *, close: bool = True,
+            headers: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """A whole HTTP/1.1 response refusing a request to ``path``."""
+    content_type, body = error_body(path, status, code, message)
+    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}", f"Content-Type: {content_type}",
+             f"Content-Length: {len(body)}", "Cache-Control: no-store"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def install(app) -> None:
+    """Flask's own refusals (404 and 405 from routing, 413, a ``BadRequest`` from a body the server
+    could not decode) on device paths: the device XML error body instead of Flask's HTML page."""
+    import re
+
+    from flask import Response, request
+    from werkzeug.exceptions import HTTPException
+
+    def device_refusal(exc: HTTPException):
+        if not is_device_path(request.path):
+            return exc
+        code = getattr(exc, "error_code", None) or re.sub(r"[^A-Za-z0-9]", "", (exc.name or "Error").title())
+        content_type, body = error_body(request.path, exc.code or 400, code, exc.description or exc.name)
+        response = Response(body, status=exc.code or 400, content_type=content_type)
+        response.headers["Cache-Control"] = "no-store"
+        for name, value in exc.get_headers():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value
+        return response
+
+    app.register_error_handler(HTTPException, device_refusal)
