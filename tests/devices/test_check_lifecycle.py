@@ -6,8 +6,6 @@ Selection per device-protocol.md §4, answers per §5 — every field of every o
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from fleet import (
     AASTRA,
@@ -24,12 +22,34 @@ from fleet import (
     phonesim,
     server_env,
 )
+from helpers.tools import wait_for
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("site")]
 
 
 def checks(cl, phones, **kwargs):
     return phonesim.run_checks(cl, phones, concurrency=8, **kwargs)
+
+
+def _answers(result, expected) -> bool:
+    try:
+        assert_answer(result, expected)
+    except AssertionError:
+        return False
+    return True
+
+
+def settled(cl, phones, expected, timeout: float = 15.0):
+    """Check the fleet until every phone gets ``expected(index)`` (each worker picks a rule change
+    up on its next snapshot refresh), then return those results; on timeout the last results are
+    returned and the caller's asserts show what was still wrong."""
+    last = []
+
+    def attempt():
+        last[:] = checks(cl, phones)
+        return all(_answers(result, expected(i)) for i, result in enumerate(last))
+    wait_for(attempt, timeout=timeout, interval=0.2)
+    return last
 
 
 def test_fleet_through_the_rule_lifecycle(install, live_server, tmp_path):
@@ -53,8 +73,7 @@ def test_fleet_through_the_rule_lifecycle(install, live_server, tmp_path):
 
     # 2. approve: the fleet gets V1 — the very bytes that were imported
     install.cli("rules", "approve", r1.rule_id)
-    time.sleep(2)
-    for result in checks(cl, phones):
+    for result in settled(cl, phones, lambda i: r1.expected()):
         assert_answer(result, r1.expected())
     applied = phonesim.apply_updates(cl, fleet(3, seed=50), concurrency=3)
     for outcome in applied:
@@ -69,8 +88,7 @@ def test_fleet_through_the_rule_lifecycle(install, live_server, tmp_path):
 
     # 3. a new pending version: test devices get V2, the fleet stays on V1
     r2 = import_release(install, tmp_path, V2)[CX600]
-    time.sleep(2)
-    results = checks(cl, phones)
+    results = settled(cl, phones, lambda i: r2.expected() if i < 2 else r1.expected())
     assert_answer(results[0], r2.expected())
     assert_answer(results[1], r2.expected())
     for result in results[2:]:
@@ -78,8 +96,7 @@ def test_fleet_through_the_rule_lifecycle(install, live_server, tmp_path):
 
     # 4. reset (reject V2): test devices go back to the approved V1
     install.cli("rules", "reset", r1.rule_id)
-    time.sleep(2)
-    results = checks(cl, phones)
+    results = settled(cl, phones, lambda i: r1.expected())
     for result in results:
         assert_answer(result, r1.expected())
     # a test device that already flashed the rejected V2 is sent back to V1 too
@@ -91,22 +108,19 @@ def test_fleet_through_the_rule_lifecycle(install, live_server, tmp_path):
     install.cli("rules", "approve", r1.rule_id)
     for phone in phones:
         phone.modules["CPE.nbt"] = V3
-    time.sleep(2)
-    for result in checks(cl, phones):
+    for result in settled(cl, phones, lambda i: []):
         assert_answer(result, [])
     assert_answer(cl.check(fleet(1, installed=V0, seed=97)[0]), r3.expected())
 
     # 6. restore: everyone is offered V1 — a downgrade — test devices included
     install.cli("rules", "restore", r1.rule_id)
-    time.sleep(2)
-    for result in checks(cl, phones):
+    for result in settled(cl, phones, lambda i: r1.expected()):
         assert_answer(result, r1.expected())
 
     # 7. restore again with no restore version: no approved version, nobody is offered anything
     shown = install.cli("rules", "restore", r1.rule_id, "--json").stdout
     assert '"ApprovedVersion": null' in shown
-    time.sleep(2)
-    for result in checks(cl, phones):
+    for result in settled(cl, phones, lambda i: []):
         assert_answer(result, [])
     assert_answer(cl.check(fleet(1, installed=V0, seed=96)[0]), [])
 
