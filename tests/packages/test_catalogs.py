@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from helpers.cabs import make_catalog, make_pki, run_tool, trust_anchor_pem
+from helpers.tools import require_tool
 
 from devupdate.packages import TrustAnchorError, check_catalog, load_trust_anchors
 
@@ -95,10 +96,9 @@ def test_not_signed_data(blob):
 def test_certificate_bundle_is_not_a_catalog(tmp_path):
     """A .p7b of certificates is SignedData with no content and no signer."""
     (tmp_path / "c.pem").write_bytes(make_pki().signer.public_bytes(serialization.Encoding.PEM))
-    proc = run_tool("openssl", "crl2pkcs7", "-nocrl", "-certfile", str(tmp_path / "c.pem"), "-outform", "DER",
-                    "-out", str(tmp_path / "c.p7b"))
-    if proc.returncode != 0:
-        pytest.skip("openssl not available")
+    proc = run_tool(require_tool("openssl"), "crl2pkcs7", "-nocrl", "-certfile", str(tmp_path / "c.pem"),
+                    "-outform", "DER", "-out", str(tmp_path / "c.p7b"))
+    assert proc.returncode == 0, proc.stderr
     assert codes(check_catalog((tmp_path / "c.p7b").read_bytes(), SHA1, SHA256, None)) == ["not-signed-data"]
 
 
@@ -115,8 +115,7 @@ def test_unreadable_trust_anchor_is_refused_as_such():
 
 @pytest.fixture
 def openssl_signer(tmp_path):
-    if run_tool("openssl", "version").returncode != 0:
-        pytest.skip("openssl not installed")
+    openssl = require_tool("openssl")  # skips only when it is not installed; a failing run fails the test
     pki = make_pki()
     paths = {"signer": pki.signer.public_bytes(serialization.Encoding.PEM),
              "chain": pki.intermediate.public_bytes(serialization.Encoding.PEM),
@@ -128,7 +127,7 @@ def openssl_signer(tmp_path):
 
     def sign(*options: str, key: str = "key", signer: str = "signer") -> bytes:
         out = tmp_path / "o.p7"
-        proc = run_tool("openssl", "cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in",
+        proc = run_tool(openssl, "cms", "-sign", "-binary", "-nodetach", "-outform", "DER", "-in",
                         str(tmp_path / "list.txt"), "-signer", str(tmp_path / f"{signer}.pem"), "-inkey",
                         str(tmp_path / f"{key}.pem"), "-out", str(out), *options)
         assert proc.returncode == 0, proc.stderr
@@ -169,9 +168,8 @@ def test_openssl_signed_with_an_ec_key(openssl_signer, tmp_path):
 def test_our_catalog_carries_the_microsoft_layout(catalog, tmp_path):
     """openssl reads our .cat as PKCS#7 SignedData with a CTL (szOID_CTL) content and both certificates."""
     (tmp_path / "x.cat").write_bytes(catalog)
-    proc = run_tool("openssl", "pkcs7", "-inform", "DER", "-in", str(tmp_path / "x.cat"), "-print", "-noout")
-    if proc.returncode != 0 and "not found" in proc.stderr:
-        pytest.skip("openssl not installed")
+    proc = run_tool(require_tool("openssl"), "pkcs7", "-inform", "DER", "-in", str(tmp_path / "x.cat"), "-print",
+                    "-noout")
     assert proc.returncode == 0, proc.stderr
     assert "1.3.6.1.4.1.311.10.1" in proc.stdout and "Firmware Signing" in proc.stdout
     assert "Code Signing CA" in proc.stdout
@@ -180,8 +178,6 @@ def test_our_catalog_carries_the_microsoft_layout(catalog, tmp_path):
 def test_catalogs_agree_with_osslsigncode_both_ways(catalog, tmp_path):
     """osslsigncode (a real Authenticode signer and verifier, with the .cat format) verifies our
     catalogs against our root; a catalog it re-signs verifies here against its certificate only."""
-    from helpers.tools import require_tool
-
     osslsigncode, openssl = require_tool("osslsigncode"), require_tool("openssl")
     ours, root = tmp_path / "ours.cat", tmp_path / "root.pem"
     ours.write_bytes(catalog)
