@@ -348,7 +348,7 @@ def filestore() -> None:
 @handle_errors
 def filestore_usage(as_json: bool) -> None:
     """Bytes used per area against its quota."""
-    from devupdate.storage import usage_rows
+    from devupdate.content.usage import usage_rows
 
     rows = usage_rows(runtime().store)
     print_json(rows) if as_json else print_table(rows, ["Area", "UsedBytes", "QuotaBytes", "UsedPercent",

@@ -188,9 +188,9 @@ def _refused(rule: Rule, action: str, reason: str) -> dict[str, Any]:
 def summary(store, service_name: str, *, hours: int = 24) -> dict[str, Any]:
     """Everything the dashboard shows, in one call: rules awaiting approval, devices seen, the
     compliance counts, the version distribution and the filestore usage per area."""
+    from devupdate.content.usage import usage_rows
     from devupdate.devices.compliance import fleet_groups
     from devupdate.rules.lifecycle import rule_dict
-    from devupdate.storage import usage_rows
 
     groups = fleet_groups()
     compliance: Counter = Counter()

@@ -17,10 +17,11 @@ from devupdate.admin.console.auth import AdminUser, SignInFailure
 from devupdate.admin.tokens import ApiToken
 from devupdate.audit.models import AuditEvent
 from devupdate.configuration import ConfigSetting
+from devupdate.content.models import StoredObject
 from devupdate.db import BaseModel, database, is_sqlite, utcnow
 from devupdate.devices.inventory import Device
 from devupdate.imports.models import ImportJournal, ImportRecord
-from devupdate.rules.models import Blob, Generation, Rule, RuleVersion, TestDevice, VersionFile
+from devupdate.rules.models import Generation, Rule, RuleVersion, TestDevice, VersionFile
 
 
 class SchemaVersion(BaseModel):
@@ -29,7 +30,7 @@ class SchemaVersion(BaseModel):
     applied_at = peewee.DateTimeField(default=utcnow)
 
 
-MODELS: list[type[BaseModel]] = [Rule, Generation, Blob, RuleVersion, VersionFile, TestDevice, ConfigSetting,
+MODELS: list[type[BaseModel]] = [Rule, Generation, StoredObject, RuleVersion, VersionFile, TestDevice, ConfigSetting,
                                  AuditEvent, ImportRecord, ImportJournal, Device, ApiToken,
                                  AdminUser, SignInFailure]
 
@@ -45,8 +46,15 @@ def _baseline(db: peewee.Database) -> None:
     db.create_tables(MODELS)
 
 
+def _index_object_sha1(db: peewee.Database) -> None:
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    migrate(SchemaMigrator.from_database(db).add_index(StoredObject._meta.table_name, ("sha1",), False))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "baseline: rules, images, test devices, configuration, audit trail, imports", _baseline),
+    Migration(2, "stored objects indexed by SHA-1", _index_object_sha1),
 ]
 
 

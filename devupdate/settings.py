@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from devupdate.content import areas
 from devupdate.errors import SettingsError
 
 CONFIG_FILE_NAME = "devupdate.toml"
@@ -104,8 +105,8 @@ class Settings:
 
     @property
     def quotas(self) -> dict[str, int]:
-        return {"images": self.quota_images, "logs/client": self.quota_logs_client,
-                "logs/audit": self.quota_logs_audit, "incoming": self.quota_incoming}
+        return {areas.IMAGES: self.quota_images, areas.LOGS_CLIENT: self.quota_logs_client,
+                areas.LOGS_AUDIT: self.quota_logs_audit, areas.INCOMING: self.quota_incoming}
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:

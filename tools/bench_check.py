@@ -113,9 +113,10 @@ def seed(settings, rng: random.Random) -> list[dict]:
     import uuid
 
     from devupdate import db
+    from devupdate.content.models import StoredObject
     from devupdate.devices.inventory import upsert
     from devupdate.rules.lifecycle import bump_generation, rule_key
-    from devupdate.rules.models import Blob, Rule, RuleVersion, TestDevice, VersionFile
+    from devupdate.rules.models import Rule, RuleVersion, TestDevice, VersionFile
     from devupdate.runtime import open_runtime
 
     rt = open_runtime(settings, upgrade=True)
@@ -140,7 +141,7 @@ def seed(settings, rng: random.Random) -> list[dict]:
                              "_files": [(f"{stem}.nbt", f"{stem}.cat", "image", shas[0]),
                                         (f"{stem}.cat", None, "catalog", shas[1])]})
     with db.database.atomic():
-        Blob.insert_many(list(blobs.values())).execute()
+        StoredObject.insert_many(list(blobs.values())).execute()
         for start in range(0, len(rules), 200):
             Rule.insert_many(rules[start:start + 200]).execute()
         for version in versions:

@@ -364,7 +364,7 @@ def _upload_name() -> str:
 @route("GET", "/imports/limits", role="operator", summary="Upload limits: largest cab accepted, area usage",
        responses={200: "ImportLimits", **READ})
 def import_limits() -> Response:
-    from devupdate.storage import usage_rows
+    from devupdate.content.usage import usage_rows
 
     rt = runtime()
     areas = [row for row in usage_rows(rt.store) if row["Area"] in ("incoming", "images")]
@@ -567,7 +567,7 @@ def _file_chunks(handle):
 @route("GET", "/filestore/usage", role="operator", summary="Bytes used per filestore area against its quota",
        responses={200: "UsageList", **READ})
 def filestore_usage() -> Response:
-    from devupdate.storage import usage_rows
+    from devupdate.content.usage import usage_rows
 
     return json_response(usage_rows(runtime().store))
 

@@ -38,9 +38,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from devupdate.content.areas import LOGS_AUDIT
+
 log = logging.getLogger("devupdate.requestlog")
 
-AREA = "logs/audit"
+AREA = LOGS_AUDIT
 DIRECTORY = "imageUpdates"
 PREFIX = "RequestHandlerAuditLog"
 COLUMNS = ("Logging DateTime", "User Host Address", "Device Type", "Mac Address", "Serial Number", "Vendor",

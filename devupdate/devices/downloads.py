@@ -35,6 +35,7 @@ from werkzeug.http import http_date, parse_date, parse_etags
 from werkzeug.wsgi import FileWrapper
 
 from devupdate import metrics
+from devupdate.content.areas import IMAGES
 from devupdate.devices.access import guard_request
 from devupdate.selection import DownloadEntry
 
@@ -42,7 +43,6 @@ log = logging.getLogger("devupdate.downloads")
 
 bp = Blueprint("device_downloads", __name__)
 
-IMAGES_AREA = "images"
 MAX_RANGES = 32
 _BLOCK = 1 << 20
 _RAW_FORBIDDEN = ("%2f", "%5c", "%00")
@@ -253,7 +253,7 @@ def serve(side: str, subpath: str) -> Response:
         return _common_headers(response, entry, modified, side)
 
     try:
-        file = runtime.store.open(IMAGES_AREA, entry.sha256)
+        file = runtime.store.open(IMAGES, entry.sha256)
     except Exception:  # ObjectNotFound, UnsafePath: the snapshot names something the store lacks
         log.warning("download %s: image %s is missing from the filestore", subpath, entry.sha256)
         return _not_found()

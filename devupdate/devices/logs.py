@@ -21,11 +21,12 @@ import time
 import unicodedata
 from dataclasses import dataclass
 
+from devupdate.content.areas import LOGS_AUDIT, LOGS_CLIENT
 from devupdate.errors import DevupdateError
 from filestore import FileStore
 
-CLIENT_AREA = "logs/client"
-AUDIT_AREA = "logs/audit"
+CLIENT_AREA = LOGS_CLIENT
+AUDIT_AREA = LOGS_AUDIT
 CLEANUP_AREAS = (CLIENT_AREA, AUDIT_AREA)
 _MAC_SEPARATORS = re.compile(r"[-:.]")
 _MAC = re.compile(r"^[0-9A-F]{12}$")

@@ -12,8 +12,9 @@ import threading
 from collections import defaultdict
 
 from devupdate import db
+from devupdate.content.models import StoredObject
 from devupdate.rules.lifecycle import current_generation
-from devupdate.rules.models import Blob, Rule, RuleVersion, TestDevice, VersionFile
+from devupdate.rules.models import Rule, RuleVersion, TestDevice, VersionFile
 from devupdate.selection import DownloadEntry, OfferedFile, RuleEntry, Snapshot, VersionEntry, family
 
 log = logging.getLogger("devupdate.snapshot")
@@ -25,7 +26,7 @@ def build_snapshot() -> Snapshot:
         generation = current_generation()
         versions = {(v.rule_id, v.version): v for v in RuleVersion.select()}
         files_by_version: dict[int, list] = defaultdict(list)
-        query = (VersionFile.select(VersionFile, Blob).join(Blob).order_by(VersionFile.id))
+        query = (VersionFile.select(VersionFile, StoredObject).join(StoredObject).order_by(VersionFile.id))
         for item in query:
             files_by_version[item.rule_version_id].append(item)
         rules = list(Rule.select())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import peewee
 
+from devupdate.content import registry
 from devupdate.db import BaseModel, utcnow
 
 
@@ -30,3 +31,7 @@ class ImportJournal(BaseModel):
     pid = peewee.IntegerField()
     started_at = peewee.DateTimeField(default=utcnow)
     objects = peewee.TextField()  # JSON list of sha256 in the images area
+
+
+# An import journals its objects before it renames them into the store and commits their rows.
+registry.register_in_flight("imports", lambda: ImportJournal.select().exists())

@@ -27,6 +27,8 @@ import peewee
 from cryptography import x509
 
 from devupdate.audit.trail import record
+from devupdate.content.areas import IMAGES
+from devupdate.content.models import StoredObject
 from devupdate.db import locked, utcnow, write_transaction
 from devupdate.errors import Conflict, DevupdateError, QuotaFull, TooLarge
 from devupdate.imports.models import ImportJournal, ImportRecord
@@ -41,11 +43,10 @@ from devupdate.packages import (
 )
 from devupdate.packages.errors import SIZE_CODES
 from devupdate.rules.lifecycle import bump_generation, rule_key, sync_version_refs
-from devupdate.rules.models import Blob, Rule, RuleVersion, VersionFile
+from devupdate.rules.models import Rule, RuleVersion, VersionFile
 from devupdate.settings import Settings
 from filestore import FileStore, QuotaExceeded
 
-IMAGES = "images"
 JOURNAL_STALE_SECONDS = 24 * 3600
 
 
@@ -255,7 +256,7 @@ def _commit_objects(staged: set) -> dict[str, Any]:
 def _forget_objects(store: FileStore, created: dict[str, Any]) -> None:
     """Undo _commit_objects after a failed transaction: delete what no committed row uses."""
     for sha256, stored in created.items():
-        if sha256 != "__journal__" and stored.created and not Blob.select().where(Blob.sha256 == sha256).exists():
+        if sha256 != "__journal__" and stored.created and not StoredObject.exists(sha256):
             store.delete(IMAGES, sha256)
     ImportJournal.delete().where(ImportJournal.id == created.get("__journal__")).execute()
 
@@ -268,7 +269,7 @@ def _finish(result: ImportResult, actor: str, *, created: dict[str, Any], update
                                     sha256=result.sha256, outcome="nothing-new")
         for sha256, stored in created.items():
             if sha256 != "__journal__":
-                Blob.insert(sha256=sha256, sha1=stored.sha1, size=stored.size).on_conflict_ignore().execute()
+                StoredObject.insert(sha256=sha256, sha1=stored.sha1, size=stored.size).on_conflict_ignore().execute()
         for update in updates:
             touched.append(_apply_update(update, staged, actor, entry.id) if staged else
                            {"Id": update.id, "Version": update.version, "Change": "unchanged"})
@@ -344,7 +345,7 @@ def recover_crashed_imports(store: FileStore) -> list[str]:
             continue
         with write_transaction():
             for sha256 in json.loads(journal.objects):
-                if not Blob.select().where(Blob.sha256 == sha256).exists() and store.delete(IMAGES, sha256):
+                if not StoredObject.exists(sha256) and store.delete(IMAGES, sha256):
                     removed.append(sha256)
             journal.delete_instance()
     return removed

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import BinaryIO
 
+from devupdate.content.areas import INCOMING
 from devupdate.errors import DevupdateError, QuotaFull, TooLarge
 from devupdate.imports.service import ImportResult, import_cab, record_refusal
 from devupdate.settings import Settings
@@ -18,7 +19,7 @@ from filestore import FileStore, QuotaExceeded, Staged
 
 log = logging.getLogger("devupdate.imports")
 
-INCOMING_AREA = "incoming"
+INCOMING_AREA = INCOMING
 
 
 class _LimitedBody:

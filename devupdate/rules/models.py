@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import peewee
 
+from devupdate.content import registry
+from devupdate.content.models import StoredObject
 from devupdate.db import BaseModel, utcnow
 
 
@@ -31,15 +33,6 @@ class Rule(BaseModel):
     updated_at = peewee.DateTimeField(default=utcnow)
 
 
-class Blob(BaseModel):
-    """A stored object in the filestore's ``images`` area, named by its SHA-256."""
-
-    sha256 = peewee.CharField(primary_key=True, max_length=64)
-    sha1 = peewee.CharField(max_length=40)
-    size = peewee.BigIntegerField()
-    created_at = peewee.DateTimeField(default=utcnow)
-
-
 class RuleVersion(BaseModel):
     """An imported version of a rule. Kept without a foreign key so a removed rule's images
     stay downloadable for the cleanup grace period."""
@@ -62,7 +55,7 @@ class VersionFile(BaseModel):
     file_name = peewee.CharField(max_length=255)
     signature_file_name = peewee.CharField(null=True, max_length=255)
     role = peewee.CharField(max_length=10)  # image | catalog | file
-    blob = peewee.ForeignKeyField(Blob, backref="uses", on_delete="RESTRICT", column_name="sha256",
+    blob = peewee.ForeignKeyField(StoredObject, backref="uses", on_delete="RESTRICT", column_name="sha256",
                                   object_id_name="blob_id")
 
     class Meta:
@@ -90,3 +83,7 @@ class Generation(BaseModel):
 
     id = peewee.IntegerField(primary_key=True)
     value = peewee.BigIntegerField(default=0)
+
+
+# Rule versions own their files' objects until cleanup removes the version (files cleanup).
+registry.register_references("rule versions", lambda: VersionFile.select(VersionFile.blob))

@@ -70,3 +70,17 @@ def test_upgrade_creates_then_applies_later_migrations_once(database):
             schema.require_current()
         finally:
             schema.MIGRATIONS.pop()
+
+
+def test_a_version_1_database_gets_the_object_sha1_index(database):
+    """Migration 2 on a database created before it: the SHA-1 lookup WSUS content needs is indexed."""
+    from devupdate import schema
+    from devupdate.content.models import StoredObject
+
+    table = StoredObject._meta.table_name
+    database.execute_sql(f"DROP INDEX {table}_sha1")
+    schema.SchemaVersion.delete().execute()  # as a database created before migration 2 was stamped
+    schema.SchemaVersion.create(version=1, name=schema.MIGRATIONS[0].name)
+    assert not any(index.columns == ["sha1"] for index in database.get_indexes(table))
+    assert schema.upgrade() == ["applied migration 2: stored objects indexed by SHA-1"]
+    assert [index.columns for index in database.get_indexes(table) if index.columns == ["sha1"]] == [["sha1"]]

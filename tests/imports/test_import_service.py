@@ -11,14 +11,15 @@ from helpers.cabs import make_package, make_update, raw_cab, realistic_updates
 from helpers.tools import require_tool
 
 from devupdate.audit.models import AuditEvent
+from devupdate.content.models import StoredObject
 from devupdate.errors import DevupdateError
 from devupdate.imports.models import ImportJournal, ImportRecord
 from devupdate.imports.service import import_cab
 from devupdate.packages import describe_updates
 from devupdate.rules import lifecycle
-from devupdate.rules.models import Blob, Generation, Rule, RuleVersion, TestDevice, VersionFile
+from devupdate.rules.models import Generation, Rule, RuleVersion, TestDevice, VersionFile
 
-CONTENT_TABLES = (Rule, Blob, RuleVersion, VersionFile, TestDevice, Generation, ImportJournal)
+CONTENT_TABLES = (Rule, StoredObject, RuleVersion, VersionFile, TestDevice, Generation, ImportJournal)
 
 
 def snapshot_state(rt) -> dict:
@@ -54,7 +55,7 @@ def test_realistic_cab_imports_every_rule_as_pending(rt, tmp_path, tool):
         files = {f.file_name: f.role for f in version.files}
         assert files == {update.files[0].name: "image", update.files[0].catalog: "catalog"}
     # 9 images + 9 catalogs, each stored once and re-hashing clean
-    assert len(list(rt.store.objects("images"))) == 18 == Blob.select().count()
+    assert len(list(rt.store.objects("images"))) == 18 == StoredObject.select().count()
     assert rt.store.verify() == []
     record = ImportRecord.get()
     assert (record.outcome, record.file_name, record.size, record.actor) == (

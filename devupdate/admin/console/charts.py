@@ -51,7 +51,7 @@ def distribution_bars(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def usage_bars(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Filestore areas (``storage.usage_rows``) with the filled share of their quota and a state."""
+    """Filestore areas (``content.usage.usage_rows``) with the filled share of their quota and a state."""
     bars = []
     for row in rows:
         quota, used = row["QuotaBytes"], row["UsedBytes"]
