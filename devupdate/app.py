@@ -8,9 +8,10 @@ import logging
 from flask import Flask, jsonify
 
 from devupdate import db
+from devupdate.devices.failures import FailureLimiter
 from devupdate.devices.network import NetworkPolicy
 from devupdate.devices.snapshot import SnapshotHolder
-from devupdate.devices.users import FileUserStore
+from devupdate.devices.users import FileUserStore, HashGate
 from devupdate.runtime import Runtime
 
 
@@ -25,7 +26,11 @@ def create_app(runtime: Runtime, *, background: bool = True) -> Flask:
     app.extensions["devupdate"] = runtime
     app.extensions["snapshots"] = SnapshotHolder()
     app.extensions["network"] = NetworkPolicy.from_settings(runtime.settings)
-    app.extensions["users"] = FileUserStore(runtime.settings.home / "users")
+    settings = runtime.settings
+    app.extensions["users"] = FileUserStore(settings.home / "users",
+                                            gate=HashGate(settings.effective_password_check_slots))
+    app.extensions["auth_failures"] = FailureLimiter(settings.external_auth_failure_limit,
+                                                     settings.external_auth_failure_window)
 
     @app.before_request
     def _connect() -> None:

@@ -4,7 +4,11 @@ Counted where they happen (one call each, microseconds, no lock held across I/O)
 - ``devupdate_update_checks_total{side,outcome}``, ``devupdate_offered_files_total{side}`` and the
   ``devupdate_update_check_seconds{side}`` histogram — :func:`check_answered` in the update check;
 - ``devupdate_download_bytes_total{side}`` and ``devupdate_downloads_total{side,status}`` —
-  :func:`download_sent` in the image download view.
+  :func:`download_sent` in the image download view;
+- ``devupdate_password_hashes_total`` — :func:`password_hashed`, every scrypt run (device users and
+  console accounts): the work that password guessing makes the server do;
+- ``devupdate_auth_throttled_total{reason}`` — :func:`auth_throttled`, external-side requests
+  refused before any password check (``rate-limited``: 429, ``busy``: 503).
 
 Read at scrape time, so they are right whichever process changed them (CLI, API, another node):
 - ``devupdate_imports_total{outcome}`` (import records in the database),
@@ -67,6 +71,11 @@ class _Families:
                                  ["side", "status"])
         self.download_bytes = counter("devupdate_download_bytes", "Image bytes sent to devices (response sizes; "
                                       "a download cut short still counts whole)", ["side"])
+        self.password_hashes = counter("devupdate_password_hashes", "scrypt runs: password checks not answered "
+                                       "from the cache, and new password hashes")
+        self.auth_throttled = counter("devupdate_auth_throttled", "External-side requests refused before their "
+                                      "password was checked (rate-limited: too many failures from the source; "
+                                      "busy: every hashing slot taken)", ["reason"])
 
 
 _families: _Families | None = None
@@ -101,6 +110,16 @@ def download_sent(side: str, status: int, size: int) -> None:
     _child("downloads", side, str(status)).inc()
     if size:
         _child("download_bytes", side).inc(size)
+
+
+def password_hashed() -> None:
+    """One scrypt run (see :mod:`devupdate.devices.users`)."""
+    families().password_hashes.inc()
+
+
+def auth_throttled(reason: str) -> None:
+    """An external-side request refused before its password was checked: rate-limited | busy."""
+    _child("auth_throttled", reason).inc()
 
 
 # --- scrape-time state ------------------------------------------------------------------------

@@ -50,6 +50,9 @@ class DevupdateServer(BaseApplication):
     def __init__(self, settings: Settings, *, tls: bool = False):
         self.settings = settings
         self.tls = tls
+        from devupdate.devices.failures import prepare_shared
+
+        prepare_shared()  # before the workers fork: they share the failed-login counts
         super().__init__()
 
     def load_config(self) -> None:

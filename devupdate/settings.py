@@ -63,6 +63,12 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     external_https_only: bool = False  # refuse /RequestHandlerExt, _Ext over plain HTTP (on with serve --tls)
     console_cookie_secure: bool = True  # false only for plain-HTTP testing on a loopback address
+    console_trusted_origins: tuple[str, ...] = ()  # other origins whose console POSTs count as our own
+    console_lockout_failures: int = 5  # failed sign-ins of one name from one source before it is locked
+    console_lockout_seconds: int = 30  # first lock; doubles with each further failure, at most 15 minutes
+    external_auth_failure_limit: int = 10  # failed Basic logins per source and window (0: no limit)
+    external_auth_failure_window: int = 300  # seconds
+    password_check_slots: int = 0  # scrypt runs at once per worker; 0: half the threads (at least 1)
     max_cab_size: int = 2 * 1024**3
     max_expansion_ratio: float = 200.0
     catalog_policy: str = "warn"  # off | warn | enforce
@@ -82,6 +88,16 @@ class Settings:
     json_logs: bool = False
     accel_redirect_prefix: str = ""  # e.g. /_devupdate_images: nginx sends image bodies (docs/nginx.md)
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.threads > 1 and self.password_check_slots >= self.threads:
+            raise SettingsError(f"DEVUPDATE_PASSWORD_CHECK_SLOTS={self.password_check_slots}: must stay below "
+                                f"DEVUPDATE_THREADS={self.threads}, so password checks never take every request "
+                                "thread; use 0 for half the threads")
+
+    @property
+    def effective_password_check_slots(self) -> int:
+        return self.password_check_slots or max(1, self.threads // 2)
 
     @property
     def database_path(self) -> Path:
@@ -134,6 +150,11 @@ class Settings:
         return cls(**{name: _convert(name, value) for name, value in raw.items()})
 
 
+_INT_RANGES = {"console_lockout_failures": (1, 1000), "console_lockout_seconds": (1, 900),
+               "external_auth_failure_limit": (0, 100_000), "external_auth_failure_window": (1, 86400),
+               "password_check_slots": (0, 1024)}
+
+
 def _convert(name: str, value: object) -> object:
     target = {f.name: f for f in dataclasses.fields(Settings)}[name]
     where = f"DEVUPDATE_{name.upper()}"
@@ -152,6 +173,8 @@ def _convert(name: str, value: object) -> object:
                 raise ValueError("out of range 0–65535")
             if name in ("workers", "threads", "graceful_timeout") and number < 1:
                 raise ValueError("out of range")
+            if name in _INT_RANGES and not _INT_RANGES[name][0] <= number <= _INT_RANGES[name][1]:
+                raise ValueError("out of range {}–{}".format(*_INT_RANGES[name]))
             return number
         if kind == "float":
             number = float(value)  # type: ignore[arg-type]

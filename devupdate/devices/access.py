@@ -8,6 +8,10 @@ log uploads.
   credentials checked against the user store: none → ``401`` with a ``WWW-Authenticate``
   challenge, wrong → ``401``. With ``external_https_only`` (``serve --tls``) they refuse plain
   HTTP with ``403`` before looking at credentials, which would otherwise travel in the clear.
+  A source with too many recent failures is refused with ``429`` and ``Retry-After`` before its
+  password is checked (:mod:`devupdate.devices.failures`); when every password-hashing slot of the
+  worker is taken the answer is ``503`` with ``Retry-After: 1`` at once, so guessing never holds
+  every request thread (:class:`devupdate.devices.users.HashGate`).
 
 ``decide`` is the pure core; ``guard_request`` / ``side_guard`` are the Flask edges.
 """
@@ -22,9 +26,11 @@ from dataclasses import dataclass
 
 from flask import Response, current_app, g, request
 
+from devupdate import metrics
+from devupdate.devices.failures import FailureLimiter
 from devupdate.devices.network import NetworkPolicy
 from devupdate.devices.response import render_error
-from devupdate.devices.users import UserStore
+from devupdate.devices.users import HashingBusy, UserStore
 
 REALM = "devupdate"
 CHALLENGE = f'Basic realm="{REALM}"'
@@ -40,13 +46,21 @@ class Refusal:
     message: str
     client_address: str
     user: str = ""
+    retry_after: int = 0  # seconds, for 429 and 503
+
+    def headers(self) -> list[tuple[str, str]]:
+        """Besides the XML body's own: the Basic challenge on 401, ``Retry-After`` when set."""
+        headers = [("Cache-Control", "no-store")]
+        if self.status == 401:
+            headers.append(("WWW-Authenticate", CHALLENGE))
+        if self.retry_after:
+            headers.append(("Retry-After", str(self.retry_after)))
+        return headers
 
     def response(self) -> Response:
         resp = Response(render_error(self.code, self.message), status=self.status,
                         content_type="text/xml; charset=utf-8")
-        resp.headers["Cache-Control"] = "no-store"
-        if self.status == 401:
-            resp.headers["WWW-Authenticate"] = CHALLENGE
+        resp.headers.extend(self.headers())
         return resp
 
 
@@ -114,8 +128,8 @@ _locations = _Locations()
 
 def decide(side: str, remote_addr: str | None, forwarded_for: str | None, authorization: str | None,
            network: NetworkPolicy, users: UserStore, *, url_scheme: str = "http",
-           forwarded_proto: str | None = None) -> Access | Refusal:
-    """Pure decision for one request on one side."""
+           forwarded_proto: str | None = None, limiter: FailureLimiter | None = None) -> Access | Refusal:
+    """The decision for one request on one side; ``limiter`` counts and refuses failed logins."""
     side = _SIDES.get(side) or canonical_side(side)
     address, internal = _locations.locate(network, remote_addr or "", forwarded_for)
     if side == "Int":
@@ -133,7 +147,19 @@ def decide(side: str, remote_addr: str | None, forwarded_for: str | None, author
     if credentials is None:
         return Refusal(401, "AuthenticationRequired", "HTTP Basic credentials required", address)
     user, password = credentials
-    if not user or not users.verify(user, password):
+    wait = limiter.retry_after(address) if limiter is not None else 0
+    if wait:
+        metrics.auth_throttled("rate-limited")
+        return Refusal(429, "TooManyFailures", f"too many failed logins from {address}; retry in {wait} s",
+                       address, user[:256], retry_after=wait)
+    try:
+        ok = bool(user) and users.verify(user, password)
+    except HashingBusy as exc:
+        metrics.auth_throttled("busy")
+        return Refusal(503, "Busy", exc.message, address, user[:256], retry_after=1)
+    if not ok:
+        if limiter is not None:
+            limiter.failed(address)
         return Refusal(401, "BadCredentials", "user name or password is wrong", address, user[:256])
     return Access(address, user, side)
 
@@ -144,12 +170,12 @@ def check_access(side: str) -> Access | Refusal:
     headers = request.headers
     return decide(side, request.remote_addr, headers.get("X-Forwarded-For"), headers.get("Authorization"),
                   ext["network"], ext["users"], url_scheme=request.scheme,
-                  forwarded_proto=headers.get("X-Forwarded-Proto"))
+                  forwarded_proto=headers.get("X-Forwarded-Proto"), limiter=ext.get("auth_failures"))
 
 
 def guard_request(side: str) -> tuple[str, str] | Response:
     """``(client_address, user)`` when the current request may use ``side``, else the refusal response
-    (XML error body, ``401`` with a Basic challenge or ``403``)."""
+    (XML error body; ``401`` with a Basic challenge, ``403``, or ``429``/``503`` with ``Retry-After``)."""
     result = check_access(side)
     if isinstance(result, Refusal):
         return result.response()

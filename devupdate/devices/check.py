@@ -22,6 +22,7 @@ from werkzeug.exceptions import BadRequest
 from devupdate import metrics
 from devupdate.audit.requestlog import AuditRow, RequestLog, request_modules, response_modules
 from devupdate.devices.access import CHALLENGE, Refusal, decide
+from devupdate.devices.failures import FailureLimiter
 from devupdate.devices.inventory import InventoryRecorder
 from devupdate.devices.network import NetworkPolicy
 from devupdate.devices.request import MAX_REQUEST_BYTES, DeviceRequest, RequestError, parse_query, parse_xml, raw_fields
@@ -49,6 +50,7 @@ class CheckService:
     base_urls: dict[str, str]  # 'Int' | 'Ext' -> public base URL of that side
     network: NetworkPolicy
     users: UserStore
+    auth_failures: FailureLimiter | None = None
 
 
 # --- helpers (no Flask) ------------------------------------------------------------------------------
@@ -131,12 +133,15 @@ class Answer:
 
     status: int
     body: bytes
+    retry_after: int = 0
 
     def headers(self) -> list[tuple[str, str]]:
         headers = [("Content-Type", CONTENT_TYPE), ("Cache-Control", "no-store"),
                    ("Content-Length", str(len(self.body)))]
         if self.status == 401:
             headers.append(("WWW-Authenticate", CHALLENGE))
+        if self.retry_after:
+            headers.append(("Retry-After", str(self.retry_after)))
         return headers
 
 
@@ -151,13 +156,13 @@ def answer(service: CheckService, side: str, environ: dict) -> Answer:
     access = decide(side, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"),
                     environ.get("HTTP_AUTHORIZATION"), service.network, service.users,
                     url_scheme=environ.get("wsgi.url_scheme", "http"),
-                    forwarded_proto=environ.get("HTTP_X_FORWARDED_PROTO"))
+                    forwarded_proto=environ.get("HTTP_X_FORWARDED_PROTO"), limiter=service.auth_failures)
     is_get = environ["REQUEST_METHOD"] in ("GET", "HEAD")
     if isinstance(access, Refusal):
         fields = _query_fields(_query(environ)[0]) if is_get else {}
         service.audit.write(refused_row(access.client_address, fields, access.status, access.code, access.user))
         metrics.check_answered(side, "refused", 0, time.perf_counter() - started)
-        return _error(access.status, access.code, access.message)
+        return Answer(access.status, render_error(access.code, access.message), access.retry_after)
     address, user, side = access.client_address, access.user, access.side
     body = b""
     try:
@@ -203,7 +208,8 @@ def check_external() -> Response:
 
 
 _STATUS = {200: "200 OK", 400: "400 BAD REQUEST", 401: "401 UNAUTHORIZED", 403: "403 FORBIDDEN",
-           413: "413 REQUEST ENTITY TOO LARGE", 500: "500 INTERNAL SERVER ERROR"}
+           413: "413 REQUEST ENTITY TOO LARGE", 429: "429 TOO MANY REQUESTS", 500: "500 INTERNAL SERVER ERROR",
+           503: "503 SERVICE UNAVAILABLE"}
 _SIDE_OF = {"/RequestHandler/ucdevice.upx": "Int", "/RequestHandlerExt/ucdevice.upx": "Ext"}
 
 
@@ -266,7 +272,8 @@ def install(app: Flask, runtime, *, background: bool = True) -> CheckService:
     inventory = InventoryRecorder()
     service = CheckService(snapshots=app.extensions["snapshots"], audit=audit, inventory=inventory,
                            base_urls={"Int": settings.public_internal_url, "Ext": settings.public_external_url},
-                           network=app.extensions["network"], users=app.extensions["users"])
+                           network=app.extensions["network"], users=app.extensions["users"],
+                           auth_failures=app.extensions.get("auth_failures"))
     app.extensions[EXTENSION] = service
     app.register_blueprint(bp)
     # outermost first: spelling of the path, then (unless every request must pass Flask's hooks) the check

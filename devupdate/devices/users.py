@@ -3,11 +3,19 @@ backend implements later; the default is a file of scrypt hashes in the data dir
 
 Verifying scrypt costs tens of milliseconds by design, so successful checks are cached for a
 short time under a keyed digest of (user, password) — never the password itself.
+
+An unknown name costs exactly what a known one does — one scrypt run against ``DUMMY_HASH``, which
+is built from constants (no hashing at start-up) and matches no password — so response times do not
+tell which names exist. Every scrypt run is counted (``devupdate_password_hashes_total``), and a
+store given a :class:`HashGate` runs at most that many at once: password guessing then occupies a
+bounded share of the request threads, and a guess that finds every slot taken is refused at once
+(:class:`HashingBusy`) instead of waiting for one.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
@@ -21,28 +29,63 @@ from devupdate.errors import Conflict, DevupdateError, NotFound
 
 _NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+_B64 = base64.b64encode
+# Same parameters as every new hash; salt and digest are random, so no password matches it.
+DUMMY_HASH = (f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_B64(os.urandom(16)).decode()}$"
+              f"{_B64(os.urandom(32)).decode()}")
 
 
 class UserStore(Protocol):
     def verify(self, name: str, password: str) -> bool: ...
 
 
+class HashingBusy(DevupdateError):
+    """Every password-hashing slot of this process is taken; the caller answers 503 at once."""
+
+    status = 503
+    code = "busy"
+
+
+class HashGate:
+    """At most ``slots`` scrypt runs at once in this process; a run that finds none free fails fast."""
+
+    def __init__(self, slots: int):
+        if slots < 1:
+            raise ValueError("a hash gate needs at least one slot")
+        self.slots = slots
+        self._semaphore = threading.BoundedSemaphore(slots)
+
+    def __enter__(self) -> HashGate:
+        if not self._semaphore.acquire(blocking=False):
+            raise HashingBusy("the server is busy checking passwords; retry in a second")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._semaphore.release()
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
+    """The one place scrypt runs, so the metric counts every run."""
+    from devupdate import metrics
+
+    metrics.password_hashed()
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=dklen, maxmem=256 * 1024 * 1024)
+
+
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
     salt = salt or os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
-    b64 = base64.b64encode
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P, 32)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_B64(salt).decode()}${_B64(digest).decode()}"
 
 
 def check_password(password: str, encoded: str) -> bool:
-    """Constant-time comparison; unknown hash formats simply fail."""
+    """One scrypt run and a constant-time comparison; unknown hash formats simply fail."""
     try:
         scheme, n, r, p, salt, digest = encoded.split("$")
         if scheme != "scrypt":
             return False
         expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-                                dklen=len(expected), maxmem=256 * 1024 * 1024)
+        actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p), len(expected))
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
@@ -53,8 +96,9 @@ class FileUserStore:
 
     CACHE_SECONDS = 300
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, gate: HashGate | None = None):
         self.path = path
+        self.gate = gate
         self._users: dict[str, str] = {}
         self._stamp: tuple[int, int] | None = None
         self._checked = 0.0
@@ -83,20 +127,20 @@ class FileUserStore:
         return self._users
 
     def verify(self, name: str, password: str) -> bool:
+        """Raises :class:`HashingBusy` when the gate has no free slot (nothing was checked)."""
         with self._lock:
             users = self._load()
         encoded = users.get(name)
-        if encoded is None:
-            check_password(password, hash_password("x", salt=b"0" * 16))  # same cost for unknown users
-            return False
         token = hmac.new(self._key, f"{name}\0{password}\0{encoded}".encode(), hashlib.sha256).digest()
-        expiry = self._cache.get(token)
-        if expiry is not None and expiry > time.monotonic():
-            return True
-        if check_password(password, encoded):
+        if encoded is not None:
+            expiry = self._cache.get(token)
+            if expiry is not None and expiry > time.monotonic():
+                return True
+        with self.gate or contextlib.nullcontext():
+            ok = check_password(password, DUMMY_HASH if encoded is None else encoded) and encoded is not None
+        if ok:
             self._cache[token] = time.monotonic() + self.CACHE_SECONDS
-            return True
-        return False
+        return ok
 
     # --- management (devupdate users add|list|remove) ----------------------------------------
 
