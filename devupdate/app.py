@@ -67,11 +67,10 @@ def create_app(runtime: Runtime, *, background: bool = True) -> Flask:
         app.extensions["log_cleanup"].start()
 
     # --- admin: JSON API and metrics ------------------------------------------------------------
-    from devupdate import metrics
-    from devupdate.admin import api
+    from devupdate.admin import api, metrics_view
 
     api.install(app)
-    metrics.install(app, runtime)
+    metrics_view.install(app, runtime)
 
     # --- admin: web console ----------------------------------------------------------------------
     from devupdate.admin import console

@@ -1,4 +1,4 @@
-"""Prometheus metrics at ``/metrics`` and structured (JSON) request logs.
+"""Prometheus metrics: the live counters, the scrape-time state features register, the exposition.
 
 Counted where they happen (one call each, microseconds, no lock held across I/O):
 - ``devupdate_update_checks_total{side,outcome}``, ``devupdate_offered_files_total{side}`` and the
@@ -11,12 +11,11 @@ Counted where they happen (one call each, microseconds, no lock held across I/O)
   refused before any password check (``rate-limited``: 429, ``busy``: 503).
 
 Read at scrape time, so they are right whichever process changed them (CLI, API, another node):
-- ``devupdate_imports_total{outcome}`` (import records in the database),
-- ``devupdate_devices_known`` and ``devupdate_devices_seen{window}`` (the inventory),
-- ``devupdate_rules_pending`` (rules waiting for approval),
-- ``devupdate_filestore_used_bytes`` / ``_quota_bytes`` / ``_objects`` ``{area}`` (this node's store).
-The database-derived families describe the whole installation: with several nodes, aggregate
-them with ``max``, not ``sum``.
+``devupdate_filestore_used_bytes`` / ``_quota_bytes`` / ``_objects`` ``{area}`` (this node's store)
+and what each feature registers with :func:`register_state` where its tables live
+(``devupdate_imports_total{outcome}``, ``devupdate_devices_known``, ``devupdate_devices_seen{window}``,
+``devupdate_rules_pending``), plus ``devupdate_database_up``. The database-derived families describe
+the whole installation: with several nodes, aggregate them with ``max``, not ``sum``.
 
 gunicorn runs several worker processes; ``devupdate serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at
 ``<home>/run/prometheus`` (emptied at start) before any worker starts, so every worker's counters
@@ -24,26 +23,21 @@ live in shared files and ``/metrics`` on any worker reports the whole server
 (:func:`prepare_multiprocess`, :func:`worker_exited`). Without it (tests, ``flask run``) the
 counters are per process.
 
-``DEVUPDATE_JSON_LOGS=true``: one JSON line per request on stderr (time, method, path, status,
-duration_ms, client, user, bytes, pid). ``duration_ms`` ends when the response is handed to the
-server: a streamed download's transfer time is not in it.
+The ``/metrics`` route and the JSON request log are HTTP edges: ``admin/metrics_view.py``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 import os
 import shutil
-import sys
-import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import prometheus_client
 from prometheus_client import values
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 
 log = logging.getLogger("devupdate.metrics")
 
@@ -124,8 +118,18 @@ def auth_throttled(reason: str) -> None:
 
 # --- scrape-time state ------------------------------------------------------------------------
 
+#: name → function returning metric families read from the database at scrape time
+_state: dict[str, Callable[[], Iterable[Any]]] = {}
+
+
+def register_state(name: str, collect: Callable[[], Iterable[Any]]) -> None:
+    """A feature's scrape-time families (``collect`` queries its own tables); registered where the
+    feature defines its tables, which every serving process imports."""
+    _state[name] = collect
+
+
 class StateCollector:
-    """Gauges and totals read when scraped: filestore areas and database counts."""
+    """Gauges and totals read when scraped: filestore areas and the registered database state."""
 
     def __init__(self, store):
         self.store = store
@@ -141,44 +145,23 @@ class StateCollector:
             if usage.quota_bytes is not None:
                 quota.add_metric([usage.area], usage.quota_bytes)
         yield from (used, quota, objects)
+        up = GaugeMetricFamily("devupdate_database_up", "1 when the database answered this scrape")
         try:
-            yield from self._database()
+            state = self._database()
         except Exception as exc:  # noqa: BLE001 - the filestore part still answers
             log.warning("metrics: database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
-            up = GaugeMetricFamily("devupdate_database_up", "1 when the database answered this scrape")
             up.add_metric([], 0)
-            yield up
+        else:
+            yield from state
+            up.add_metric([], 1)
+        yield up
 
-    def _database(self):
-        import peewee
-
+    @staticmethod
+    def _database() -> list[Any]:
         from devupdate import db
-        from devupdate.devices.inventory import Device
-        from devupdate.imports.models import ImportRecord
-        from devupdate.rules.models import Rule
 
         db.database.connect(reuse_if_open=True)
-        imports = CounterMetricFamily("devupdate_imports", "Cab imports by outcome (imported, nothing-new, "
-                                      "refused), from the CLI and the API", labels=["outcome"])
-        counts = dict(ImportRecord.select(ImportRecord.outcome, peewee.fn.COUNT(ImportRecord.id))
-                      .group_by(ImportRecord.outcome).tuples())
-        for outcome in ("imported", "nothing-new", "refused"):
-            imports.add_metric([outcome], counts.pop(outcome, 0))
-        for outcome, count in counts.items():
-            imports.add_metric([outcome], count)
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        known = GaugeMetricFamily("devupdate_devices_known", "Devices in the inventory")
-        known.add_metric([], Device.select().count())
-        seen = GaugeMetricFamily("devupdate_devices_seen", "Devices that checked for updates within the window",
-                                 labels=["window"])
-        for window, delta in (("1h", dt.timedelta(hours=1)), ("24h", dt.timedelta(days=1)),
-                              ("7d", dt.timedelta(days=7))):
-            seen.add_metric([window], Device.select().where(Device.last_seen >= now - delta).count())
-        pending = GaugeMetricFamily("devupdate_rules_pending", "Rules with a version waiting for approval")
-        pending.add_metric([], Rule.select().where(Rule.pending_version.is_null(False)).count())
-        up = GaugeMetricFamily("devupdate_database_up", "1 when the database answered this scrape")
-        up.add_metric([], 1)
-        return [imports, known, seen, pending, up]
+        return [family for name in sorted(_state) for family in _state[name]()]
 
 
 def render(store) -> bytes:
@@ -215,73 +198,3 @@ def worker_exited(pid: int) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)
-
-
-def _metrics_allowed(app) -> tuple[bool, int]:
-    """Internal networks may scrape; others need an API token (any role)."""
-    from flask import request
-
-    address = app.extensions["network"].client_address(request.remote_addr or "",
-                                                       request.headers.get("X-Forwarded-For"))
-    if app.extensions["network"].is_internal(address):
-        return True, 200
-    if not request.headers.get("Authorization"):
-        return False, 401
-    from devupdate.admin.api import authenticate_request
-
-    return (authenticate_request() is not None), 401
-
-
-class JsonRequestLog:
-    """One JSON line per request on stderr; installed only when ``DEVUPDATE_JSON_LOGS`` is true."""
-
-    def __init__(self, stream=None):
-        self.logger = logging.getLogger("devupdate.requests")
-        if not self.logger.handlers:
-            handler = logging.StreamHandler(stream or sys.stderr)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            self.logger.addHandler(handler)
-        self.logger.setLevel(logging.INFO)
-        self.logger.propagate = False
-
-    def install(self, app) -> None:
-        from flask import g, request
-
-        network = app.extensions["network"]
-
-        @app.before_request
-        def _started() -> None:
-            request.environ["devupdate.started"] = time.perf_counter()
-
-        @app.after_request
-        def _logged(response):
-            started = request.environ.get("devupdate.started")
-            entry = {
-                "time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "method": request.method, "path": request.path, "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3) if started else None,
-                "client": network.client_address(request.remote_addr or "", request.headers.get("X-Forwarded-For")),
-                "user": g.get("log_user") or g.get("device_user") or None,
-                "bytes": response.content_length, "pid": os.getpid(),
-            }
-            self.logger.info(json.dumps(entry, ensure_ascii=False))
-            return response
-
-
-def install(app, runtime) -> None:
-    """``/metrics`` and, when configured, JSON request logs."""
-    from flask import Response
-
-    from devupdate.admin.api import error_response
-
-    @app.get("/metrics")
-    def metrics():
-        allowed, status = _metrics_allowed(app)
-        if not allowed:
-            return error_response(status, "unauthenticated", "metrics answer internal networks, or a bearer token",
-                                  {"WWW-Authenticate": 'Bearer realm="devupdate"'})
-        return Response(render(runtime.store), mimetype=None, content_type=CONTENT_TYPE,
-                        headers={"Cache-Control": "no-store"})
-
-    if runtime.settings.json_logs:
-        JsonRequestLog().install(app)

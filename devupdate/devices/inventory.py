@@ -17,8 +17,9 @@ import time
 from dataclasses import dataclass
 
 import peewee
+from prometheus_client.core import GaugeMetricFamily
 
-from devupdate import db
+from devupdate import db, metrics
 from devupdate.db import BaseModel, utcnow
 from devupdate.devices.request import DeviceRequest
 
@@ -48,6 +49,21 @@ class Device(BaseModel):
     first_seen = peewee.DateTimeField(default=utcnow)
     last_seen = peewee.DateTimeField(default=utcnow)
     checks = peewee.BigIntegerField(default=1)
+
+
+def _metrics() -> list[GaugeMetricFamily]:
+    now = utcnow()
+    known = GaugeMetricFamily("devupdate_devices_known", "Devices in the inventory")
+    known.add_metric([], Device.select().count())
+    seen = GaugeMetricFamily("devupdate_devices_seen", "Devices that checked for updates within the window",
+                             labels=["window"])
+    for window, delta in (("1h", dt.timedelta(hours=1)), ("24h", dt.timedelta(days=1)),
+                          ("7d", dt.timedelta(days=7))):
+        seen.add_metric([window], Device.select().where(Device.last_seen >= now - delta).count())
+    return [known, seen]
+
+
+metrics.register_state("devices", _metrics)
 
 
 @dataclass

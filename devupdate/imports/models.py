@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import peewee
+from prometheus_client.core import CounterMetricFamily
 
+from devupdate import metrics
 from devupdate.content import registry
 from devupdate.db import BaseModel, utcnow
 
@@ -35,3 +37,18 @@ class ImportJournal(BaseModel):
 
 # An import journals its objects before it renames them into the store and commits their rows.
 registry.register_in_flight("imports", lambda: ImportJournal.select().exists())
+
+
+def _metrics() -> list[CounterMetricFamily]:
+    imports = CounterMetricFamily("devupdate_imports", "Cab imports by outcome (imported, nothing-new, "
+                                  "refused), from the CLI and the API", labels=["outcome"])
+    counts = dict(ImportRecord.select(ImportRecord.outcome, peewee.fn.COUNT(ImportRecord.id))
+                  .group_by(ImportRecord.outcome).tuples())
+    for outcome in ("imported", "nothing-new", "refused"):
+        imports.add_metric([outcome], counts.pop(outcome, 0))
+    for outcome, count in counts.items():
+        imports.add_metric([outcome], count)
+    return [imports]
+
+
+metrics.register_state("imports", _metrics)

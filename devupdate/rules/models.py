@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import peewee
+from prometheus_client.core import GaugeMetricFamily
 
+from devupdate import metrics
 from devupdate.content import registry
 from devupdate.content.models import StoredObject
 from devupdate.db import BaseModel, utcnow
@@ -87,3 +89,12 @@ class Generation(BaseModel):
 
 # Rule versions own their files' objects until cleanup removes the version (files cleanup).
 registry.register_references("rule versions", lambda: VersionFile.select(VersionFile.blob))
+
+
+def _metrics() -> list[GaugeMetricFamily]:
+    pending = GaugeMetricFamily("devupdate_rules_pending", "Rules with a version waiting for approval")
+    pending.add_metric([], Rule.select().where(Rule.pending_version.is_null(False)).count())
+    return [pending]
+
+
+metrics.register_state("rules", _metrics)

@@ -58,14 +58,14 @@ def test_metrics_answer_internal_networks_or_a_token(install):
 
 
 def test_json_request_log_one_line_per_request(install):
-    from devupdate import metrics
+    from devupdate.admin import metrics_view
 
     stream = io.StringIO()
     logger = logging.getLogger("devupdate.requests")
     saved = logger.handlers[:]
     logger.handlers.clear()
     try:
-        metrics.JsonRequestLog(stream)  # what install() sets up, writing into the test's stream
+        metrics_view.JsonRequestLog(stream)  # what install() sets up, writing into the test's stream
         api_app = make_api(install, json_logs=True)
         api_app.get("/rules?x=1")
         api_app.client.get(f"{API}/rules")
