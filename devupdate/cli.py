@@ -14,6 +14,7 @@ import click
 
 from devupdate.clikit import (
     Progress,
+    WholeNumber,
     actor,
     handle_errors,
     print_json,
@@ -41,8 +42,8 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", help="Address to listen on (DEVUPDATE_HOST, default 127.0.0.1).")
-@click.option("--port", type=int, help="Port (DEVUPDATE_PORT, default 8080).")
-@click.option("--workers", type=click.IntRange(1, 256), help="Worker processes (DEVUPDATE_WORKERS, default 2).")
+@click.option("--port", type=WholeNumber(0, 65535), help="Port (DEVUPDATE_PORT, default 8080).")
+@click.option("--workers", type=WholeNumber(1, 256), help="Worker processes (DEVUPDATE_WORKERS, default 2).")
 @click.option("--tls", is_flag=True, help="Also serve HTTPS on DEVUPDATE_TLS_PORT (default 8443) with the "
               "certificate from 'devupdate cert create'; the external side then answers only over HTTPS.")
 @click.option("--dns", "with_dns", is_flag=True, help="Also run the ucupdates-r2 DNS responder "
@@ -380,8 +381,8 @@ def audit() -> None:
 
 
 @audit.command("list")
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--limit", type=WholeNumber(1, 1000), default=50, show_default=True)
+@click.option("--offset", type=WholeNumber(0), default=0)
 @click.option("--action", help="Action prefix, e.g. 'rule.' or 'import'.")
 @click.option("--actor", "who", help="Only this actor.")
 @click.option("--json", "as_json", is_flag=True)

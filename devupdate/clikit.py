@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from devupdate import numbers
 from devupdate.errors import DevupdateError
 from devupdate.packages.errors import PackageError
 from devupdate.settings import Settings
@@ -55,6 +56,31 @@ def handle_errors(func: Callable) -> Callable:
                 fail(f"database: {str(exc).strip().splitlines()[0]} (check DEVUPDATE_DATABASE_URL)")
             raise
     return wrapper
+
+
+class WholeNumber(click.IntRange):
+    """click's ``IntRange`` reading ASCII digits only (click's ``INT`` takes ``٤`` for 4, and ``1_0``)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str):
+            try:
+                value = numbers.whole(value.strip())
+            except ValueError:
+                self.fail(f"{value[:40]!r} is not a whole number (digits 0-9)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class DecimalNumber(click.FloatRange):
+    """click's ``FloatRange`` reading ASCII ``digits[.digits]`` only: no other scripts' digits, no
+    ``nan`` or ``inf`` (which ``FloatRange`` lets through its bounds)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str):
+            try:
+                value = numbers.decimal(value.strip())
+            except ValueError:
+                self.fail(f"{value[:40]!r} is not a number (digits 0-9, optionally with a '.')", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def print_json(data: Any) -> None:

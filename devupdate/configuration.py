@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import peewee
 
+from devupdate import numbers
 from devupdate.db import BaseModel, utcnow, write_transaction
 from devupdate.errors import DevupdateError
 
@@ -37,7 +38,7 @@ class Option:
 def _int_range(low: int, high: int | None, unit: str = "") -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
-            value = int(str(text).replace(",", "").replace("_", ""))
+            value = numbers.whole(str(text).strip().replace(",", "").replace("_", ""))
         except ValueError:
             raise ValueError(f"expected a whole number{unit}") from None
         if value < low or (high is not None and value > high):
@@ -51,7 +52,7 @@ def _duration(low: int, high: int, unit_seconds: int, unit: str) -> Callable[[st
     factors = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "day": 86400, "days": 86400}
 
     def parse(text: str) -> int:
-        match = re.fullmatch(r"\s*(\d+)\s*([a-z]*)\s*", str(text).lower())
+        match = re.fullmatch(r"\s*([0-9]{1,12})\s*([a-z]*)\s*", str(text).lower())
         if not match or (match.group(2) and match.group(2) not in factors):
             raise ValueError(f"expected a number of {unit} (e.g. {low})")
         seconds = int(match.group(1)) * (factors[match.group(2)] if match.group(2) else unit_seconds)
@@ -68,7 +69,7 @@ def _time_of_day(text: str) -> str | None:
     text = str(text).strip()
     if text.lower() in ("", "none"):
         return None
-    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text)
+    match = re.fullmatch(r"([01]?[0-9]|2[0-3]):([0-5][0-9])", text)
     if not match:
         raise ValueError("expected hh:mm (00:00–23:59) or none")
     return f"{int(match.group(1)):02d}:{match.group(2)}"

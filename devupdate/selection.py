@@ -59,6 +59,8 @@ def family(device_type: str, brand: str, model: str, revision: str, locale: str)
 
 def version_key(version: str) -> tuple[int, ...] | str:
     """Numeric when possible, so '4.0.7577.04372' equals '4.0.7577.4372'."""
+    if not version.isascii():  # int() would read other scripts' digits ('٤' == 4)
+        return version
     try:
         return tuple(int(part) for part in version.split("."))
     except ValueError:

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from devupdate import numbers
 from devupdate.content import areas
 from devupdate.errors import SettingsError
 
 CONFIG_FILE_NAME = "devupdate.toml"
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
           "KI": 1024, "MI": 1024**2, "GI": 1024**3, "TI": 1024**4}
 
@@ -168,7 +169,7 @@ def _convert(name: str, value: object) -> object:
                 raise ValueError("must be positive")
             return size
         if kind == "int":
-            number = int(value)  # type: ignore[arg-type]
+            number = value if type(value) is int else numbers.whole(str(value).strip())
             if name in ("port", "tls_port", "dns_port") and not 0 <= number <= 65535:
                 raise ValueError("out of range 0–65535")
             if name in ("workers", "threads", "graceful_timeout") and number < 1:
@@ -177,7 +178,7 @@ def _convert(name: str, value: object) -> object:
                 raise ValueError("out of range {}–{}".format(*_INT_RANGES[name]))
             return number
         if kind == "float":
-            number = float(value)  # type: ignore[arg-type]
+            number = float(value) if type(value) in (int, float) else numbers.decimal(str(value).strip())
             if name == "quota_warn_fraction" and not 0 < number <= 1:
                 raise ValueError("must be between 0 and 1")
             return number

@@ -28,6 +28,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from devupdate import numbers
 from devupdate.configuration import OPTIONS as CONFIG_OPTIONS
 from devupdate.errors import DevupdateError, TooLarge
 
@@ -138,9 +139,10 @@ def query_int(name: str, default: int, low: int, high: int) -> int:
     if value is None:
         return default
     try:
-        number = int(value)
+        number = numbers.whole(value)
     except ValueError:
-        raise DevupdateError(f"query parameter {name!r} must be a whole number", code="bad-parameter") from None
+        raise DevupdateError(f"query parameter {name!r} must be a whole number (digits 0-9)",
+                             code="bad-parameter") from None
     if not low <= number <= high:
         raise DevupdateError(f"query parameter {name!r} must be between {low} and {high}", code="bad-parameter")
     return number

@@ -50,7 +50,7 @@ COLUMNS = ("Logging DateTime", "User Host Address", "Device Type", "Mac Address"
 HEADER = (",".join(COLUMNS) + "\r\n").encode()
 _UNSAFE_SERVER = re.compile(r"[^A-Za-z0-9_.-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_FILE_NAME = re.compile(rf"^{PREFIX}_(?P<server>.+)_(?P<day>\d{{8}})(?:_(?P<n>\d+))?\.log$")
+_FILE_NAME = re.compile(rf"^{PREFIX}_(?P<server>.+)_(?P<day>[0-9]{{8}})(?:_(?P<n>[0-9]+))?\.log$")
 
 
 # --- rows (pure) ------------------------------------------------------------------------------------

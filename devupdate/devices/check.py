@@ -29,6 +29,7 @@ from devupdate.devices.request import MAX_REQUEST_BYTES, DeviceRequest, RequestE
 from devupdate.devices.response import render, render_error
 from devupdate.devices.snapshot import SnapshotHolder
 from devupdate.devices.users import UserStore
+from devupdate.numbers import is_digits
 from devupdate.selection import select
 from devupdate.web.framing import FramingError
 
@@ -83,7 +84,7 @@ def answered_row(address: str, req: DeviceRequest, files, user: str) -> AuditRow
 def _read_body(environ: dict) -> bytes:
     """At most ``MAX_REQUEST_BYTES``; a larger declared length is refused before reading anything."""
     declared = environ.get("CONTENT_LENGTH") or ""
-    length = int(declared) if declared.isdigit() else None
+    length = int(declared) if is_digits(declared) else None
     if length is not None and length > MAX_REQUEST_BYTES:
         raise RequestError("TooLarge", f"request body over {MAX_REQUEST_BYTES} bytes", 413)
     try:  # straight from the server's input (gunicorn bounds it by Content-Length and decodes chunking)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from devupdate.clikit import handle_errors, print_json, print_table, runtime
+from devupdate.clikit import WholeNumber, handle_errors, print_json, print_table, runtime
 
 
 @click.group("logs")
@@ -29,7 +29,7 @@ def logs_list(log_type: str | None, device: str | None, as_json: bool) -> None:
 
 
 @group.command("cleanup")
-@click.option("--days-back", type=click.IntRange(0, 36500),
+@click.option("--days-back", type=WholeNumber(0, 36500),
               help="Remove logs last written more than N days ago (default: LogCleanUpInterval).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @handle_errors

@@ -24,7 +24,7 @@ _FIELD = re.compile(r"^[^\x00-\x1f/\\]{1,100}$")
 # module fields: no '#' or ';' either — they separate modules and fields in the audit log's Modules cell
 _MODULE_FILE_NAME = re.compile(r"^[^\x00-\x1f/\\#;]{1,100}$")
 _MODULE_TIMESTAMP = re.compile(r"^[^\x00-\x1f#;]{0,100}$")
-_VERSION = re.compile(r"^\d{1,10}(\.\d{1,10}){0,3}$")
+_VERSION = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,10}){0,3}$")  # ASCII only: \d takes any script's digits
 
 
 class RequestError(Exception):

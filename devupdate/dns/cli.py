@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from devupdate.clikit import handle_errors, print_json
+from devupdate.clikit import DecimalNumber, WholeNumber, handle_errors, print_json
 from devupdate.dns.records import RecordSet
 from devupdate.settings import Settings
 
@@ -35,12 +35,12 @@ def group() -> None:
 
 @group.command("serve")
 @click.option("--host", help="Address to listen on (default 0.0.0.0; '::' for IPv4 and IPv6).")
-@click.option("--port", type=click.IntRange(0, 65535), help="UDP and TCP port (default 53; 0 picks a free one).")
-@click.option("--rate-limit", type=click.FloatRange(0), help="Queries/s per source address before dropping "
+@click.option("--port", type=WholeNumber(0, 65535), help="UDP and TCP port (default 53; 0 picks a free one).")
+@click.option("--rate-limit", type=DecimalNumber(0), help="Queries/s per source address before dropping "
               "(default 200; 0 disables).")
 @click.option("--authoritative/--no-authoritative", default=True, show_default=True,
               help="Serve SOA/NS and NXDOMAIN for the whole domain, or only the two discovery names.")
-@click.option("--parent-pid", type=int, hidden=True, help="Exit when this process is gone (serve --dns).")
+@click.option("--parent-pid", type=WholeNumber(1), hidden=True, help="Exit when this process is gone (serve --dns).")
 @handle_errors
 def serve(host: str | None, port: int | None, rate_limit: float | None, authoritative: bool,
           parent_pid: int | None) -> None:
@@ -102,7 +102,7 @@ def records_(as_json: bool) -> None:
 @click.option("--zone", required=True, help="Zone to update, e.g. contoso.com.")
 @click.option("--tsig-key-file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help='BIND key file: key "NAME" { algorithm hmac-sha256; secret "..."; };  (tsig-keygen output).')
-@click.option("--timeout", type=click.FloatRange(0.1, 120), default=5.0, show_default=True,
+@click.option("--timeout", type=DecimalNumber(0.1, 120), default=5.0, show_default=True,
               help="Seconds to wait for each answer.")
 @click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
 @handle_errors

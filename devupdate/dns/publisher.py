@@ -30,6 +30,7 @@ import dns.update
 
 from devupdate.dns.records import Record, RecordSet
 from devupdate.errors import DevupdateError
+from devupdate.numbers import is_digits
 
 DEFAULT_TIMEOUT = 5.0
 _KEY = re.compile(r'key\s+"?([A-Za-z0-9._-]+)"?\s*\{(.*?)\}\s*;', re.S)
@@ -122,12 +123,12 @@ def parse_server(text: str) -> tuple[str, int, str]:
     """'ns1', 'ns1:5353', '10.0.0.2:53', '[2001:db8::1]:53', '2001:db8::1' → (address, port, label)."""
     text = text.strip()
     host, port = text, 53
-    match = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", text)
+    match = re.fullmatch(r"\[([^\]]+)\](?::([0-9]{1,5}))?", text)
     if match:
         host, port = match.group(1), int(match.group(2) or 53)
     elif text.count(":") == 1:
         host, _, port_text = text.partition(":")
-        if not port_text.isdigit():
+        if not is_digits(port_text):
             raise PublishError(f"--server {text!r}: the port must be a number (HOST[:PORT])")
         port = int(port_text)
     if not host or not 0 < port < 65536:

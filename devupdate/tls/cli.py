@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from devupdate.clikit import WholeNumber
 from devupdate.dns.cli import _print_json, handle_errors
 from devupdate.settings import Settings
 
@@ -23,7 +24,7 @@ def group() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write to (default $DEVUPDATE_HOME/tls, where serve --tls reads).")
 @click.option("--csr", is_flag=True, help="Write a key and a CSR for your organisation's CA instead.")
-@click.option("--days", type=click.IntRange(1, 3650), default=825, show_default=True,
+@click.option("--days", type=WholeNumber(1, 3650), default=825, show_default=True,
               help="Validity of the server certificate.")
 @handle_errors
 def create(out: Path | None, csr: bool, days: int) -> None:

@@ -7,6 +7,7 @@ import base64
 import socket
 import time
 import xml.etree.ElementTree as ET
+from urllib.parse import quote
 
 import pytest
 from fleet import CX600, V1, audit_rows, client, fleet, import_release, server_env
@@ -227,3 +228,21 @@ def test_encodings_and_tolerance(install, server):
     status, _, got = cl.request("GET", server.url + CHECK + "?MACAddress=0004F2AABBCC&DeviceType=UCPhone"
                                 "&Vendor=Polycom&Model=CX600&Locale=ENU&Module=CPE.nbt;bad")
     assert (status, code_of(got)) == (400, "BadModule")
+
+
+# Arabic-Indic, fullwidth and Devanagari digits: int(), float() and \d take them all as 0–9
+UNICODE_VERSIONS = ["\u0664.0.7577.4363", "4.0.\uff17\uff15\uff17\uff17.4363", "4.0.7577.\u096a\u0969\u096c\u0969"]
+
+
+def test_versions_take_ascii_digits_only(install, server):
+    """The importer refuses a version like ٤.0.0.0; the check must too (it was answered 200 with files)."""
+    for version in UNICODE_VERSIONS:
+        status, _, got = post(server.url, CHECK, good(version=version))
+        assert (version, status, code_of(got)) == (version, 400, "BadModule")
+        conn_status, _, got = client(server).request(
+            "GET", server.url + CHECK + "?DeviceType=UCPhone&MACAddress=0004F2AABBCC&Vendor=Polycom&Model=CX600"
+            "&Revision=A&Locale=ENU&Module=" + quote(f"CPE.nbt;{version}"))
+        assert (version, conn_status, code_of(got)) == (version, 400, "BadModule")
+    status, _, got = post(server.url, CHECK, good(version="4.0.7577.4363"))
+    assert status == 200 and b"<NumOfFiles>2</NumOfFiles>" in got
+    assert [row["Result"] for row in audit_rows(install)] == ["400 BadModule"] * 6 + ["200 OK"]

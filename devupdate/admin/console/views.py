@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, send_file, url_for
 
-from devupdate import fleet
+from devupdate import fleet, numbers
 from devupdate.admin.console import auth, charts
 from devupdate.admin.console.session import COOKIE_NAME, SessionCookie, SessionData
 from devupdate.audit.trail import list_events
@@ -294,7 +294,7 @@ def test_device_remove() -> Response:
 # --- inventory, audit trail, device logs -----------------------------------------------------------
 
 def _page_number() -> int:
-    return max(1, request.args.get("page", 1, type=int) or 1)
+    return max(1, request.args.get("page", 1, type=numbers.whole) or 1)
 
 
 @bp.get("/devices")
