@@ -29,8 +29,8 @@ from flask import Response, current_app, g, request
 from devupdate import metrics
 from devupdate.devices.failures import FailureLimiter
 from devupdate.devices.network import NetworkPolicy
-from devupdate.devices.response import render_error
 from devupdate.devices.users import HashingBusy, UserStore
+from devupdate.web.errors import render_error
 
 REALM = "devupdate"
 CHALLENGE = f'Basic realm="{REALM}"'

@@ -45,8 +45,8 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 
 from devupdate.devices.access import guard_request
 from devupdate.devices.logs import CLIENT_AREA, canonical_type, check_extension, config_cache, device_id, safe_name
-from devupdate.devices.response import render_error
 from devupdate.errors import DevupdateError
+from devupdate.web.errors import render_error
 from filestore import FileStoreError, QuotaExceeded, TooLarge, UnsafePath
 
 log = logging.getLogger("devupdate.logupload")

@@ -1,4 +1,5 @@
-"""Rendering update-check answers (device-protocol.md §5) — always exactly this form."""
+"""Rendering update-check answers (device-protocol.md §5) — always exactly this form. (The error
+body is the web kit's ``render_error``: the server refuses in it too, before the app is reached.)"""
 
 from __future__ import annotations
 
@@ -34,8 +35,3 @@ def render(files: list[OfferedFile], base_url: str, side: str) -> bytes:
                      "    </File>\n")
     parts.append("  </Files>\n</Response>\n")
     return "".join(parts).encode()
-
-
-def render_error(code: str, message: str) -> bytes:
-    return ('<?xml version="1.0" encoding="utf-8"?>\n'
-            f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>\n").encode()

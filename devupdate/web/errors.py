@@ -9,8 +9,7 @@ the JSON API gets its JSON error, everything else plain text.
 from __future__ import annotations
 
 import json
-
-from devupdate.devices.response import render_error
+from xml.sax.saxutils import escape
 
 #: device paths, lower-case (they are matched case-insensitively, device-protocol.md §2)
 DEVICE_PREFIXES = ("/requesthandler/", "/requesthandlerext/", "/requesthandler?", "/requesthandlerext?",
@@ -21,6 +20,12 @@ REASONS = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408:
            411: "Length Required", 413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed",
            429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
            501: "Not Implemented", 503: "Service Unavailable"}
+
+
+def render_error(code: str, message: str) -> bytes:
+    """The device protocol's error body (device-protocol.md §5), whichever layer refuses."""
+    return ('<?xml version="1.0" encoding="utf-8"?>\n'
+            f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>\n").encode()
 
 
 def is_device_path(path: str) -> bool:
