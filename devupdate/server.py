@@ -89,10 +89,22 @@ class DevupdateServer(BaseApplication):
         return create_app(open_runtime(self.settings))
 
 
+LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+
+
+def configure_logging() -> None:
+    """The service's own log lines on stderr beside gunicorn's, with time, process and source
+    (without it Python prints bare warnings and drops the rest)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S %z")
+
+
 def run(settings: Settings, *, tls: bool = False, dns: bool = False) -> None:
     """Serve until SIGTERM. ``tls`` adds an HTTPS arbiter on ``tls_port`` (a child process: gunicorn
     applies one certificate to every listener, and phones fetch internal images over plain HTTP);
     ``dns`` adds the discovery responder as a child process. Children die with this process."""
+    configure_logging()
     paths = tls_paths(settings)
     if tls and not (paths.cert.is_file() and paths.key.is_file()):
         raise DevupdateError(f"no certificate at {paths.cert}: run 'devupdate cert create' (or put the "
@@ -135,6 +147,7 @@ def run(settings: Settings, *, tls: bool = False, dns: bool = False) -> None:
 
 def run_listener(settings: Settings, listener: str) -> None:
     """The HTTPS arbiter started by ``run(tls=True)``; the schema is already current."""
+    configure_logging()
     DevupdateServer(settings, tls=listener == "tls").run()
 
 

@@ -55,6 +55,7 @@ class Settings:
     workers: int = 2
     threads: int = 4  # request threads per worker (gunicorn gthread)
     graceful_timeout: int = 30
+    snapshot_max_age: float = 30.0  # /healthz fails when a worker's rules snapshot is older (database away)
     service_name: str = ""  # Identity prefix service:WebServer:<service_name>; default: host name
     server_name: str = ""  # used in audit log file names; default: host name
     public_internal_url: str = "http://localhost:8080"
@@ -181,6 +182,8 @@ def _convert(name: str, value: object) -> object:
             number = float(value) if type(value) in (int, float) else numbers.decimal(str(value).strip())
             if name == "quota_warn_fraction" and not 0 < number <= 1:
                 raise ValueError("must be between 0 and 1")
+            if name == "snapshot_max_age" and not 1 <= number <= 86400:
+                raise ValueError("must be between 1 and 86400 seconds")
             return number
         if kind == "bool":
             if isinstance(value, bool):

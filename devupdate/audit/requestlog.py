@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from devupdate.content.areas import LOGS_AUDIT
+from devupdate.jobs import Retry
 
 log = logging.getLogger("devupdate.requestlog")
 
@@ -200,6 +201,8 @@ class RequestLog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._config_retry = Retry("request audit log: reading the configuration", first=self.CONFIG_REFRESH_SECONDS,
+                                   maximum=self.CONFIG_REFRESH_SECONDS, logger=log)
         self._refresh_room()
 
     # hot path ----------------------------------------------------------------------------------
@@ -386,8 +389,9 @@ class RequestLog:
                 next_config = now + self.CONFIG_REFRESH_SECONDS
                 try:
                     self.limits = self.load_limits()
-                except Exception:  # noqa: BLE001 - keep the last good limits
-                    log.exception("request audit log: could not read the configuration")
+                    self._config_retry.succeeded()
+                except Exception as exc:  # noqa: BLE001 - keep the last good limits; logged once per outage
+                    self._config_retry.failed(exc)
                 next_sync = min(next_sync, now + self.limits.flush_seconds)
             if now >= next_sync or self._unsynced >= self.limits.cache_limit:
                 self.sync()

@@ -1,9 +1,12 @@
 """Automatic log cleanup while the service runs (management.md §3, device-protocol.md §7).
 
-Every worker process starts a :class:`LogCleanupJob` thread, but only the one holding a
-non-blocking ``flock`` on ``<home>/log-cleanup.lock`` works; the others retry the lock every
-``LOCK_RETRY`` seconds, so when the holder dies (worker restart, crash) another worker takes over
-within seconds. The lock file also records the last run, so a takeover does not run again early.
+Every worker process of every node starts a :class:`LogCleanupJob`, but only the one holding the
+installation's :class:`~devupdate.jobs.NodeLock` ``log-cleanup`` works (an advisory lock on
+PostgreSQL, a ``flock`` on ``<home>/log-cleanup.lock`` on SQLite); the others retry the lock
+every ``LOCK_RETRY`` seconds, so when the holder dies (worker restart, crash, a node killed)
+another worker — of this node or another — takes over within seconds. ``<home>/log-cleanup.lock``
+(in the data directory the nodes share) also records the last run, so a takeover does not run
+again early.
 
 Schedule: ``LogCleanUpTimeOfDay`` unset → every hour (the first run shortly after start);
 ``hh:mm`` → once a day at that local time. Each run deletes logs last written more than
@@ -14,15 +17,14 @@ Schedule: ``LogCleanUpTimeOfDay`` unset → every hour (the first run shortly af
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 
 from devupdate.devices.logs import ConfigCache, cleanup, config_cache
+from devupdate.jobs import NodeLock, PeriodicJob, Retry
 
 log = logging.getLogger("devupdate.logcleanup")
 
@@ -58,45 +60,45 @@ class LogCleanupJob:
         self.store = store
         self.path = Path(home) / LOCK_NAME
         self.config = config
-        self._fd: int | None = None
+        self.lock = NodeLock("log-cleanup", self.path)
         self._state: dict = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.job = PeriodicJob("log-cleanup", self._tick, CHECK_EVERY, first_delay=START_DELAY,
+                               retry=Retry("log cleanup", first=LOCK_RETRY, maximum=CHECK_EVERY, logger=log),
+                               on_stop=self.release)
 
     # --- lock and state ----------------------------------------------------------------------
 
     def try_lock(self) -> bool:
-        """Take the node-wide lock without waiting; True while this process holds it."""
-        if self._fd is not None:
-            return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        """Take the installation-wide lock without waiting; True while this process holds it."""
+        was_held = self.lock.held
+        if not self.lock.acquire():
             return False
-        self._fd = fd
-        try:
-            raw = os.pread(fd, 65536, 0)
-            self._state = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            self._state = {}
-        if not isinstance(self._state, dict):
-            self._state = {}
-        log.info("log cleanup: process %d runs the cleanup on this node", os.getpid())
+        if not was_held:
+            self._state = self._load()
+            log.info("log cleanup: process %d runs the cleanup for the installation", os.getpid())
         return True
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # drops the flock
-            self._fd = None
+        self.lock.release()
+
+    def _load(self) -> dict:
+        try:
+            raw = self.path.read_bytes()
+            state = json.loads(raw) if raw.strip() else {}
+        except (OSError, ValueError):
+            state = {}
+        return state if isinstance(state, dict) else {}
 
     def _save(self) -> None:
-        assert self._fd is not None
+        """In place (the file may carry the flock: replacing it would hand out a second lock)."""
         data = json.dumps(self._state, sort_keys=True).encode()
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, data, 0)
-        os.fsync(self._fd)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @property
     def last_run(self) -> float | None:
@@ -109,6 +111,7 @@ class LogCleanupJob:
         """If this process holds the lock and a run is due, run it; returns the run's summary."""
         if not self.try_lock():
             return None
+        self._state = self._load()  # another holder (after a lost lock, another node) may have run since
         now = time.time() if now is None else now
         config = self.config.get()
         time_of_day = config.get("LogCleanUpTimeOfDay")
@@ -132,22 +135,14 @@ class LogCleanupJob:
                  len(report.removed), report.bytes_freed, days)
         return summary
 
-    # --- thread --------------------------------------------------------------------------------
+    # --- job ---------------------------------------------------------------------------------
+
+    def _tick(self) -> float:
+        self.step()
+        return CHECK_EVERY if self.lock.held else LOCK_RETRY
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="log-cleanup", daemon=True)
-            self._thread.start()
+        self.job.start()
 
     def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        delay = START_DELAY
-        while not self._stop.wait(delay):
-            try:
-                self.step()
-            except Exception:  # keep the thread alive: a database or disk hiccup is retried
-                log.exception("log cleanup failed; retrying later")
-            delay = CHECK_EVERY if self._fd is not None else LOCK_RETRY
-        self.release()
+        self.job.stop()

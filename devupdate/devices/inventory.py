@@ -1,7 +1,7 @@
 """The device inventory: every device that checked for updates, as last seen.
 
 The update check only puts the parsed request in an in-memory dict (one entry per device, the
-latest wins); a daemon thread writes the dict in batches with one upsert per batch every
+latest wins); a background job writes the dict in batches with one upsert per batch every
 ``flush_seconds``, and once more at shutdown. The request path never touches the database.
 ``first_seen`` is set by the first insert and never changed; an older observation (another
 worker's slower flush) never overwrites a newer one.
@@ -22,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily
 from devupdate import db, metrics
 from devupdate.db import BaseModel, utcnow
 from devupdate.devices.request import DeviceRequest
+from devupdate.jobs import PeriodicJob, Retry
 
 _json_string = json.encoder.encode_basestring_ascii  # what json.dumps uses for str
 
@@ -171,7 +172,10 @@ def upsert_values(rows: list[tuple], batch: int = 500) -> None:
 
 
 class InventoryRecorder:
-    """Collects observations on the request path; writes them from its own thread."""
+    """Collects observations on the request path; writes them from its own job (backing off up to
+    ``MAX_BACKOFF`` seconds while the database is away, nothing lost meanwhile)."""
+
+    MAX_BACKOFF = 15.0
 
     def __init__(self, flush_seconds: float = 2.0, batch: int = 500, clock=time.time):
         self.flush_seconds = flush_seconds
@@ -180,10 +184,10 @@ class InventoryRecorder:
         self._pending: dict[str, _Seen] = {}
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.written = 0
         self.failures = 0
+        self.job = PeriodicJob("inventory-flush", self._step, flush_seconds, retry=Retry(
+            "inventory: writing the devices seen", first=flush_seconds, maximum=self.MAX_BACKOFF, logger=log))
 
     def observe(self, request: DeviceRequest, address: str, side: str, user: str = "") -> None:
         """Hot path: one dict update under a lock."""
@@ -204,7 +208,18 @@ class InventoryRecorder:
         return len(self._pending)
 
     def flush(self) -> int:
-        """Write everything observed so far; on failure keep it for the next try."""
+        """Write everything observed so far; on failure keep it for the next try (never raises)."""
+        try:
+            written = self._write()
+        except Exception as exc:  # noqa: BLE001 - database away: logged once per outage, retried
+            self.job.retry.failed(exc)
+            return 0
+        self.job.retry.succeeded()
+        return written
+
+    def _write(self) -> int:
+        """The job's step: write what is pending; on failure put it back (merged with newer sightings)
+        and raise, so the job backs off."""
         with self._flush_lock:
             with self._lock:
                 pending, self._pending = self._pending, {}
@@ -214,9 +229,8 @@ class InventoryRecorder:
                 db.database.connect(reuse_if_open=True)
                 sqlite = db.is_sqlite()
                 upsert_values([_values(seen, sqlite) for seen in pending.values()], self.batch)
-            except Exception:  # noqa: BLE001 - database away: retry next time, merged with newer sightings
+            except Exception:
                 self.failures += 1
-                log.exception("inventory: could not write %d device(s); will retry", len(pending))
                 with self._lock:
                     for key, seen in pending.items():
                         newer = self._pending.get(key)
@@ -225,22 +239,17 @@ class InventoryRecorder:
                         else:
                             newer.first = min(newer.first, seen.first)
                             newer.count += seen.count
-                return 0
+                raise
             self.written += len(pending)
             return len(pending)
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="inventory-flush", daemon=True)
-            self._thread.start()
+    def _step(self) -> None:
+        self._write()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.flush_seconds):
-            self.flush()
+    def start(self) -> None:
+        self.job.start()
 
     def close(self) -> None:
         """Stop the thread and write what is left (clean shutdown)."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
+        self.job.stop(wait=10)
         self.flush()

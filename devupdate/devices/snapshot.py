@@ -1,18 +1,21 @@
 """The selection snapshot: the rule tables as one immutable in-memory object per worker.
 
-The hot path never queries the database. A background thread reads the generation counter
+The hot path never queries the database. A background job reads the generation counter
 every ``poll_seconds`` and rebuilds the snapshot only when it changed, so an approve made
-anywhere (CLI, API, another node) is served by every worker within about a second.
+anywhere (CLI, API, another node) is served by every worker within about a second — also
+right after the database comes back from a restart.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 
 from devupdate import db
 from devupdate.content.models import StoredObject
+from devupdate.jobs import PeriodicJob, Retry
 from devupdate.rules.lifecycle import current_generation
 from devupdate.rules.models import Rule, RuleVersion, TestDevice, VersionFile
 from devupdate.selection import DownloadEntry, OfferedFile, RuleEntry, Snapshot, VersionEntry, family
@@ -72,14 +75,21 @@ def build_snapshot() -> Snapshot:
 
 
 class SnapshotHolder:
-    """Holds the current snapshot; refreshes it from a daemon thread when the generation moves."""
+    """Holds the current snapshot; a :class:`PeriodicJob` checks the generation every ``poll_seconds``
+    and rebuilds the snapshot when it moved. While the database is away the last good snapshot is
+    served and the job retries every second at most, so a change made once it is back is served
+    within about a second; :meth:`age` (seconds since the database last confirmed the snapshot)
+    is what ``/healthz`` compares with ``snapshot_max_age``."""
 
-    def __init__(self, poll_seconds: float = 0.5):
+    def __init__(self, poll_seconds: float = 0.5, max_age: float = 30.0):
         self.poll_seconds = poll_seconds
+        self.max_age = max_age
         self._snapshot = Snapshot(generation=-1)
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._confirmed: float | None = None  # monotonic time the database last confirmed the snapshot
+        self._created = time.monotonic()
+        self.job = PeriodicJob("snapshot-refresh", self._step, poll_seconds,
+                               retry=Retry("snapshot refresh", first=0.1, maximum=1.0, logger=log))
 
     @property
     def current(self) -> Snapshot:
@@ -87,26 +97,42 @@ class SnapshotHolder:
             self.refresh()
         return self._snapshot
 
-    def refresh(self, force: bool = False) -> bool:
+    def _poll(self, force: bool = False) -> bool:
+        """Rebuild when the generation moved (or ``force``); raises when the database fails."""
         with self._lock:
-            try:
-                db.database.connect(reuse_if_open=True)
-                if not force and self._snapshot.generation >= 0 and current_generation() == self._snapshot.generation:
-                    return False
+            db.database.connect(reuse_if_open=True)
+            changed = force or self._snapshot.generation < 0 or current_generation() != self._snapshot.generation
+            if changed:
                 self._snapshot = build_snapshot()
-                return True
-            except Exception:  # keep serving the last good snapshot; log and retry next poll
-                log.exception("snapshot refresh failed")
-                return False
+            self._confirmed = time.monotonic()
+            return changed
+
+    def _step(self) -> None:
+        self._poll()
+
+    def refresh(self, force: bool = False) -> bool:
+        """Refresh now; on failure keep serving the last good snapshot (logged once per outage)."""
+        try:
+            changed = self._poll(force)
+        except Exception as exc:  # noqa: BLE001
+            self.job.retry.failed(exc)
+            return False
+        self.job.retry.succeeded()
+        return changed
+
+    def age(self) -> float:
+        """Seconds since the database last confirmed the snapshot is current (since start if never)."""
+        return time.monotonic() - (self._confirmed if self._confirmed is not None else self._created)
+
+    def stale_reason(self) -> str | None:
+        """Why ``/healthz`` should fail, when the refresh job runs and the snapshot is older than the bound."""
+        if not self.job.running:
+            return None
+        age = self.age()
+        return f"snapshot is {age:.0f} s old (bound {self.max_age:g} s)" if age > self.max_age else None
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="snapshot-refresh", daemon=True)
-            self._thread.start()
+        self.job.start()
 
     def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            self.refresh()
+        self.job.stop()

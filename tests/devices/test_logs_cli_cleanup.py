@@ -97,14 +97,22 @@ class FixedConfig:
 
 
 def test_job_steps_hold_one_lock_and_follow_time_of_day(install):
+    from concurrent.futures import ThreadPoolExecutor
+
     rt = install.runtime()
     put(rt.store, "logs/client", "Watson/0004F2AABBCC/old.dmp", 11, now=local(2026, 11, 22, 3, 0))
     config = FixedConfig(LogCleanUpTimeOfDay="03:00")
     first = LogCleanupJob(rt.store, install.home, config)
-    second = LogCleanupJob(rt.store, install.home, config)  # another flock on the same file: excluded
+    # another holder (another flock on the same file; on PostgreSQL another session, i.e. thread): excluded
+    second = LogCleanupJob(rt.store, install.home, config)
+    other = ThreadPoolExecutor(1)
+
+    def in_other(call, *args):
+        return other.submit(call, *args).result()
+
     day1 = local(2026, 11, 21, 10, 0)
     assert first.step(day1) is None  # a new installation waits for 03:00
-    assert second.step(day1) is None and not second.try_lock()
+    assert in_other(second.step, day1) is None and not in_other(second.try_lock)
     assert first.step(local(2026, 11, 22, 2, 59)) is None
     assert area_files(install.home, "logs/client") == ["Watson/0004F2AABBCC/old.dmp"]
     summary = first.step(local(2026, 11, 22, 3, 0))
@@ -112,10 +120,11 @@ def test_job_steps_hold_one_lock_and_follow_time_of_day(install):
     assert first.step(local(2026, 11, 22, 9, 0)) is None  # once a day
     first.release()
     # the next holder reads the last run from the lock file: no second run the same day
-    assert second.try_lock()
-    assert second.step(local(2026, 11, 22, 12, 0)) is None
-    assert second.step(local(2026, 11, 23, 3, 1))["files_removed"] == 0
-    second.release()
+    assert in_other(second.try_lock)
+    assert in_other(second.step, local(2026, 11, 22, 12, 0)) is None
+    assert in_other(second.step, local(2026, 11, 23, 3, 1))["files_removed"] == 0
+    in_other(second.release)
+    other.shutdown()
     state = json.loads((install.home / cleanup_job.LOCK_NAME).read_text())
     assert state["runs"] == 2 and state["last_run"] == local(2026, 11, 23, 3, 1)
 
@@ -132,6 +141,49 @@ def flock_holders(path) -> set[int]:
             if "FLOCK" in fields and int(fields[-3].split(":")[-1]) == inode:
                 holders.add(int(fields[-4]))
     return holders
+
+
+def cleanup_holders(install) -> set[int]:
+    """PIDs holding the log cleanup's NodeLock: the flock on SQLite, the advisory lock on PostgreSQL
+    (each connection names its process: application_name 'devupdate pid N')."""
+    if not install.database_url:
+        return flock_holders(install.home / cleanup_job.LOCK_NAME)
+    import psycopg2
+
+    from devupdate.jobs import NodeLock
+
+    lock = NodeLock("log-cleanup", install.home / cleanup_job.LOCK_NAME)
+    conn = psycopg2.connect(install.database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s",
+                        (NodeLock.NAMESPACE, lock.key))
+            return {int(name.rsplit(" ", 1)[1]) for (name,) in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def can_take_cleanup_lock(install) -> bool:
+    if not install.database_url:
+        with open(install.home / cleanup_job.LOCK_NAME, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+    import psycopg2
+
+    from devupdate.jobs import NodeLock
+
+    conn = psycopg2.connect(install.database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(%s, %s)",
+                        (NodeLock.NAMESPACE, NodeLock("log-cleanup", install.home).key))
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
 
 
 def children(pid: int) -> set[int]:
@@ -165,20 +217,18 @@ def test_automatic_cleanup_runs_in_exactly_one_worker(install, live_server):
     workers = wait_until(lambda: children(server.proc.pid) if len(children(server.proc.pid)) == 3 else None, 10,
                        "three workers")
     time.sleep(cleanup_job.LOCK_RETRY + 1)  # every worker has tried the lock by now
-    holders = flock_holders(lock)
+    holders = cleanup_holders(install)
     assert len(holders) == 1 and holders <= workers
     holder = holders.pop()
     state = json.loads(lock.read_text())
     assert state["runs"] == 1 and state["last"]["pid"] == holder
     assert (state["last"]["files_removed"], state["last"]["days_back"]) == (6, 2)
-    with open(lock, "rb") as handle:  # nobody else can take it
-        with pytest.raises(BlockingIOError):
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert not can_take_cleanup_lock(install)  # nobody else can take it
 
     # the holder dies: another worker takes over within seconds, and does not run again early
     put(rt.store, "logs/client", "Watson/0004F2AABBCC/old-again.dmp", 30)
     os.kill(holder, signal.SIGKILL)
-    successor = wait_until(lambda: (flock_holders(lock) - {holder}) or None, 30, "a new lock holder")
+    successor = wait_until(lambda: (cleanup_holders(install) - {holder}) or None, 30, "a new lock holder")
     assert len(successor) == 1 and successor.pop() in children(server.proc.pid)
     time.sleep(1)
     assert json.loads(lock.read_text())["runs"] == 1

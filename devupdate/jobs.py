@@ -1,0 +1,206 @@
+"""Background work: how the service's periodic jobs run, back off and share one holder across nodes.
+
+- :class:`Retry` — exponential backoff for a job whose dependency (mostly the database) is away;
+  it logs once when an outage starts, a reminder every few minutes, and once when it is over —
+  not once per attempt;
+- :class:`PeriodicJob` — a daemon thread calling ``step()`` every ``interval`` seconds, backing off
+  with its :class:`Retry` while ``step`` raises; the one way background work runs;
+- :class:`NodeLock` — a lock with one holder across every process of every node of an installation
+  (``pg_try_advisory_lock`` on PostgreSQL, ``flock`` on SQLite, whose database is one machine's
+  file anyway), for jobs that must run once per period, not once per worker.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("devupdate.jobs")
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+class Retry:
+    """Backoff between failed attempts: ``first``, doubling, at most ``maximum`` seconds."""
+
+    REMIND_SECONDS = 300.0
+
+    def __init__(self, what: str, *, first: float = 0.1, maximum: float = 1.0,
+                 logger: logging.Logger = log, clock: Callable[[], float] = time.monotonic):
+        self.what = what
+        self.first = first
+        self.maximum = maximum
+        self.logger = logger
+        self.clock = clock
+        self.failures = 0
+        self.since: float | None = None  # when the current outage started
+        self._reminded = 0.0
+
+    def failed(self, exc: BaseException) -> float:
+        """Count a failure; returns the seconds to wait before the next attempt."""
+        now = self.clock()
+        if self.failures == 0:
+            self.since = self._reminded = now
+            # the traceback once: a bug shows where it is, an outage costs one entry
+            self.logger.warning("%s failed: %s; retrying every %g s at most until it works", self.what,
+                                first_line(exc), self.maximum, exc_info=exc)
+        elif now - self._reminded >= self.REMIND_SECONDS:
+            self._reminded = now
+            self.logger.warning("%s still failing after %.0f s (%d attempts): %s", self.what, now - self.since,
+                                self.failures + 1, first_line(exc))
+        self.failures += 1
+        return min(self.maximum, self.first * 2 ** (self.failures - 1))
+
+    def succeeded(self) -> None:
+        if self.failures:
+            self.logger.warning("%s works again after %.1f s (%d failed attempt(s))", self.what,
+                                self.clock() - (self.since or self.clock()), self.failures)
+        self.failures = 0
+        self.since = None
+
+    @property
+    def outage_seconds(self) -> float:
+        return 0.0 if self.since is None else self.clock() - self.since
+
+
+class PeriodicJob:
+    """Calls ``step()`` every ``interval`` seconds in a daemon thread (first after ``first_delay``).
+
+    ``step`` may return the seconds until its next call instead of ``interval``; when it raises,
+    the next call comes after the :class:`Retry` delay instead. ``last_success`` (monotonic) tells
+    how fresh the job's work is."""
+
+    def __init__(self, name: str, step: Callable[[], float | None], interval: float, *,
+                 retry: Retry | None = None, first_delay: float | None = None,
+                 on_stop: Callable[[], None] | None = None):
+        self.name = name
+        self.step = step
+        self.interval = interval
+        self.retry = retry or Retry(name, first=min(interval, 1.0), maximum=max(interval, 1.0))
+        self.first_delay = interval if first_delay is None else first_delay
+        self.on_stop = on_stop
+        self.last_success: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run_once(self) -> float:
+        """One call of ``step``; returns the delay until the next one."""
+        try:
+            delay = self.step()
+            if delay is not None and (isinstance(delay, bool) or not isinstance(delay, float | int)):
+                raise TypeError(f"{self.name}: step() returned {delay!r}, not a delay in seconds or None")
+        except Exception as exc:  # noqa: BLE001 - the job carries on; Retry logs it once per outage
+            return self.retry.failed(exc)
+        self.retry.succeeded()
+        self.last_success = time.monotonic()
+        return self.interval if delay is None else delay
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def stop(self, wait: float = 0.0) -> None:
+        self._stop.set()
+        if wait and self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=wait)
+
+    def _run(self) -> None:
+        delay = self.first_delay
+        try:
+            while not self._stop.wait(delay):
+                delay = self.run_once()
+        finally:
+            if self.on_stop is not None:
+                try:
+                    self.on_stop()
+                except Exception:  # noqa: BLE001
+                    log.exception("%s: cleanup at stop failed", self.name)
+
+
+class NodeLock:
+    """A non-blocking lock with one holder across the installation, held until released.
+
+    On PostgreSQL: a session advisory lock on the calling thread's connection — call it from one
+    thread (a job's). A lost connection loses the lock, so :meth:`acquire` checks that this session
+    still holds it each time and takes it again (or reports that another node has it). On SQLite:
+    ``flock`` on ``path``, released when the process dies."""
+
+    NAMESPACE = 0x64657675  # 'devu': first key of our advisory locks
+
+    def __init__(self, name: str, path: Path):
+        self.name = name
+        self.path = Path(path)
+        self.key = zlib.crc32(name.encode()) & 0x7FFFFFFF
+        self._fd: int | None = None
+        self._held = False
+
+    @staticmethod
+    def _postgres() -> bool:
+        from devupdate import db
+
+        return db.database.obj is not None and not db.is_sqlite()
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def acquire(self) -> bool:
+        """True when this process holds the lock now (taken now, or still held); never waits."""
+        if self._postgres():
+            self._held = self._acquire_postgres()
+        else:
+            self._held = self._acquire_flock()
+        return self._held
+
+    def _acquire_postgres(self) -> bool:
+        from devupdate import db
+
+        db.database.connect(reuse_if_open=True)
+        if self._held:
+            still = db.database.execute_sql(
+                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted "
+                "AND classid = %s AND objid = %s AND objsubid = 2", (self.NAMESPACE, self.key)).fetchone()
+            if still:
+                return True
+            log.warning("%s: lock lost with the database connection; taking it again", self.name)
+        row = db.database.execute_sql("SELECT pg_try_advisory_lock(%s, %s)", (self.NAMESPACE, self.key)).fetchone()
+        return bool(row and row[0])
+
+    def _acquire_flock(self) -> bool:
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # drops the flock
+            self._fd = None
+        elif self._held and self._postgres():
+            from devupdate import db
+
+            try:
+                db.database.execute_sql("SELECT pg_advisory_unlock(%s, %s)", (self.NAMESPACE, self.key))
+            except Exception:  # noqa: BLE001 - a dead connection has released it already
+                pass
+        self._held = False
