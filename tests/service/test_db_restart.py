@@ -21,7 +21,10 @@ from helpers.tools import wait_for
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "devices"))
 from fleet import CX600, V0, V1, fleet, import_release, server_env  # noqa: E402
 
+from devupdate.schema import MIGRATIONS  # noqa: E402
+
 pytestmark = pytest.mark.timeout(300)
+SCHEMA = MIGRATIONS[-1].version
 
 
 @pytest.fixture
@@ -90,7 +93,7 @@ def test_postgres_restart_under_load(install, cluster, live_server, tmp_path):
     server = live_server(workers=2, **server_env(DEVUPDATE_SNAPSHOT_MAX_AGE="3"))
     phones = fleet(64, installed=V0)
     probe = phones[0]
-    assert healthz(server) == (200, {"status": "ok", "schema": 1})
+    assert healthz(server) == (200, {"status": "ok", "schema": SCHEMA})
 
     with CheckLoad([server.url], phones, threads=4) as load:
         load.wait_answers(100)
@@ -119,8 +122,8 @@ def test_postgres_restart_under_load(install, cluster, live_server, tmp_path):
         load.wait_answers(100)
         cluster.start()
         started = time.time()
-        assert wait_for(lambda: all(healthz(server) == (200, {"status": "ok", "schema": 1}) for _ in range(8)), 15), \
-            healthz(server)
+        ok = (200, {"status": "ok", "schema": SCHEMA})
+        assert wait_for(lambda: all(healthz(server) == ok for _ in range(8)), 15), healthz(server)
         install.cli("rules", "restore", release.rule_id)
         restore_seconds = seconds_until_served(server, probe, 0)
         assert restore_seconds < 2.0, restore_seconds
