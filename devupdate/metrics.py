@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -74,12 +75,17 @@ class _Families:
 
 _families: _Families | None = None
 _children: dict[tuple, Any] = {}
+_created = threading.Lock()
 
 
 def families() -> _Families:
+    """The families, created once: the first checks of a worker arrive together, and a second
+    registration of the same names raises (it did, as an HTML 500, on a first burst)."""
     global _families
     if _families is None:
-        _families = _Families()
+        with _created:
+            if _families is None:
+                _families = _Families()
     return _families
 
 

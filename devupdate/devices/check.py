@@ -153,7 +153,17 @@ def _error(status: int, code: str, message: str) -> Answer:
 
 def answer(service: CheckService, side: str, environ: dict) -> Answer:
     """One update check, WSGI environ in, answer out: access → parse → select → render, then one
-    audit row, one inventory observation and the metrics. Every outcome is logged; nothing raises."""
+    audit row, one inventory observation and the metrics. Every outcome is logged; nothing raises:
+    whatever fails, even outside the handlers below, the device gets the XML error, the log why."""
+    try:
+        return _answer(service, side, environ)
+    except Exception:  # noqa: BLE001 - never the HTTP server's own (HTML) 500 page on a device path
+        log.exception("update check failed outside its handlers (%s %s)", environ.get("REQUEST_METHOD"),
+                      environ.get("PATH_INFO"))
+        return _error(500, "InternalError", "the update check failed; see the server log")
+
+
+def _answer(service: CheckService, side: str, environ: dict) -> Answer:
     started = time.perf_counter()
     access = decide(side, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"),
                     environ.get("HTTP_AUTHORIZATION"), service.network, service.users,
