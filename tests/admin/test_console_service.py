@@ -151,25 +151,33 @@ def test_accounts_sign_in_and_limits(database, monkeypatch):
     with pytest.raises(auth.DevupdateError, match="no admin"):
         auth.remove_admin("alice", actor="test")
 
-    # Per address: the 4th failure from one address in the window is refused before the password is checked.
-    monkeypatch.setattr(auth, "MAX_FAILURES_PER_ADDRESS", 4)
-    monkeypatch.setattr(auth, "MAX_FAILURES_PER_NAME", 6)
+    # Per (name, source): the 3rd failure locks carol for 10.0.0.1 only, before the password is checked.
+    lockout = auth.Lockout(failures=3, seconds=10)
     auth.add_admin("carol", "carol's good password", "admin", actor="test")
-    with pytest.raises(auth.SignInRefused):  # the 4th failure from 10.0.0.1 (after alice, nobody and '')
-        auth.authenticate("carol", "wrong", address="10.0.0.1")
-    with pytest.raises(auth.TooManyAttempts, match="your address") as limited:
-        auth.authenticate("carol", "carol's good password", address="10.0.0.1")
-    assert 0 < limited.value.retry_after <= auth.FAILURE_WINDOW and limited.value.status == 429
-    # Per name, across addresses.
-    for n in range(5):  # carol's 2nd to 6th failure
+    for _ in range(3):
         with pytest.raises(auth.SignInRefused):
-            auth.authenticate("carol", "wrong", address=f"10.1.0.{n}")
-    with pytest.raises(auth.TooManyAttempts, match="this name"):
-        auth.authenticate("carol", "carol's good password", address="10.2.0.1")
-    # The window passes: allowed again.
-    later = utcnow() + dt.timedelta(seconds=auth.FAILURE_WINDOW + 1)
-    monkeypatch.setattr(auth, "utcnow", lambda: later)
-    assert auth.authenticate("carol", "carol's good password", address="10.0.0.1").name == "carol"
+            auth.authenticate("carol", "wrong", address="10.0.0.1", lockout=lockout)
+    with pytest.raises(auth.TooManyAttempts, match="this name from your address") as limited:
+        auth.authenticate("carol", "carol's good password", address="10.0.0.1", lockout=lockout)
+    assert limited.value.retry_after == 10 and limited.value.status == 429
+    assert auth.authenticate("carol", "carol's good password", address="10.0.0.2", lockout=lockout).name == "carol"
+    with pytest.raises(auth.SignInRefused):  # another name from the locked source is still checked
+        auth.authenticate("nobody", "wrong", address="10.0.0.1", lockout=lockout)
+    # Backoff: after the lock, each further failure doubles it.
+    start = utcnow()
+    for offset, lock in ((11, 20), (32, 40)):
+        monkeypatch.setattr(auth, "utcnow", lambda offset=offset: start + dt.timedelta(seconds=offset))
+        with pytest.raises(auth.SignInRefused):
+            auth.authenticate("carol", "wrong", address="10.0.0.1", lockout=lockout)
+        with pytest.raises(auth.TooManyAttempts) as limited:
+            auth.authenticate("carol", "carol's good password", address="10.0.0.1", lockout=lockout)
+        assert limited.value.retry_after == lock
+    assert auth.Lockout(3, 10).lock_seconds(40) == auth.MAX_LOCK
+    # The lock passes; a success clears the source's failures for that name.
+    monkeypatch.setattr(auth, "utcnow", lambda: start + dt.timedelta(seconds=73))
+    assert auth.authenticate("carol", "carol's good password", address="10.0.0.1", lockout=lockout).name == "carol"
+    with pytest.raises(auth.SignInRefused):
+        auth.authenticate("carol", "wrong", address="10.0.0.1", lockout=lockout)
 
 
 def test_session_cookie_signing_expiry_and_csrf(tmp_path):

@@ -6,18 +6,24 @@ in the database, so every worker and every node sees one truth, and removing an 
 changing its password ends its console sessions at their next request (a session carries a
 fingerprint of the hash it was opened with).
 
-Sign-in failures are counted in the database too, per client address and per name, so the limit
-holds across workers and nodes: more than ``MAX_FAILURES_PER_ADDRESS`` failures from one address
-(or ``MAX_FAILURES_PER_NAME`` for one name) within ``FAILURE_WINDOW`` seconds and further attempts
-are refused without checking the password until the window has passed.
+Sign-in failures are counted in the database, so the lock holds across workers and nodes, per
+name *and* source (the client address; ``X-Forwarded-For`` counts from trusted proxies only):
+after ``Lockout.failures`` failures of one name from one source, that name is locked for that
+source only — for ``Lockout.seconds``, doubled by each further failure after the lock has passed,
+at most ``MAX_LOCK`` — and attempts meanwhile are refused without checking the password. Another
+source, or another name from the same source, still signs in with the right password, so one
+guesser cannot lock every admin out. A successful sign-in clears its own failures; failures are
+forgotten after ``FAILURE_MEMORY``. An unknown name is checked against ``DUMMY_HASH`` and locked
+like a known one: neither the time nor the answers tell which names exist.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import functools
 import hashlib
 import hmac
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -26,14 +32,13 @@ import peewee
 
 from devupdate.audit.trail import record
 from devupdate.db import BaseModel, iso_utc, utcnow, write_transaction
-from devupdate.devices.users import check_password, hash_password
+from devupdate.devices.users import DUMMY_HASH, HashGate, check_password, hash_password
 from devupdate.errors import Conflict, DevupdateError, NotFound
 
 ROLES = ("admin", "operator")
 MIN_PASSWORD = 10
-FAILURE_WINDOW = 15 * 60
-MAX_FAILURES_PER_ADDRESS = 10
-MAX_FAILURES_PER_NAME = 20
+MAX_LOCK = 15 * 60
+FAILURE_MEMORY = 24 * 3600
 _NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
 
 
@@ -49,7 +54,7 @@ class AdminUser(BaseModel):
 
 
 class SignInFailure(BaseModel):
-    """One refused console sign-in, kept for ``FAILURE_WINDOW`` to rate-limit guessing."""
+    """One refused console sign-in, kept for ``FAILURE_MEMORY`` to lock guessing out."""
 
     at = peewee.DateTimeField(default=utcnow, index=True)
     address = peewee.CharField(max_length=64, index=True)
@@ -88,10 +93,23 @@ class TooManyAttempts(DevupdateError):
         self.retry_after = retry_after
 
 
-@functools.cache
-def _dummy_hash() -> str:
-    """Checked for unknown names, so they cost as much as known ones."""
-    return hash_password("not a password", salt=b"devupdate-dummy!")
+@dataclass(frozen=True)
+class Lockout:
+    """When one name from one source is locked: after ``failures`` failures, for ``seconds``,
+    doubling with each further failure up to ``MAX_LOCK``."""
+
+    failures: int = 5
+    seconds: int = 30
+
+    def lock_seconds(self, count: int) -> int:
+        """How long ``count`` failures lock (0: not locked)."""
+        if count < self.failures:
+            return 0
+        return min(self.seconds * 2 ** min(count - self.failures, 20), MAX_LOCK)
+
+    @classmethod
+    def from_settings(cls, settings) -> Lockout:
+        return cls(settings.console_lockout_failures, settings.console_lockout_seconds)
 
 
 def fingerprint(password_hash: str) -> str:
@@ -150,39 +168,47 @@ def remove_admin(name: str, *, actor: str) -> dict[str, Any]:
     return before
 
 
-def _recent_failures(field: peewee.Field, value: str, since: dt.datetime) -> tuple[int, dt.datetime | None]:
-    row = (SignInFailure.select(peewee.fn.COUNT(SignInFailure.id), peewee.fn.MIN(SignInFailure.at))
-           .where((field == value) & (SignInFailure.at >= since)).tuples().first())
-    return (row[0] or 0, row[1]) if row else (0, None)
+def _pair(address: str, name: str):
+    return (SignInFailure.address == address) & (SignInFailure.name == name)
 
 
-def _limit(address: str, name: str, now: dt.datetime) -> None:
-    since = now - dt.timedelta(seconds=FAILURE_WINDOW)
-    for field, value, limit, what in ((SignInFailure.address, address, MAX_FAILURES_PER_ADDRESS, "your address"),
-                                      (SignInFailure.name, name, MAX_FAILURES_PER_NAME, "this name")):
-        count, oldest = _recent_failures(field, value, since)
-        if count >= limit:
-            wait = FAILURE_WINDOW - int((now - oldest).total_seconds()) if oldest else FAILURE_WINDOW
-            wait = max(wait, 1)
-            raise TooManyAttempts(f"too many failed sign-ins for {what}; try again in "
-                                  f"{(wait + 59) // 60} minute{'s' if wait > 60 else ''}", wait)
+def _check_lock(address: str, name: str, now: dt.datetime, lockout: Lockout) -> None:
+    row = (SignInFailure.select(peewee.fn.COUNT(SignInFailure.id), peewee.fn.MAX(SignInFailure.at))
+           .where(_pair(address, name) & (SignInFailure.at >= now - dt.timedelta(seconds=FAILURE_MEMORY)))
+           .tuples().first())
+    count, last = (row[0] or 0, row[1]) if row else (0, None)
+    lock = lockout.lock_seconds(count)
+    if not lock or last is None:
+        return
+    if isinstance(last, str):  # SQLite aggregates come back as text
+        last = dt.datetime.fromisoformat(last)
+    wait = math.ceil(lock - (now - last).total_seconds())
+    if wait > 0:
+        minutes = (wait + 59) // 60
+        when = f"{wait} second{'s' if wait > 1 else ''}" if wait < 120 else f"{minutes} minutes"
+        raise TooManyAttempts(f"too many failed sign-ins for this name from your address; try again in {when} "
+                              "(other addresses are not affected)", wait)
 
 
-def authenticate(name: str, password: str, *, address: str) -> Admin:
-    """Check a sign-in; raises TooManyAttempts (429) or SignInRefused (401). Both outcomes are audited."""
+def authenticate(name: str, password: str, *, address: str, lockout: Lockout | None = None,
+                 gate: HashGate | None = None) -> Admin:
+    """Check a sign-in; raises TooManyAttempts (429), HashingBusy (503, ``gate`` full) or SignInRefused
+    (401). Checked passwords are audited either way."""
     name = name.strip()[:128]
     address = address[:64]
     now = utcnow()
-    _limit(address, name, now)
+    _check_lock(address, name, now, lockout or Lockout())
     user = AdminUser.get_or_none(AdminUser.name == name) if name else None
-    ok = check_password(password, user.password_hash if user else _dummy_hash()) and user is not None
+    with gate or contextlib.nullcontext():
+        ok = check_password(password, user.password_hash if user else DUMMY_HASH) and user is not None
     with write_transaction():
         if not ok:
             SignInFailure.create(address=address, name=name, at=now)
-            SignInFailure.delete().where(SignInFailure.at < now - dt.timedelta(days=1)).execute()
+            SignInFailure.delete().where(SignInFailure.at < now - dt.timedelta(seconds=FAILURE_MEMORY)).execute()
             record(f"console:{name or '?'}", "console.sign-in", f"admin:{name}", outcome="refused",
                    detail={"Address": address})
         else:
+            SignInFailure.delete().where(_pair(address, name)).execute()
             AdminUser.update(last_sign_in=now).where(AdminUser.id == user.id).execute()
             record(f"console:{name}", "console.sign-in", f"admin:{name}", detail={"Address": address})
     if not ok:

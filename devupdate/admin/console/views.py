@@ -2,8 +2,9 @@
 functions the CLI uses, and their results into server-rendered pages. No logic of its own.
 
 Every request passes one gate (:func:`_gate`): load the signed session, re-read the account behind
-it, check the CSRF token on every POST (400), require sign-in (redirect or 401) and the ``admin``
-role for every change (403). Actions are attributed to ``console:<name>`` in the audit trail.
+it, refuse a POST from another site (``Origin``/``Referer``, 403), check the CSRF token on every POST
+(400), require sign-in (redirect or 401) and the ``admin`` role for every change (403). Actions are
+attributed to ``console:<name>`` in the audit trail.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from flask import Blueprint, Response, current_app, g, jsonify, redirect, render
 
 from devupdate import fleet, numbers
 from devupdate.admin.console import auth, charts
+from devupdate.admin.console.origin import foreign_origin
 from devupdate.admin.console.session import COOKIE_NAME, SessionCookie, SessionData
 from devupdate.audit.trail import list_events
 from devupdate.devices import compliance, logs
+from devupdate.devices.users import HashingBusy
 from devupdate.errors import DevupdateError
 from devupdate.rules import lifecycle
 from devupdate.rules import test_devices as test_device_service
@@ -75,6 +78,13 @@ def _gate() -> Response | None:
         if g.admin is None:  # account removed or password changed since sign-in
             g.session = SessionData(notices=[["info", "Your session has ended; please sign in again."]])
     if request.method == "POST":
+        other = foreign_origin(request.headers.get("Origin"), request.headers.get("Referer"),
+                               request.headers.get("Host", ""), _runtime().settings.console_trusted_origins)
+        if other is not None:
+            return refuse(403, "Request from another site",
+                          f"This form was sent from {other}, not from this console, so nothing was changed. "
+                          "Open the console at its own address and submit it there (a console reached through "
+                          "a proxy that rewrites Host lists its address in DEVUPDATE_CONSOLE_TRUSTED_ORIGINS).")
         submitted = request.headers.get("X-CSRF-Token")
         if submitted is None and request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
             submitted = request.form.get("csrf_token")
@@ -153,7 +163,14 @@ def sign_in_form() -> Response:
 def sign_in() -> Response:
     name, target = request.form.get("name", ""), request.form.get("next", "")
     try:
-        admin = auth.authenticate(name, request.form.get("password", ""), address=_client_address())
+        admin = auth.authenticate(name, request.form.get("password", ""), address=_client_address(),
+                                  lockout=auth.Lockout.from_settings(_runtime().settings),
+                                  gate=current_app.extensions["users"].gate)
+    except HashingBusy:
+        response = page("sign_in.html", status=503, error="The server is busy checking passwords; "
+                        "sign in again in a second.", name=name, next=target)
+        response.headers["Retry-After"] = "1"
+        return response
     except auth.TooManyAttempts as exc:
         response = page("sign_in.html", status=429, error=exc.message[0].upper() + exc.message[1:] + ".",
                         name=name, next=target)
