@@ -11,12 +11,17 @@ exactly what the phones saw while it restarted a database or killed a node::
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from urllib.error import HTTPError
 from urllib.parse import urlsplit
+from urllib.request import urlopen
+
+from helpers.tools import wait_for
 
 CHECK_PATH = "/RequestHandler/ucdevice.upx"
 
@@ -140,3 +145,35 @@ class CheckLoad:
         """Every outcome that is not a protocol answer (200 Response or XML error), on ``servers``."""
         return [o for o in self.snapshot() if o.kind in ("other", "failed")
                 and (servers is None or o.server in servers)]
+
+
+# --- probing a server ---------------------------------------------------------------------------
+
+def healthz(server) -> tuple[int, dict]:
+    try:
+        with urlopen(server.url + "/healthz", timeout=15) as response:
+            return response.status, json.loads(response.read())
+    except HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def offered_everywhere(server, phone, want: int, probes: int = 12) -> bool:
+    """``probes`` checks, each on a new connection (so they spread over the workers), all offer ``want`` files."""
+    host = server.url.split("//")[1]
+    for _ in range(probes):
+        conn = http.client.HTTPConnection(host, timeout=10)
+        try:
+            conn.request("POST", CHECK_PATH, body=phone.request_xml(), headers={"Connection": "close"})
+            response = conn.getresponse()
+            if classify(response.status, response.read())[0] != f"files:{want}":
+                return False
+        finally:
+            conn.close()
+    return True
+
+
+def seconds_until_served(server, phone, want: int, timeout: float = 10.0) -> float:
+    started = time.monotonic()
+    if not wait_for(lambda: offered_everywhere(server, phone, want), timeout, 0.05):
+        raise AssertionError(f"not every worker offers {want} file(s) after {timeout} s:\n{server.output()[-3000:]}")
+    return time.monotonic() - started

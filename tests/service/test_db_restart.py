@@ -5,16 +5,13 @@ made afterwards reach every worker within 2 s, the inventory writes again, and `
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers.load import CheckLoad
+from helpers.load import CheckLoad, healthz, seconds_until_served
 from helpers.pgcluster import PgCluster
 from helpers.tools import wait_for
 
@@ -37,40 +34,6 @@ def cluster():
 def pg_database_url(cluster):
     """This module's installations use the private cluster, whatever database the suite runs on."""
     return cluster.url
-
-
-def healthz(server) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(server.url + "/healthz", timeout=15) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def offered_everywhere(server, phone, want: int, probes: int = 12) -> bool:
-    """``probes`` checks, each on a new connection (so they spread over the workers), all offer ``want`` files."""
-    import http.client
-
-    from helpers.load import CHECK_PATH, classify
-
-    host = server.url.split("//")[1]
-    for _ in range(probes):
-        conn = http.client.HTTPConnection(host, timeout=10)
-        try:
-            conn.request("POST", CHECK_PATH, body=phone.request_xml(), headers={"Connection": "close"})
-            response = conn.getresponse()
-            if classify(response.status, response.read())[0] != f"files:{want}":
-                return False
-        finally:
-            conn.close()
-    return True
-
-
-def seconds_until_served(server, phone, want: int, timeout: float = 10.0) -> float:
-    started = time.monotonic()
-    if not wait_for(lambda: offered_everywhere(server, phone, want), timeout, 0.05):
-        raise AssertionError(f"not every worker offers {want} file(s) after {timeout} s:\n{server.output()[-3000:]}")
-    return time.monotonic() - started
 
 
 def inventory_newest(cluster) -> float:
