@@ -8,8 +8,9 @@ An unknown name costs exactly what a known one does — one scrypt run against `
 is built from constants (no hashing at start-up) and matches no password — so response times do not
 tell which names exist. Every scrypt run is counted (``devupdate_password_hashes_total``), and a
 store given a :class:`HashGate` runs at most that many at once: password guessing then occupies a
-bounded share of the request threads, and a guess that finds every slot taken is refused at once
-(:class:`HashingBusy`) instead of waiting for one.
+bounded share of the request threads, and a check that finds every slot taken for
+``HashGate.wait_seconds`` is refused (:class:`HashingBusy`). Checks of the same (user, password)
+that arrive together — a boot storm of phones sharing one account — share one scrypt run.
 """
 
 from __future__ import annotations
@@ -47,16 +48,18 @@ class HashingBusy(DevupdateError):
 
 
 class HashGate:
-    """At most ``slots`` scrypt runs at once in this process; a run that finds none free fails fast."""
+    """At most ``slots`` scrypt runs at once in this process; a run that finds none free within
+    ``wait_seconds`` (a few runs' time) is refused rather than holding its thread longer."""
 
-    def __init__(self, slots: int):
+    def __init__(self, slots: int, wait_seconds: float = 1.0):
         if slots < 1:
             raise ValueError("a hash gate needs at least one slot")
         self.slots = slots
+        self.wait_seconds = wait_seconds
         self._semaphore = threading.BoundedSemaphore(slots)
 
     def __enter__(self) -> HashGate:
-        if not self._semaphore.acquire(blocking=False):
+        if not self._semaphore.acquire(timeout=self.wait_seconds):
             raise HashingBusy("the server is busy checking passwords; retry in a second")
         return self
 
@@ -91,6 +94,15 @@ def check_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+class _Shared:
+    """One scrypt run that concurrent checks of the same credentials wait for."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = False
+        self.busy = False
+
+
 class FileUserStore:
     """``<home>/users`` — one ``name:hash`` per line; re-read when the file changes."""
 
@@ -105,6 +117,7 @@ class FileUserStore:
         self._cache: dict[bytes, float] = {}
         self._key = os.urandom(32)
         self._lock = threading.Lock()
+        self._running: dict[bytes, _Shared] = {}  # token → the scrypt run other callers wait for
 
     def _load(self) -> dict[str, str]:
         now = time.monotonic()
@@ -127,7 +140,7 @@ class FileUserStore:
         return self._users
 
     def verify(self, name: str, password: str) -> bool:
-        """Raises :class:`HashingBusy` when the gate has no free slot (nothing was checked)."""
+        """Raises :class:`HashingBusy` when the gate has no free slot in time (nothing was checked)."""
         with self._lock:
             users = self._load()
         encoded = users.get(name)
@@ -136,11 +149,30 @@ class FileUserStore:
             expiry = self._cache.get(token)
             if expiry is not None and expiry > time.monotonic():
                 return True
-        with self.gate or contextlib.nullcontext():
-            ok = check_password(password, DUMMY_HASH if encoded is None else encoded) and encoded is not None
-        if ok:
-            self._cache[token] = time.monotonic() + self.CACHE_SECONDS
-        return ok
+        with self._lock:
+            shared = self._running.get(token)
+            leader = shared is None
+            if shared is None:
+                shared = self._running[token] = _Shared()
+        if not leader:
+            shared.done.wait()
+            if shared.busy:
+                raise HashingBusy("the server is busy checking passwords; retry in a second")
+            return shared.ok
+        try:
+            with self.gate or contextlib.nullcontext():
+                ok = check_password(password, DUMMY_HASH if encoded is None else encoded) and encoded is not None
+            if ok:
+                self._cache[token] = time.monotonic() + self.CACHE_SECONDS
+            shared.ok = ok
+            return ok
+        except HashingBusy:
+            shared.busy = True
+            raise
+        finally:
+            with self._lock:
+                del self._running[token]
+            shared.done.set()
 
     # --- management (devupdate users add|list|remove) ----------------------------------------
 

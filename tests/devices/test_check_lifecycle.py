@@ -6,6 +6,8 @@ Selection per device-protocol.md §4, answers per §5 — every field of every o
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fleet import (
     AASTRA,
@@ -39,16 +41,25 @@ def _answers(result, expected) -> bool:
     return True
 
 
-def settled(cl, phones, expected, timeout: float = 15.0):
-    """Check the fleet until every phone gets ``expected(index)`` (each worker picks a rule change
-    up on its next snapshot refresh), then return those results; on timeout the last results are
-    returned and the caller's asserts show what was still wrong."""
-    last = []
+def settled(cl, phones, expected, timeout: float = 15.0, steady: float = 1.5):
+    """Check the fleet until every phone gets ``expected(index)`` in every round for ``steady``
+    seconds, then return the last results; on timeout the last results are returned and the
+    caller's asserts show what was still wrong.
+
+    Each round runs on new connections, which land on whichever worker accepts them; a worker
+    picks a rule change up on its own snapshot refresh (every 0.5 s), so answers that stay right
+    for ``steady`` seconds mean every worker has it — also the one a later keep-alive check hits."""
+    last: list = []
+    since: list[float] = []
 
     def attempt():
         last[:] = checks(cl, phones)
-        return all(_answers(result, expected(i)) for i, result in enumerate(last))
-    wait_for(attempt, timeout=timeout, interval=0.2)
+        if not all(_answers(result, expected(i)) for i, result in enumerate(last)):
+            since.clear()
+            return False
+        since[:1] = since[:1] or [time.monotonic()]
+        return time.monotonic() - since[0] >= steady
+    wait_for(attempt, timeout=timeout, interval=0.1)
     return last
 
 
