@@ -3,6 +3,8 @@
 The master upgrades the schema and clears crashed imports once; each worker then opens its own
 database connection and filestore after the fork. SIGTERM lets requests in flight finish
 (``graceful_timeout``) before exiting — what process supervisors and orchestrators send.
+The workers are :class:`devupdate.web.worker.DevupdateWorker`: an event loop reads requests under
+deadlines and per-source limits, threads run the app only on requests that have fully arrived.
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ class DevupdateServer(BaseApplication):
             options["control_socket_disable"] = True  # every instance on the machine; signals do the job
         for key, value in options.items():
             self.cfg.set(key, value)
+        from devupdate.web import sources
+
+        sources.prepare(self.settings.workers)  # in the master: one connection table shared by its workers
 
     def load(self):
         from devupdate.app import create_app

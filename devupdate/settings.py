@@ -56,6 +56,11 @@ class Settings:
     threads: int = 4  # request threads per worker (gunicorn gthread)
     graceful_timeout: int = 30
     snapshot_max_age: float = 30.0  # /healthz fails when a worker's rules snapshot is older (database away)
+    header_timeout: float = 10.0  # seconds a request head may take to arrive (then 408)
+    body_timeout: float = 30.0  # seconds a body may take after its head, plus 1 s per min_body_rate bytes
+    min_body_rate: float = 500.0  # bytes/s a body must keep up on average (then 408)
+    send_timeout: float = 60.0  # seconds a client may read nothing of an answer before it is dropped
+    max_connections_per_source: int = 64  # open connections per client address (then 429); trusted proxies exempt
     service_name: str = ""  # Identity prefix service:WebServer:<service_name>; default: host name
     server_name: str = ""  # used in audit log file names; default: host name
     public_internal_url: str = "http://localhost:8080"
@@ -173,6 +178,8 @@ def _convert(name: str, value: object) -> object:
             number = value if type(value) is int else numbers.whole(str(value).strip())
             if name in ("port", "tls_port", "dns_port") and not 0 <= number <= 65535:
                 raise ValueError("out of range 0–65535")
+            if name == "max_connections_per_source" and not 1 <= number <= 65535:
+                raise ValueError("out of range 1–65535")
             if name in ("workers", "threads", "graceful_timeout") and number < 1:
                 raise ValueError("out of range")
             if name in _INT_RANGES and not _INT_RANGES[name][0] <= number <= _INT_RANGES[name][1]:
@@ -184,6 +191,10 @@ def _convert(name: str, value: object) -> object:
                 raise ValueError("must be between 0 and 1")
             if name == "snapshot_max_age" and not 1 <= number <= 86400:
                 raise ValueError("must be between 1 and 86400 seconds")
+            if name in ("header_timeout", "body_timeout", "send_timeout") and not 1 <= number <= 3600:
+                raise ValueError("must be between 1 and 3600 seconds")
+            if name == "min_body_rate" and not 1 <= number <= 1e9:
+                raise ValueError("must be between 1 and 1000000000 bytes/s")
             return number
         if kind == "bool":
             if isinstance(value, bool):

@@ -92,8 +92,9 @@ def serve_bare(port: int, workers: int) -> None:
                 return "ok"
             return app
 
-    threads = {"DEVUPDATE_THREADS": os.environ.get("DEVUPDATE_THREADS", str(Settings.threads))}  # as (b)'s
-    Bare(Settings.load(threads, host="127.0.0.1", port=port, workers=workers, home=tempfile.gettempdir())).run()
+    same = {name: os.environ[name] for name in ("DEVUPDATE_THREADS", "DEVUPDATE_MAX_CONNECTIONS_PER_SOURCE")
+            if name in os.environ}  # as (b)'s
+    Bare(Settings.load(same, host="127.0.0.1", port=port, workers=workers, home=tempfile.gettempdir())).run()
 
 
 # --- seeding -------------------------------------------------------------------------------------------
@@ -307,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEVUPDATE_")}
     env.update({"DEVUPDATE_HOME": str(home), "DEVUPDATE_SERVER_NAME": "bench", "DEVUPDATE_WORKERS": str(workers),
                 "DEVUPDATE_THREADS": str(args.server_threads or Settings.threads),
+                # wrk's connections all come from 127.0.0.1: far under the per-source limit, for both servers
+                "DEVUPDATE_MAX_CONNECTIONS_PER_SOURCE": str(max(4096, 4 * args.connections)),
                 "DEVUPDATE_PUBLIC_INTERNAL_URL": "http://ucupdates-r2.contoso.com",
                 "DEVUPDATE_PUBLIC_EXTERNAL_URL": "https://ucupdates.contoso.com",
                 "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", "")})

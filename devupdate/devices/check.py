@@ -91,7 +91,7 @@ def _read_body(environ: dict) -> bytes:
     try:  # straight from the server's input (gunicorn bounds it by Content-Length and decodes chunking)
         return _read_stream(environ["wsgi.input"], length)
     except FramingError as exc:  # the server could not decode the body (e.g. a malformed chunk size)
-        raise RequestError(exc.error_code, exc.message) from None
+        raise RequestError(exc.error_code, exc.message, exc.status) from None
     except (OSError, BadRequest):  # the client went away or sent less than it announced
         raise RequestError("IncompleteBody", "the request body ended before its announced length") from None
 
@@ -287,6 +287,18 @@ def install(app: Flask, runtime, *, background: bool = True) -> CheckService:
                            network=app.extensions["network"], users=app.extensions["users"],
                            auth_failures=app.extensions.get("auth_failures"))
     app.extensions[EXTENSION] = service
+    from devupdate.devices.paths import canonical_path
+    from devupdate.web import errors as web_errors
+
+    def server_refused(path: str, address: str, status: int, code: str) -> None:
+        """The server refused a check before it reached the app (broken framing, too slow, too many
+        connections): it gets its audit row too, like every check (device-protocol.md §7)."""
+        side = _SIDE_OF.get(canonical_path(path))
+        if side is not None:
+            service.audit.write(refused_row(address, {}, status, code))
+            metrics.check_answered(side, "invalid", 0, 0.0)
+
+    web_errors.on_refusal(EXTENSION, server_refused)
     app.register_blueprint(bp)
     # outermost first: spelling of the path, then (unless every request must pass Flask's hooks) the check
     inner = app.wsgi_app if settings.json_logs else CheckFastPath(app.wsgi_app, service)

@@ -47,6 +47,7 @@ from devupdate.devices.access import guard_request
 from devupdate.devices.logs import CLIENT_AREA, canonical_type, check_extension, config_cache, device_id, safe_name
 from devupdate.errors import DevupdateError
 from devupdate.web.errors import render_error
+from devupdate.web.framing import FramingError
 from filestore import FileStoreError, QuotaExceeded, TooLarge, UnsafePath
 
 log = logging.getLogger("devupdate.logupload")
@@ -80,6 +81,8 @@ class _RawBody:
     def read(self, size: int = -1) -> bytes:
         try:
             data = self._stream.read(size)
+        except FramingError as exc:  # the server's own reading: broken chunks, cut off, too slow (408)
+            raise BodyError(exc.error_code, exc.message, exc.status) from None
         except HTTPException as exc:  # werkzeug's ClientDisconnected
             raise BodyError("IncompleteBody", "the upload was cut off before the end") from exc
         except Exception as exc:  # the socket failed, or gunicorn's parser refused the framing (bad chunks)

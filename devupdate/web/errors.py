@@ -9,6 +9,8 @@ the JSON API gets its JSON error, everything else plain text.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from xml.sax.saxutils import escape
 
 #: device paths, lower-case (they are matched case-insensitively, device-protocol.md §2)
@@ -26,6 +28,23 @@ def render_error(code: str, message: str) -> bytes:
     """The device protocol's error body (device-protocol.md §5), whichever layer refuses."""
     return ('<?xml version="1.0" encoding="utf-8"?>\n'
             f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>\n").encode()
+
+
+#: name → listener(path, client address, status, code), told of every refusal the server makes
+#: itself, so a feature can record it (the update check's audit log has a row for every check)
+_listeners: dict[str, Callable[[str, str, int, str], None]] = {}
+
+
+def on_refusal(name: str, listener: Callable[[str, str, int, str], None]) -> None:
+    _listeners[name] = listener
+
+
+def refused(path: str, address: str, status: int, code: str) -> None:
+    for listener in list(_listeners.values()):
+        try:
+            listener(path, address, status, code)
+        except Exception:  # noqa: BLE001 - a listener's failure must not stop the refusal
+            logging.getLogger("devupdate.web").exception("refusal listener failed")
 
 
 def is_device_path(path: str) -> bool:

@@ -113,13 +113,13 @@ class ChunkedDecoder:
         if semicolon:
             size = size.rstrip(b" \t")
             if not _EXTENSIONS.fullmatch(b";" + extensions):
-                raise FramingError("BadChunkedBody", f"malformed chunk extension {_shown(extensions)!r}")
+                raise FramingError("BadChunkedBody", f"malformed chunk extension '{_shown(extensions)}'")
         if not _HEX.fullmatch(size):
-            raise FramingError("BadChunkedBody", f"chunk size {_shown(size)!r} is not a hexadecimal number "
+            raise FramingError("BadChunkedBody", f"chunk size '{_shown(size)}' is not a hexadecimal number "
                                                  "(1 to 16 digits 0-9a-f)")
         self._remaining = int(size, 16)
         self._state = "data" if self._remaining else "trailer"
 
     def _trailer(self, line: bytes) -> None:
         if not _FIELD.fullmatch(line):
-            raise FramingError("BadChunkedBody", f"malformed trailer field {_shown(line)!r}")
+            raise FramingError("BadChunkedBody", f"malformed trailer field '{_shown(line)}'")

@@ -1,12 +1,14 @@
 """Malformed chunked framing on every endpoint (issue 8, item 4), sent raw over loopback.
 
-Each shape is a request whose chunked body is broken in one way. Every endpoint answers it once
-— a ``400`` in its own vocabulary (the device XML error body on device paths, JSON on the API) —
-and closes the connection: never a ``500``, never a second, server-made page after an answer.
+Each shape is a request whose chunked body is broken in one way. The server decodes bodies before
+the application runs, so every endpoint answers it the same: one ``400`` in its own vocabulary
+(the device XML error body on device paths, JSON on the API, text elsewhere), then the connection
+closes — never a ``500``, never a second, server-made page after an answer.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from xml.etree import ElementTree as ET
@@ -81,7 +83,9 @@ def endpoints(token: str) -> dict[str, tuple[bytes, bytes]]:
     }
 
 
-def test_malformed_chunked_framing_is_one_400_on_every_endpoint(served):
+def test_malformed_chunked_framing_is_one_400_on_every_endpoint(install, served):
+    from devices.fleet import audit_rows
+
     server, token = served
     for endpoint, (head, vocabulary) in endpoints(token).items():
         for shape, body in SHAPES.items():
@@ -90,17 +94,19 @@ def test_malformed_chunked_framing_is_one_400_on_every_endpoint(served):
             where = f"{endpoint} / {shape}: {data[:400]!r}"
             assert len(answers) == 1, where  # one answer, then the connection closed
             status, headers, text = answers[0]
-            assert status != 500, where
-            if endpoint.startswith("check"):
-                assert status == 400 and headers["content-type"] == "text/xml; charset=utf-8", where
+            assert status == 400, where
+            if vocabulary == b"xml":
+                assert headers["content-type"] == "text/xml; charset=utf-8", where
                 code, message = xml_error(text)
                 assert code == "BadChunkedBody" and message, where
-            elif endpoint == "log upload":
-                assert status == 400 and headers["content-type"] == "text/xml; charset=utf-8", where
-                assert xml_error(text)[0] == "IncompleteBody", where
             elif vocabulary == b"json":
-                assert status == 400 and headers["content-type"] == "application/json", where
+                assert headers["content-type"] == "application/json", where
+                assert json.loads(text)["error"]["code"] == "BadChunkedBody", where
+            else:
+                assert text.startswith(b"400 Bad Request: "), where
     assert "Traceback" not in server.output()
+    # the refused checks are in the request audit log, like every check
+    assert [row["Result"] for row in audit_rows(install)] == ["400 BadChunkedBody"] * 2 * len(SHAPES)
 
 
 def test_a_well_formed_chunked_check_is_answered(served):
