@@ -21,8 +21,8 @@ import peewee
 
 from devupdate.db import utcnow
 from devupdate.devices.inventory import Device
+from devupdate.packages.description import version_key
 from devupdate.rules.models import Rule
-from devupdate.selection import version_key
 
 ACTIONS = ("approve", "reset", "restore")
 UNKNOWN = "unknown"

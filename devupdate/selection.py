@@ -1,12 +1,41 @@
 """Choosing what to offer a device (device-protocol.md §4). Pure: a request and a snapshot in,
 files out — no database, no Flask, so it is cheap enough for the boot storm and easy to test.
+The request model (:class:`DeviceRequest`) lives here: the parsers in ``devices/`` build it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from devupdate.devices.request import DeviceRequest
+from devupdate.packages.description import version_key
+
+
+@dataclass(frozen=True)
+class Module:
+    """One firmware module a device reports: its file name and the version it runs."""
+
+    file_name: str
+    version: str
+    timestamp: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceRequest:
+    """An update check, parsed and validated (device-protocol.md §3)."""
+
+    device_type: str
+    mac: str  # normalized, '' when not given
+    serial: str  # as sent (trimmed), '' when not given
+    vendor: str
+    model: str
+    revision: str
+    locale: str  # upper-case
+    user_id: str = ""
+    modules: tuple[Module, ...] = field(default_factory=tuple)
+
+    @property
+    def device_id(self) -> str:
+        return self.mac or f"SN-{self.serial.upper()}"
 
 
 @dataclass(frozen=True)
@@ -55,16 +84,6 @@ class Snapshot:
 
 def family(device_type: str, brand: str, model: str, revision: str, locale: str) -> tuple[str, str, str, str, str]:
     return (device_type.lower(), brand.lower(), model.lower(), revision.lower(), locale.lower())
-
-
-def version_key(version: str) -> tuple[int, ...] | str:
-    """Numeric when possible, so '4.0.7577.04372' equals '4.0.7577.4372'."""
-    if not version.isascii():  # int() would read other scripts' digits ('٤' == 4)
-        return version
-    try:
-        return tuple(int(part) for part in version.split("."))
-    except ValueError:
-        return version
 
 
 def is_test_device(snapshot: Snapshot, request: DeviceRequest) -> bool:

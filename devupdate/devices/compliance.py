@@ -1,7 +1,7 @@
 """The compliance view: which known devices run something other than their approved version.
 
 One query function for the CLI (``devupdate devices list``) and the JSON API. The comparison is
-the selection's own (``selection.installed_version`` / ``version_key``), so "outdated" here means
+the selection's own (``selection.installed_version`` and the one ``version_key``), so "outdated" here means
 exactly "would be offered the approved files by an update check" — for every device, test
 devices included (they are marked, since they may legitimately run a pending version).
 """
@@ -16,8 +16,8 @@ import peewee
 
 from devupdate.db import iso_utc
 from devupdate.devices.inventory import Device
-from devupdate.devices.request import DeviceRequest, Module
-from devupdate.selection import Snapshot, family, installed_version, is_test_device, version_key
+from devupdate.packages.description import version_key
+from devupdate.selection import DeviceRequest, Module, Snapshot, family, installed_version, is_test_device
 
 CURRENT, OUTDATED, UNMANAGED = "Current", "Outdated", "Unmanaged"
 

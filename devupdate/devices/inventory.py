@@ -21,8 +21,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 from devupdate import db, metrics
 from devupdate.db import BaseModel, utcnow
-from devupdate.devices.request import DeviceRequest
 from devupdate.jobs import PeriodicJob, Retry
+from devupdate.selection import DeviceRequest
 
 _json_string = json.encoder.encode_basestring_ascii  # what json.dumps uses for str
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from devupdate.devices.locales import KNOWN_LOCALES
+from devupdate.selection import DeviceRequest, Module
 
 MAX_REQUEST_BYTES = 64 * 1024
 _MAC_SEPARATORS = re.compile(r"[-:.]")
@@ -33,30 +33,6 @@ class RequestError(Exception):
     def __init__(self, code: str, message: str, status: int = 400):
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
-
-
-@dataclass(frozen=True)
-class Module:
-    file_name: str
-    version: str
-    timestamp: str = ""
-
-
-@dataclass(frozen=True)
-class DeviceRequest:
-    device_type: str
-    mac: str  # normalized, '' when not given
-    serial: str  # as sent (trimmed), '' when not given
-    vendor: str
-    model: str
-    revision: str
-    locale: str  # upper-case
-    user_id: str = ""
-    modules: tuple[Module, ...] = field(default_factory=tuple)
-
-    @property
-    def device_id(self) -> str:
-        return self.mac or f"SN-{self.serial.upper()}"
 
 
 # The common case — UTF-8, no DOCTYPE, no comment — is parsed with the C ElementTree parser, about

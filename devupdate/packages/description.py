@@ -47,10 +47,14 @@ def parse_version(text: str) -> str:
     return ".".join(map(str, parts))
 
 
-def version_key(version: str) -> tuple[int, int, int, int]:
-    """Numeric sort key: 4.0.7577.10 sorts after 4.0.7577.9."""
-    a, b, c, d = (int(p) for p in parse_version(version).split("."))
-    return a, b, c, d
+def version_key(version: str) -> tuple[int, ...] | str:
+    """The one comparison of versions, imported or reported by a device: numeric when every part
+    is ASCII digits, so 4.0.7577.10 sorts after 4.0.7577.9 and '4.0.7577.04372' equals
+    '4.0.7577.4372'; anything else compares as its text (a device may report what it likes)."""
+    parts = version.split(".")
+    if all(part.isascii() and part.isdigit() for part in parts):  # int() alone takes '٤' and ' 4'
+        return tuple(int(part) for part in parts)
+    return version
 
 
 def parse_guid(text: str) -> str:
@@ -141,7 +145,7 @@ class UpdateDescription:
         return self.device_type, self.brand, self.model, self.revision, self.locale, self.update_type
 
     @property
-    def version_key(self) -> tuple[int, int, int, int]:
+    def version_key(self) -> tuple[int, ...] | str:
         return version_key(self.version)
 
 

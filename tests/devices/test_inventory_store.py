@@ -9,8 +9,7 @@ import pytest
 
 from devupdate.devices import compliance
 from devupdate.devices.inventory import Device, InventoryRecorder, upsert
-from devupdate.devices.request import DeviceRequest, Module
-from devupdate.selection import OfferedFile, RuleEntry, Snapshot, VersionEntry, family
+from devupdate.selection import DeviceRequest, Module, OfferedFile, RuleEntry, Snapshot, VersionEntry, family
 
 
 def request(mac: str = "0004F2000001", version: str = "4.0.7577.4366", **fields) -> DeviceRequest:
