@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from devupdate.clikit import (
+    Main,
     Progress,
     WholeNumber,
     actor,
@@ -23,10 +24,11 @@ from devupdate.clikit import (
     runtime,
     settings,
 )
+from devupdate.errors import DevupdateError
 from devupdate.settings import Settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="devupdate")
 def main() -> None:
     """devupdate — device update service for IP phones and UC devices.
@@ -191,11 +193,18 @@ def _rule_action(name: str, help_text: str, action_name: str) -> None:
     @click.argument("rule")
     @click.option("--json", "as_json", is_flag=True)
     @handle_errors
-    def command(rule: str, as_json: bool) -> None:
+    def command(rule: str, as_json: bool, yes: bool = False) -> None:
         from devupdate.rules import lifecycle
 
         rt = runtime()
-        result = getattr(lifecycle, action_name)(rule, actor())
+        if action_name == "restore":
+            try:
+                result = lifecycle.restore(rule, actor(), withdraw=yes)
+            except lifecycle.WouldWithdraw as refusal:
+                raise DevupdateError(f"{refusal.message}; to do that, run 'devupdate rules {name} {rule} --yes'",
+                                     code=refusal.code) from None
+        else:
+            result = getattr(lifecycle, action_name)(rule, actor())
         if action_name == "remove":
             print_json(result) if as_json else click.echo(f"removed rule {result['Id']}")
             return
@@ -207,11 +216,16 @@ def _rule_action(name: str, help_text: str, action_name: str) -> None:
             click.echo(f"{verb} rule {data['Id']}: approved={data['ApprovedVersion'] or '-'} "
                        f"pending={data['PendingVersion'] or '-'} restore={data['RestoreVersion'] or '-'}")
 
+    if action_name == "restore":
+        click.option("--yes", is_flag=True, help="Also when there is no restore version: the approved version is "
+                     "withdrawn and the fleet is offered nothing for this rule.")(command)
+
 
 _rule_action("approve", "Approve the pending version (the old approved version becomes the restore version).",
              "approve")
 _rule_action("reset", "Reject the pending version; test devices go back to the approved one.", "reset")
-_rule_action("restore", "Roll back to the restore version (none: the fleet is offered nothing).", "restore")
+_rule_action("restore", "Roll back to the restore version (with none, refused unless --yes: the fleet would be "
+             "offered nothing).", "restore")
 _rule_action("rollback", "Alias of restore.", "restore")
 _rule_action("remove", "Delete the rule; its images are removed by 'files cleanup' after the grace period.",
              "remove")

@@ -7,6 +7,7 @@ import functools
 import getpass
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -34,6 +35,74 @@ def runtime(*, upgrade: bool = False):
     return open_runtime(settings(), upgrade=upgrade)
 
 
+#: exit status after the reader of our output went away (``devupdate … | head``), as for a program
+#: the shell saw killed by SIGPIPE — not 1, which means "refused"
+BROKEN_PIPE_STATUS = 141
+
+
+class Main(click.Group):
+    """The top command. Every error is one line, ``devupdate: error: …``: click's usage errors too
+    (exit status 2, pointing at the command's ``--help``); and a closed pipe ends the output quietly."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        prog_name = prog_name or "devupdate"  # also under ``python -m devupdate``
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            status = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            sys.stdout.flush()  # a late EPIPE surfaces here, not as a traceback at exit
+        except click.exceptions.NoArgsIsHelpError as exc:  # a group without its command: its help
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else _command_path(self, prog_name, args)
+            click.echo(f"devupdate: error: {_one_line(exc.format_message())} (see '{where} --help')", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"devupdate: error: {_one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("devupdate: error: aborted", err=True)
+            sys.exit(1)
+        except BrokenPipeError:
+            _quiet_stdout()
+            sys.exit(BROKEN_PIPE_STATUS)
+        sys.exit(status if isinstance(status, int) else 0)
+
+
+def _command_path(group: click.Group, prog_name: str, args: Any) -> str:
+    """``devupdate rules approve`` from the arguments (click raises option errors without a context)."""
+    words, command = [prog_name], group
+    for arg in sys.argv[1:] if args is None else args:
+        if not isinstance(command, click.Group) or arg.startswith("-"):
+            if isinstance(command, click.Group):
+                continue
+            break
+        found = command.commands.get(arg)
+        if found is None:
+            break
+        words.append(arg)
+        command = found
+    return " ".join(words)
+
+
+def _one_line(message: str) -> str:
+    """click's message as a clause: one line, lower-case start, no final full stop."""
+    text = re.sub(r"\s+", " ", message).strip().removesuffix(".")
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush does not complain either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def fail(message: str) -> None:
     click.echo(f"devupdate: error: {message}", err=True)
     sys.exit(1)
@@ -47,6 +116,9 @@ def handle_errors(func: Callable) -> Callable:
             return func(*args, **kwargs)
         except (DevupdateError, PackageError) as exc:
             fail(exc.message)
+        except BrokenPipeError:  # the reader went away (``| head``): nothing to say to it
+            _quiet_stdout()
+            sys.exit(BROKEN_PIPE_STATUS)
         except OSError as exc:
             fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
         except Exception as exc:  # database unreachable and the like: still one line

@@ -92,7 +92,7 @@ def route(method: str, path: str, *, role: str | None, summary: str, params: tup
     return decorate
 
 
-RULE = Param("rule", {"type": "string", "pattern": r"^\{?[0-9A-Fa-f-]{1,36}\}?$",
+RULE = Param("rule", {"type": "string", "pattern": r"^\{?[0-9A-Fa-f-]{4,36}\}?$",
                       "examples": ["5a1d2c3e-0b7f-4f0e-9c39-2c1b7e0e5d11", "5a1d2c3e"]},
              "Rule GUID or a unique GUID prefix", "path", True)
 SITE = Param("site", {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,100}$"},
@@ -427,7 +427,8 @@ def add_test_device() -> Response:
 
 
 @route("PUT", "/test-devices/{name}", role="admin", summary="Change a test device's MAC address or serial",
-       params=(TEST_DEVICE, SITE), body="TestDeviceIdentifier", responses={200: "TestDevice", **CHANGE, 404: "Error"})
+       params=(TEST_DEVICE, SITE), body="TestDeviceIdentifier",
+       responses={200: "TestDevice", **CHANGE, 404: "Error", 409: "Error"})
 def set_test_device(name: str) -> Response:
     from devupdate.rules import test_devices
 

@@ -18,6 +18,7 @@ from devupdate.errors import Conflict, DevupdateError, NotFound
 from devupdate.rules.models import Generation, Rule, RuleVersion
 
 _GUID_CHARS = re.compile(r"^[0-9a-f-]+$")
+MIN_PREFIX = 4  # a shorter prefix picks a rule by luck, not by intent
 
 
 def rule_key(device_type: str, brand: str, model: str, revision: str, locale: str, update_type: str) -> str:
@@ -63,6 +64,9 @@ def resolve(ref: str, *, lock: bool = False) -> Rule:
     text = text.strip("{}").lower()
     if not text or not _GUID_CHARS.match(text):
         raise DevupdateError(f"{ref!r} is not a rule GUID, GUID prefix or Identity", code="bad-rule-ref")
+    if len(text) < MIN_PREFIX:
+        raise DevupdateError(f"{ref!r} is too short a GUID prefix: give at least {MIN_PREFIX} characters",
+                             code="bad-rule-ref")
     query = Rule.select().where(Rule.id.startswith(text)).limit(6)
     matches = list(locked(query) if lock else query)
     exact = [rule for rule in matches if rule.id == text]
@@ -146,11 +150,22 @@ def reset(ref: str, actor: str) -> Rule:
     return _act(ref, actor, "reset", change)
 
 
-def restore(ref: str, actor: str) -> Rule:
-    """Roll back: the restore version becomes approved (none → the fleet is offered nothing)."""
+class WouldWithdraw(Conflict):
+    """A rollback with no restore version would leave the fleet nothing; asked for explicitly only."""
+
+    code = "would-withdraw"
+
+
+def restore(ref: str, actor: str, *, withdraw: bool = True) -> Rule:
+    """Roll back: the restore version becomes approved (none → the fleet is offered nothing; with
+    ``withdraw=False`` that case is refused instead, decided on the locked rule)."""
     def change(rule: Rule) -> None:
         if rule.approved_version is None:
             raise Conflict(f"rule {rule.id} has no approved version to roll back", code="no-approved-version")
+        if rule.restore_version is None and not withdraw:
+            raise WouldWithdraw(f"rule {rule.id}: restoring would withdraw {rule.approved_version} and nobody "
+                                "would be offered anything for this rule (there is no earlier version to "
+                                "return to)")
         rule.approved_version, rule.approved_at, rule.approved_by = rule.restore_version, utcnow(), actor
         rule.restore_version, rule.restore_at, rule.restore_by = None, utcnow(), actor
     return _act(ref, actor, "restore", change)

@@ -8,7 +8,7 @@ from typing import Any
 import peewee
 
 from devupdate.audit.trail import record
-from devupdate.db import utcnow, write_transaction
+from devupdate.db import database, is_sqlite, utcnow, write_transaction
 from devupdate.errors import Conflict, DevupdateError, NotFound
 from devupdate.rules.lifecycle import bump_generation
 from devupdate.rules.models import TestDevice
@@ -55,6 +55,18 @@ def device_dict(device: TestDevice) -> dict[str, Any]:
             "Identifier": device.identifier}
 
 
+def _refuse_taken(scope: str, kind: str, identifier: str, name: str) -> None:
+    """One device, one test device per scope: a second name for the same MAC or serial is refused
+    (inside the write transaction; on PostgreSQL concurrent adds of one identifier queue on a lock)."""
+    if not is_sqlite():
+        database.execute_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"test-device/{scope}/{identifier}",))
+    other = TestDevice.get_or_none((TestDevice.scope == scope) & (TestDevice.identifier_type == kind)
+                                   & (TestDevice.identifier == identifier) & (TestDevice.name != name))
+    if other is not None:
+        raise Conflict(f"{kind} {identifier} is already test device {other.name!r} in {scope}; use that one, or "
+                       "remove it first", code="duplicate-test-device-identifier")
+
+
 def add(name: str, *, mac: str | None = None, serial: str | None = None, site: str | None = None,
         actor: str) -> TestDevice:
     if not _NAME.match(name):
@@ -63,6 +75,7 @@ def add(name: str, *, mac: str | None = None, serial: str | None = None, site: s
     scope = scope_of(site)
     try:
         with write_transaction():
+            _refuse_taken(scope, kind, identifier, name)
             device = TestDevice.create(name=name, scope=scope, identifier_type=kind, identifier=identifier)
             bump_generation()
             record(actor, "test-device.add", f"{scope}/{name}", after=device_dict(device))
@@ -86,6 +99,7 @@ def set_identifier(name: str, *, mac: str | None = None, serial: str | None = No
     scope = scope_of(site)
     with write_transaction():
         device = _get(name, scope)
+        _refuse_taken(scope, kind, identifier, name)
         before = device_dict(device)
         device.identifier_type, device.identifier, device.updated_at = kind, identifier, utcnow()
         device.save()

@@ -50,3 +50,13 @@ def test_setting_values_are_ascii_digits(api):
         assert (key, status, body["error"]["code"]) == (key, 400, "bad-value")
     status, body = api.call("GET", "/configuration")
     assert (body["MaxLogFileSize"], body["LogFlushInterval"], body["LogCleanUpTimeOfDay"]) == (1024000, 5, None)
+
+
+def test_rule_references_need_four_characters(api):
+    status, document = api.call("GET", "/openapi.json")
+    [rule] = [p for p in document["paths"]["/api/v1/rules/{rule}"]["get"]["parameters"] if p["name"] == "rule"]
+    assert rule["schema"]["pattern"] == r"^\{?[0-9A-Fa-f-]{4,36}\}?$"
+    status, body = api.call("GET", "/rules/abc")
+    assert (status, body["error"]) == (400, {"code": "bad-rule-ref", "message":
+                                             "'abc' is too short a GUID prefix: give at least 4 characters"})
+    assert api.call("GET", "/rules/abcd")[0] == 404

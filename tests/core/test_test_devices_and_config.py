@@ -96,3 +96,23 @@ def test_config_refuses_invalid_values_with_the_range(database, key, value, mess
     with pytest.raises(DevupdateError, match=message):
         configuration.set_value(key, value, site=None, actor="a")
     assert not configuration.ConfigSetting.select().exists()
+
+
+def test_one_device_is_one_test_device_per_scope(database):
+    """A second name for the same MAC (however it is spelled) or serial in one scope is refused."""
+    test_devices.add("lab-1", mac="00-04-f2-aa-bb-cc", actor="alice")
+    test_devices.add("lab-s", serial="cx600-0042", actor="alice")
+    with pytest.raises(Conflict, match="^MACAddress 0004F2AABBCC is already test device 'lab-1' in global; "
+                                       "use that one, or remove it first$") as refused:
+        test_devices.add("lab-2", mac="0004F2AABBCC", actor="alice")
+    assert (refused.value.status, refused.value.code) == (409, "duplicate-test-device-identifier")
+    with pytest.raises(Conflict, match="SerialNumber CX600-0042 is already test device 'lab-s' in global"):
+        test_devices.add("lab-3", serial="CX600-0042", actor="alice")
+    test_devices.add("lab-2", mac="00:04:F2:AA:BB:CC", site="Berlin", actor="alice")  # another scope: fine
+    test_devices.add("lab-4", mac="00-04-f2-aa-bb-cd", actor="alice")
+    with pytest.raises(Conflict, match="already test device 'lab-1'"):
+        test_devices.set_identifier("lab-4", mac="00-04-f2-aa-bb-cc", actor="alice")
+    test_devices.set_identifier("lab-1", mac="00-04-F2-AA-BB-CC", actor="alice")  # its own identifier again
+    assert sorted((d.scope, d.name, d.identifier) for d in test_devices.list_devices()) == [
+        ("global", "lab-1", "0004F2AABBCC"), ("global", "lab-4", "0004F2AABBCD"), ("global", "lab-s", "CX600-0042"),
+        ("site:Berlin", "lab-2", "0004F2AABBCC")]

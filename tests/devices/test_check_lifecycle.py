@@ -129,7 +129,7 @@ def test_fleet_through_the_rule_lifecycle(install, live_server, tmp_path):
         assert_answer(result, r1.expected())
 
     # 7. restore again with no restore version: no approved version, nobody is offered anything
-    shown = install.cli("rules", "restore", r1.rule_id, "--json").stdout
+    shown = install.cli("rules", "restore", r1.rule_id, "--json", "--yes").stdout
     assert '"ApprovedVersion": null' in shown
     for result in settled(cl, phones, lambda i: []):
         assert_answer(result, [])

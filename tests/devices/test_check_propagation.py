@@ -51,7 +51,7 @@ def test_changes_reach_every_worker_within_two_seconds(install, live_server, tmp
 
     timings = {}
     for action, want in (("approve", 2), ("restore", 0)):
-        install.cli("rules", action, release.rule_id)
+        install.cli("rules", action, release.rule_id, *(("--yes",) if action == "restore" else ()))
         started = time.monotonic()
         timings[action] = visible_after(server, phone, started, want)
         time.sleep(max(0.0, 2.0 - (time.monotonic() - started)))

@@ -35,7 +35,7 @@ def test_import_approve_restore_through_the_cli(install, tmp_path):
                               "import a package first\n")
     shown = json.loads(install.cli("rules", "show", cx600["Id"], "--json").stdout)
     assert shown["ApprovedVersion"] == "4.0.7577.4366" and shown["Versions"][0]["Version"] == "4.0.7577.4366"
-    assert install.cli("rules", "rollback", cx600["Id"]).stdout.startswith(f"restored rule {cx600['Id']}")
+    assert install.cli("rules", "rollback", cx600["Id"], "--yes").stdout.startswith(f"restored rule {cx600['Id']}")
     trail = json.loads(install.cli("audit", "list", "--json", "--action", "rule.").stdout)
     assert [(e["Action"], e["Outcome"], e["Actor"]) for e in trail] == [
         ("rule.restore", "ok", "test:admin"), ("rule.approve", "refused", "test:admin"),
