@@ -18,7 +18,7 @@ and what each feature registers with :func:`register_state` where its tables liv
 the whole installation: with several nodes, aggregate them with ``max``, not ``sum``.
 
 gunicorn runs several worker processes; ``devupdate serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at
-``<home>/run/prometheus`` (emptied at start) before any worker starts, so every worker's counters
+``<home>/run/<server name>-<port>/prometheus`` (emptied at start) before any worker starts, so every worker's counters
 live in shared files and ``/metrics`` on any worker reports the whole server
 (:func:`prepare_multiprocess`, :func:`worker_exited`). Without it (tests, ``flask run``) the
 counters are per process.
@@ -189,9 +189,11 @@ def render(store) -> bytes:
 
 # --- server wiring ----------------------------------------------------------------------------
 
-def prepare_multiprocess(home: Path) -> Path:
-    """Called by ``devupdate serve`` in the master before workers fork: a fresh shared directory."""
-    path = Path(home) / "run" / "prometheus"
+def prepare_multiprocess(home: Path, node: str = "") -> Path:
+    """Called by ``devupdate serve`` in the master before workers fork: a fresh shared directory,
+    one per node (``node``: server name and port) — several nodes may share the data directory, and
+    each reports its own workers (emptying a shared one would wipe the other node's counters)."""
+    path = Path(home) / "run" / (node or "default") / "prometheus"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
     os.environ[MULTIPROC_ENV] = str(path)

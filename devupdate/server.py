@@ -121,9 +121,10 @@ def run(settings: Settings, *, tls: bool = False, dns: bool = False) -> None:
             log.warning("certificate: %s", warning)
     open_runtime(settings, upgrade=True)  # once, in the master, before any worker starts
     # --- admin: metrics — every worker (and the TLS listener's) counts in one shared directory ---
+    from devupdate.audit.requestlog import safe_server_name
     from devupdate.metrics import prepare_multiprocess
 
-    prepare_multiprocess(settings.home)
+    prepare_multiprocess(settings.home, f"{safe_server_name(settings.effective_server_name)}-{settings.port}")
     from devupdate import db
 
     db.database.close()  # workers open their own connections after the fork
