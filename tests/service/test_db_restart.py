@@ -5,6 +5,8 @@ made afterwards reach every worker within 2 s, the inventory writes again, and `
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
 import sys
 import time
@@ -36,6 +38,18 @@ def pg_database_url(cluster):
     return cluster.url
 
 
+def api_status(server, path: str, token: str) -> int:
+    """Status of a GET on a new connection (so the calls spread over workers and their threads)."""
+    conn = http.client.HTTPConnection(server.url.split("//")[1], timeout=30)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}", "Connection": "close"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
 def inventory_newest(cluster) -> float:
     """POSIX time of the newest ``last_seen`` in the inventory (0 when empty)."""
     import psycopg2
@@ -52,6 +66,7 @@ def inventory_newest(cluster) -> float:
 
 def test_postgres_restart_under_load(install, cluster, live_server, tmp_path):
     install.cli("db", "upgrade")
+    token = json.loads(install.cli("tokens", "create", "ops", "--role", "operator", "--json").stdout)["Secret"]
     release = import_release(install, tmp_path, V1)[CX600]
     server = live_server(workers=2, **server_env(DEVUPDATE_SNAPSHOT_MAX_AGE="3"))
     phones = fleet(64, installed=V0)
@@ -70,6 +85,9 @@ def test_postgres_restart_under_load(install, cluster, live_server, tmp_path):
         assert approve_seconds < 2.0, approve_seconds
         # the inventory writes again: devices seen after the restart reach the database
         assert wait_for(lambda: inventory_newest(cluster) > restarted, 20), "inventory not written after restart"
+        # request threads reconnect too: API calls (each thread's connection was cut) all answer
+        statuses = [api_status(server, "/api/v1/rules", token) for _ in range(24)]
+        assert statuses == [200] * 24, statuses
         assert healthz(server)[0] == 200
 
         # 2. the database away for a while: checks still answered from the snapshot, /healthz 503 with why
@@ -87,7 +105,7 @@ def test_postgres_restart_under_load(install, cluster, live_server, tmp_path):
         started = time.time()
         ok = (200, {"status": "ok", "schema": SCHEMA})
         assert wait_for(lambda: all(healthz(server) == ok for _ in range(8)), 15), healthz(server)
-        install.cli("rules", "restore", release.rule_id)
+        install.cli("rules", "restore", release.rule_id, "--yes")
         restore_seconds = seconds_until_served(server, probe, 0)
         assert restore_seconds < 2.0, restore_seconds
         assert wait_for(lambda: inventory_newest(cluster) > started, 20), "inventory not written after recovery"
@@ -98,5 +116,8 @@ def test_postgres_restart_under_load(install, cluster, live_server, tmp_path):
     assert {o.status for o in outcomes} == {200}, sorted({(o.status, o.kind) for o in outcomes})
     log = server.output()
     assert "connection already closed" not in log
+    # an outage is logged once per job and worker when it starts and once when it ends, not every attempt
+    assert 1 <= log.count("snapshot refresh failed") <= 4, log.count("snapshot refresh failed")
+    assert log.count("snapshot refresh works again") == log.count("snapshot refresh failed")
     print(f"\n{len(outcomes)} checks answered; approve served after {approve_seconds:.2f} s, "
           f"restore after recovery {restore_seconds:.2f} s")
