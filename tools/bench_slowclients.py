@@ -13,8 +13,12 @@ devices) and driven by the same ``wrk`` run shape. Phases alternate (clean, slow
 Prints checks/s and p99 of each phase kind, the ratio slow ÷ clean, wrk's errors and timeouts, and
 how many slow sockets the server dropped. Target (issue 8, item 3): ratio ≥ 0.8 and 0 timeouts.
 
+``--compare-gthread`` also runs, on the same data and in the same alternation, the same app on
+gunicorn's stock threaded worker (what ``serve`` used before): the worker models side by side.
+
     python tools/bench_slowclients.py [--seconds 10] [--rounds 2] [--connections 64] [--slow 200]
-                                      [--interval 2] [--workers N] [--server-threads N] [--json]
+                                      [--interval 2] [--workers N] [--server-threads N]
+                                      [--compare-gthread] [--json]
 
 wrk's own connections all come from 127.0.0.1, so the run sets the per-source connection limit
 far above them (``DEVUPDATE_MAX_CONNECTIONS_PER_SOURCE``); the slow sockets stay under it on
@@ -115,6 +119,36 @@ class Slowloris:
         self._selector.close()
 
 
+def serve_gthread(port: int) -> None:
+    """``devupdate serve``'s app and settings on gunicorn's own ``gthread`` worker (the schema is
+    already current: the devupdate server of the same run upgraded it)."""
+    from devupdate import db
+    from devupdate.runtime import open_runtime
+    from devupdate.server import DevupdateServer
+    from devupdate.settings import Settings
+
+    class Stock(DevupdateServer):
+        def load_config(self):
+            super().load_config()
+            self.cfg.set("worker_class", "gthread")
+
+    settings = Settings.load(port=port)
+    open_runtime(settings)
+    db.database.close()
+    Stock(settings).run()
+
+
+def combine(results: list[dict]) -> dict:
+    requests = sum(r["requests"] for r in results)
+    seconds = sum(r["duration_us"] for r in results) / 1e6
+    return {"checks_per_second": round(requests / seconds, 1), "requests": requests,
+            "errors": sum(r[k] for r in results for k in ("connect", "read", "write", "status", "timeout")),
+            "timeouts": sum(r["timeout"] for r in results),
+            "p50_ms": round(max(r["p50_us"] for r in results) / 1000, 2),
+            "p99_ms": round(max(r["p99_us"] for r in results) / 1000, 2),
+            "rounds_per_second": [round(r["rps"], 1) for r in results]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="Timed seconds per phase.")
@@ -125,9 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=2.0, help="Seconds between a slow socket's header lines.")
     parser.add_argument("--workers", type=int, help="Server workers (default: devupdate's).")
     parser.add_argument("--server-threads", type=int, help="Threads per worker (default: devupdate's).")
+    parser.add_argument("--compare-gthread", action="store_true",
+                        help="Also run the same phases against gunicorn's stock gthread worker.")
     parser.add_argument("--keep", action="store_true", help="Keep the scratch data directory.")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--serve-gthread", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve_gthread:
+        serve_gthread(args.serve_gthread)
+        return 0
 
     from devupdate.settings import Settings
 
@@ -140,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 "DEVUPDATE_PUBLIC_INTERNAL_URL": "http://ucupdates-r2.contoso.com",
                 "DEVUPDATE_PUBLIC_EXTERNAL_URL": "https://ucupdates.contoso.com",
                 "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", "")})
-    proc = None
+    procs: list[subprocess.Popen] = []
     try:
         settings = Settings.load(env)
         playing = seed(settings, random.Random(7))
@@ -148,71 +188,78 @@ def main(argv: list[str] | None = None) -> int:
         bodies_file, script = home / "bodies.txt", home / "rotate.lua"
         bodies_file.write_text("\n".join(bodies) + "\n")
         script.write_text(LUA)
-        port, log = free_port(), home / "serve.log"
-        proc = subprocess.Popen([sys.executable, "-m", "devupdate", "serve", "--port", str(port)], env=env, cwd=home,
-                                stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-        wait_ready(port, proc, log)
-        verify(port, bodies, playing)
-        url = f"http://127.0.0.1:{port}"
-        run_wrk(url, CHECK_PATH, script, bodies_file, 3, args.connections, args.threads)  # warm up
+        models = ["devupdate"] + (["gthread"] if args.compare_gthread else [])
+        ports = {}
+        for model in models:
+            port, log = free_port(), home / f"serve-{model}.log"
+            command = ([sys.executable, "-m", "devupdate", "serve", "--port", str(port)] if model == "devupdate" else
+                       [sys.executable, str(Path(__file__).resolve()), "--serve-gthread", str(port)])
+            procs.append(subprocess.Popen(command, env=env, cwd=home, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+            wait_ready(port, procs[-1], log)
+            verify(port, bodies, playing)
+            run_wrk(f"http://127.0.0.1:{port}", CHECK_PATH, script, bodies_file, 3, args.connections,
+                    args.threads)  # warm up
+            ports[model] = port
 
-        runs: dict[str, list[dict]] = {"clean": [], "slow": []}
-        dropped = refused = 0
+        runs = {model: {"clean": [], "slow": []} for model in models}
+        dropped = {model: 0 for model in models}
         for _ in range(args.rounds):
-            runs["clean"].append(run_wrk(url, CHECK_PATH, script, bodies_file, args.seconds, args.connections,
-                                         args.threads))
-            slow = Slowloris(port, args.slow, args.interval).start()
-            try:
-                result = run_wrk(url, CHECK_PATH, script, bodies_file, args.seconds, args.connections, args.threads)
-                result["slow_open_at_end"] = slow.open
-            finally:
-                slow.close()
-            dropped += slow.dropped
-            refused += slow.refused
-            runs["slow"].append(result)
+            for model, port in ports.items():
+                url = f"http://127.0.0.1:{port}"
+                runs[model]["clean"].append(run_wrk(url, CHECK_PATH, script, bodies_file, args.seconds,
+                                                    args.connections, args.threads))
+                slow = Slowloris(port, args.slow, args.interval).start()
+                try:
+                    result = run_wrk(url, CHECK_PATH, script, bodies_file, args.seconds, args.connections,
+                                     args.threads)
+                    result["slow_open_at_end"] = slow.open
+                finally:
+                    slow.close()
+                dropped[model] += slow.dropped
+                runs[model]["slow"].append(result)
 
-        def combine(results: list[dict]) -> dict:
-            requests = sum(r["requests"] for r in results)
-            seconds = sum(r["duration_us"] for r in results) / 1e6
-            return {"checks_per_second": round(requests / seconds, 1), "requests": requests,
-                    "errors": sum(r[k] for r in results for k in ("connect", "read", "write", "status", "timeout")),
-                    "timeouts": sum(r["timeout"] for r in results),
-                    "p50_ms": round(max(r["p50_us"] for r in results) / 1000, 2),
-                    "p99_ms": round(max(r["p99_us"] for r in results) / 1000, 2),
-                    "rounds_per_second": [round(r["rps"], 1) for r in results]}
-
-        clean, slow_result = combine(runs["clean"]), combine(runs["slow"])
+        reports = {}
+        for model in models:
+            clean, slow_result = combine(runs[model]["clean"]), combine(runs[model]["slow"])
+            ratio = round(slow_result["checks_per_second"] / clean["checks_per_second"], 3)
+            reports[model] = {
+                "clean": clean, "slow": slow_result, "ratio": ratio,
+                "ratio_per_round": [round(s["rps"] / c["rps"], 3) if c["rps"] else 0.0
+                                    for c, s in zip(runs[model]["clean"], runs[model]["slow"], strict=True)],
+                "slow_open_at_end_of_phase": [r["slow_open_at_end"] for r in runs[model]["slow"]],
+                "slow_sockets_dropped_by_server": dropped[model],
+                "meets_target": ratio >= 0.8 and slow_result["timeouts"] == 0 and slow_result["requests"] > 0,
+            }
         report = {
             "cpus": os.cpu_count(), "workers": workers, "threads_per_worker": settings.threads,
             "connections": args.connections, "slow_sockets": args.slow, "slow_interval_s": args.interval,
-            "seconds_per_phase": args.seconds, "rounds": args.rounds,
-            "clean": clean, "slow": slow_result,
-            "slow_open_at_end_of_phase": [r["slow_open_at_end"] for r in runs["slow"]],
-            "slow_sockets_dropped_by_server": dropped, "slow_connects_failed": refused,
-            "ratio": round(slow_result["checks_per_second"] / clean["checks_per_second"], 3),
-            "ratio_per_round": [round(s["rps"] / c["rps"], 3)
-                                for c, s in zip(runs["clean"], runs["slow"], strict=True)],
-            "p99_ratio": round(slow_result["p99_ms"] / clean["p99_ms"], 3) if clean["p99_ms"] else None,
+            "seconds_per_phase": args.seconds, "rounds": args.rounds, "models": reports,
             "load_average": os.getloadavg(), "target": {"ratio": 0.8, "timeouts": 0},
         }
-        report["meets_target"] = report["ratio"] >= 0.8 and slow_result["timeouts"] == 0
         if args.json:
             print(json.dumps(report, indent=2))
         else:
             print(f"{report['cpus']} CPUs, {workers} workers × {settings.threads} threads, {args.connections} wrk "
                   f"connections, {args.rounds} × {args.seconds} s per phase; slow phase: {args.slow} sockets, "
-                  f"one header line every {args.interval:g} s")
-            for label, r in (("0 slow sockets", clean), (f"{args.slow} slow sockets", slow_result)):
-                print(f"{label:18} {r['checks_per_second']:9.1f} checks/s   p50 {r['p50_ms']:6.2f} ms   "
-                      f"p99 {r['p99_ms']:7.2f} ms   errors {r['errors']}   timeouts {r['timeouts']}")
-            print(f"ratio slow ÷ clean {report['ratio']:.3f}   per round "
-                  f"{' '.join(f'{x:.3f}' for x in report['ratio_per_round'])}   (target ≥ 0.8 and 0 timeouts: "
-                  f"{'met' if report['meets_target'] else 'NOT met'})")
-            print(f"slow sockets open at the end of each slow phase: {report['slow_open_at_end_of_phase']}; "
-                  f"dropped by the server (408 / reset) and reconnected: {dropped}; connects failed: {refused}")
+                  f"one header line every {args.interval:g} s; load average {report['load_average'][0]:.1f}")
+            for model, r in reports.items():
+                print(f"[{model} worker]")
+                for label, p in (("0 slow sockets", r["clean"]), (f"{args.slow} slow sockets", r["slow"])):
+                    print(f"  {label:18} {p['checks_per_second']:9.1f} checks/s   p50 {p['p50_ms']:7.2f} ms   "
+                          f"p99 {p['p99_ms']:8.2f} ms   errors {p['errors']}   timeouts {p['timeouts']}")
+                print(f"  ratio slow ÷ clean {r['ratio']:.3f}   per round "
+                      f"{' '.join(f'{x:.3f}' for x in r['ratio_per_round'])}   (target ≥ 0.8 and 0 timeouts: "
+                      f"{'met' if r['meets_target'] else 'NOT met'})")
+                print(f"  slow sockets open at the end of each slow phase: {r['slow_open_at_end_of_phase']}; "
+                      f"dropped by the server (408 / reset) and reconnected: {r['slow_sockets_dropped_by_server']}")
+            if "gthread" in reports:
+                ours, stock = reports["devupdate"]["clean"], reports["gthread"]["clean"]
+                share = ours["checks_per_second"] / stock["checks_per_second"]
+                print(f"clean checks/s, devupdate ÷ gthread worker: {share:.3f}")
         return 0
     finally:
-        if proc is not None:
+        for proc in procs:
             stop(proc)
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
