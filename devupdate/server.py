@@ -10,8 +10,10 @@ deadlines and per-source limits, threads run the app only on requests that have 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
+import socket
 import subprocess
 import sys
 
@@ -105,10 +107,36 @@ def configure_logging() -> None:
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S %z")
 
 
+def check_port_free(host: str, port: int, setting: str) -> None:
+    """Refuse at once, in one line, when something already listens on ``host:port`` (gunicorn would
+    retry five times, a second apart, and then exit)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                option = " or --port" if setting == "DEVUPDATE_PORT" else ""
+                raise DevupdateError(f"port {port} on {host} is already in use (another 'devupdate serve'?): "
+                                     f"stop it, or choose another port with {setting}{option}",
+                                     code="port-in-use") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise DevupdateError(f"{host} is not an address of this machine: set DEVUPDATE_HOST or --host",
+                                     code="bad-host") from None
+            if exc.errno == errno.EACCES:
+                raise DevupdateError(f"port {port} needs privileges to listen on: choose a port above 1023 "
+                                     f"with {setting}", code="port-denied") from None
+            raise
+
+
 def run(settings: Settings, *, tls: bool = False, dns: bool = False) -> None:
     """Serve until SIGTERM. ``tls`` adds an HTTPS arbiter on ``tls_port`` (a child process: gunicorn
     applies one certificate to every listener, and phones fetch internal images over plain HTTP);
     ``dns`` adds the discovery responder as a child process. Children die with this process."""
+    check_port_free(settings.host, settings.port, "DEVUPDATE_PORT")
+    if tls:
+        check_port_free(settings.host, settings.tls_port, "DEVUPDATE_TLS_PORT")
     configure_logging()
     paths = tls_paths(settings)
     if tls and not (paths.cert.is_file() and paths.key.is_file()):
