@@ -11,7 +11,7 @@ from devupdate import db
 from devupdate.devices.failures import FailureLimiter
 from devupdate.devices.network import NetworkPolicy
 from devupdate.devices.snapshot import SnapshotHolder
-from devupdate.devices.users import FileUserStore, HashGate
+from devupdate.devices.users import DatabaseUserStore, HashGate
 from devupdate.runtime import Runtime
 
 
@@ -27,8 +27,7 @@ def create_app(runtime: Runtime, *, background: bool = True) -> Flask:
     app.extensions["snapshots"] = SnapshotHolder(max_age=runtime.settings.snapshot_max_age)
     app.extensions["network"] = NetworkPolicy.from_settings(runtime.settings)
     settings = runtime.settings
-    app.extensions["users"] = FileUserStore(settings.home / "users",
-                                            gate=HashGate(settings.effective_password_check_slots))
+    app.extensions["users"] = DatabaseUserStore(gate=HashGate(settings.effective_password_check_slots))
     app.extensions["auth_failures"] = FailureLimiter(settings.external_auth_failure_limit,
                                                      settings.external_auth_failure_window)
 

@@ -22,7 +22,8 @@ def open_store(settings: Settings) -> FileStore:
 
 
 def open_runtime(settings: Settings, *, upgrade: bool = False) -> Runtime:
-    """Connect the database and the filestore; finish any import a crashed process left behind.
+    """Connect the database and the filestore; finish any import a crashed process left behind;
+    move a users file of an earlier version into the database.
 
     ``upgrade`` migrates the schema (``serve`` and ``db upgrade``); otherwise an empty database
     is created and an outdated one is an error that names ``devupdate db upgrade``.
@@ -38,4 +39,7 @@ def open_runtime(settings: Settings, *, upgrade: bool = False) -> Runtime:
     from devupdate.imports.service import recover_crashed_imports
 
     recover_crashed_imports(store)
+    from devupdate.devices.users import import_user_file
+
+    import_user_file(settings.home / "users")
     return Runtime(settings=settings, store=store)

@@ -20,6 +20,7 @@ from devupdate.configuration import ConfigSetting
 from devupdate.content.models import StoredObject
 from devupdate.db import BaseModel, database, is_sqlite, utcnow
 from devupdate.devices.inventory import Device
+from devupdate.devices.users import ExternalUser
 from devupdate.imports.models import ImportJournal, ImportRecord
 from devupdate.rules.models import Generation, Rule, RuleVersion, TestDevice, VersionFile
 
@@ -32,7 +33,7 @@ class SchemaVersion(BaseModel):
 
 MODELS: list[type[BaseModel]] = [Rule, Generation, StoredObject, RuleVersion, VersionFile, TestDevice, ConfigSetting,
                                  AuditEvent, ImportRecord, ImportJournal, Device, ApiToken,
-                                 AdminUser, SignInFailure]
+                                 AdminUser, SignInFailure, ExternalUser]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ def _index_object_sha1(db: peewee.Database) -> None:
 MIGRATIONS: list[Migration] = [
     Migration(1, "baseline: rules, images, test devices, configuration, audit trail, imports", _baseline),
     Migration(2, "stored objects indexed by SHA-1", _index_object_sha1),
+    Migration(3, "external users in the database", lambda db: db.create_tables([ExternalUser])),
 ]
 
 

@@ -29,7 +29,7 @@ from flask import Response, current_app, g, request
 from devupdate import metrics
 from devupdate.devices.failures import FailureLimiter
 from devupdate.devices.network import NetworkPolicy
-from devupdate.devices.users import HashingBusy, UserStore
+from devupdate.devices.users import HashingBusy, UserStore, UserStoreUnavailable
 from devupdate.web.errors import render_error
 
 REALM = "devupdate"
@@ -157,8 +157,17 @@ def decide(side: str, remote_addr: str | None, forwarded_for: str | None, author
     except HashingBusy as exc:
         metrics.auth_throttled("busy")
         return Refusal(503, "Busy", exc.message, address, user[:256], retry_after=1)
+    except UserStoreUnavailable as exc:
+        return Refusal(503, "Unavailable", exc.message, address, user[:256], retry_after=5)
     if not ok:
         if limiter is not None:
+            # a guess that waited for a hashing slot while the source reached its limit is answered
+            # like one that came later: the limit, not a verdict on the password
+            wait = limiter.retry_after(address)
+            if wait:
+                metrics.auth_throttled("rate-limited")
+                return Refusal(429, "TooManyFailures", f"too many failed logins from {address}; retry in {wait} s",
+                               address, user[:256], retry_after=wait)
             limiter.failed(address)
         return Refusal(401, "BadCredentials", "user name or password is wrong", address, user[:256])
     return Access(address, user, side)

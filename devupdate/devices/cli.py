@@ -11,13 +11,13 @@ from devupdate.clikit import actor, handle_errors, print_json, print_table, read
 
 
 def user_store(settings):
-    from devupdate.devices.users import FileUserStore
+    from devupdate.devices.users import DatabaseUserStore
 
-    return FileUserStore(settings.home / "users")
+    return DatabaseUserStore()
 
 
 def add_user(store, name: str, password: str, *, replace: bool, actor: str) -> dict:
-    """Add (or with ``replace`` change) a user; the file write and its audit entry commit together."""
+    """Add (or with ``replace`` change) a user; the row and its audit entry commit together."""
     from devupdate.audit.trail import record
     from devupdate.db import write_transaction
 
@@ -45,7 +45,8 @@ def remove_user(store, name: str, *, actor: str) -> dict:
 def users() -> None:
     """Users who may use the external paths (/RequestHandlerExt, /DeviceUpdateFiles_Ext).
 
-    Stored as scrypt hashes in $DEVUPDATE_HOME/users; running servers pick up changes within seconds.
+    Stored as scrypt hashes in the database (every node shares them); running servers pick up
+    changes within seconds.
     """
 
 

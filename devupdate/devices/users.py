@@ -1,5 +1,6 @@
 """Credentials for the external side. ``UserStore`` is the interface an LDAP / Active Directory
-backend implements later; the default is a file of scrypt hashes in the data directory.
+backend implements later; the default is a table of scrypt hashes in the database (shared by every
+node; earlier versions kept a file in the data directory, imported once at start).
 
 Verifying scrypt costs tens of milliseconds by design, so successful checks are cached for a
 short time under a keyed digest of (user, password) — never the password itself.
@@ -26,6 +27,10 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+import peewee
+
+from devupdate import db
+from devupdate.db import BaseModel, utcnow, write_transaction
 from devupdate.errors import Conflict, DevupdateError, NotFound
 
 _NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
@@ -103,47 +108,66 @@ class _Shared:
         self.busy = False
 
 
-class FileUserStore:
-    """``<home>/users`` — one ``name:hash`` per line; re-read when the file changes."""
+class ExternalUser(BaseModel):
+    """A user of the external side: the name and its scrypt hash (never the password)."""
 
+    name = peewee.CharField(primary_key=True, max_length=128)
+    password_hash = peewee.CharField(max_length=255)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class UserStoreUnavailable(DevupdateError):
+    """The user table could not be read and this process has no recent copy of the user."""
+
+    status = 503
+    code = "user-store-unavailable"
+
+
+class DatabaseUserStore:
+    """External users in the database, so every node shares them and a change is one transaction.
+
+    A name's hash is looked up at most every ``LOOKUP_SECONDS`` per process (a changed or removed
+    user takes effect within that time), so the steady state of a boot storm costs no query; while
+    the database is away, the last copy read keeps answering."""
+
+    LOOKUP_SECONDS = 2.0
     CACHE_SECONDS = 300
+    MAX_CACHED = 10_000
 
-    def __init__(self, path: Path, *, gate: HashGate | None = None):
-        self.path = path
+    def __init__(self, *, gate: HashGate | None = None):
         self.gate = gate
-        self._users: dict[str, str] = {}
-        self._stamp: tuple[int, int] | None = None
-        self._checked = 0.0
-        self._cache: dict[bytes, float] = {}
+        self._hashes: dict[str, tuple[str | None, float]] = {}  # name → (hash or None, read at)
+        self._cache: dict[bytes, float] = {}  # keyed digest of a verified (user, password) → expiry
         self._key = os.urandom(32)
         self._lock = threading.Lock()
         self._running: dict[bytes, _Shared] = {}  # token → the scrypt run other callers wait for
 
-    def _load(self) -> dict[str, str]:
+    def _lookup(self, name: str) -> str | None:
         now = time.monotonic()
-        if now - self._checked < 2 and self._stamp is not None:
-            return self._users
-        self._checked = now
+        known = self._hashes.get(name)
+        if known is not None and now - known[1] < self.LOOKUP_SECONDS:
+            return known[0]
         try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            self._users, self._stamp = {}, (0, 0)
-            return self._users
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp != self._stamp:
-            users = {}
-            for line in self.path.read_text("utf-8").splitlines():
-                if ":" in line and not line.startswith("#"):
-                    name, encoded = line.split(":", 1)
-                    users[name.strip()] = encoded.strip()
-            self._users, self._stamp, self._cache = users, stamp, {}
-        return self._users
+            db.database.connect(reuse_if_open=True)
+            row = ExternalUser.get_or_none(ExternalUser.name == name)
+        except peewee.DatabaseError as exc:
+            if known is not None:
+                return known[0]
+            raise UserStoreUnavailable("the user store is unavailable (database: "
+                                       f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}); "
+                                       "retry shortly") from None
+        encoded = row.password_hash if row is not None else None
+        with self._lock:
+            if len(self._hashes) >= self.MAX_CACHED:
+                self._hashes.clear()
+            self._hashes[name] = (encoded, now)
+        return encoded
 
     def verify(self, name: str, password: str) -> bool:
-        """Raises :class:`HashingBusy` when the gate has no free slot in time (nothing was checked)."""
-        with self._lock:
-            users = self._load()
-        encoded = users.get(name)
+        """Raises :class:`HashingBusy` when the gate has no free slot in time, and
+        :class:`UserStoreUnavailable` when the user cannot be read (nothing was checked)."""
+        encoded = self._lookup(name) if _NAME.match(name) else None
         token = hmac.new(self._key, f"{name}\0{password}\0{encoded}".encode(), hashlib.sha256).digest()
         if encoded is not None:
             expiry = self._cache.get(token)
@@ -163,7 +187,10 @@ class FileUserStore:
             with self.gate or contextlib.nullcontext():
                 ok = check_password(password, DUMMY_HASH if encoded is None else encoded) and encoded is not None
             if ok:
-                self._cache[token] = time.monotonic() + self.CACHE_SECONDS
+                with self._lock:
+                    if len(self._cache) >= self.MAX_CACHED:
+                        self._cache.clear()
+                    self._cache[token] = time.monotonic() + self.CACHE_SECONDS
             shared.ok = ok
             return ok
         except HashingBusy:
@@ -174,39 +201,49 @@ class FileUserStore:
                 del self._running[token]
             shared.done.set()
 
-    # --- management (devupdate users add|list|remove) ----------------------------------------
+    # --- management (devupdate users add|list|remove); callers hold the transaction ----------------
 
     def names(self) -> list[str]:
-        self._checked = 0
-        return sorted(self._load())
-
-    def _write(self, users: dict[str, str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write("".join(f"{name}:{encoded}\n" for name, encoded in sorted(users.items())))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, self.path)
-        self._checked, self._stamp = 0, None
+        return [name for (name,) in ExternalUser.select(ExternalUser.name).order_by(ExternalUser.name).tuples()]
 
     def add(self, name: str, password: str, *, replace: bool = False) -> None:
         if not _NAME.match(name):
             raise DevupdateError(f"user name {name!r}: letters, digits and . _ @ + - only", code="bad-name")
         if len(password) < 8:
             raise DevupdateError("password too short: use at least 8 characters", code="weak-password")
-        self._checked = 0
-        users = dict(self._load())
-        if name in users and not replace:
+        existing = ExternalUser.get_or_none(ExternalUser.name == name)
+        if existing is not None and not replace:
             raise Conflict(f"user {name!r} exists; remove it first or use --replace", code="duplicate-user")
-        users[name] = hash_password(password)
-        self._write(users)
+        encoded = hash_password(password)
+        if existing is None:
+            ExternalUser.create(name=name, password_hash=encoded)
+        else:
+            existing.password_hash, existing.updated_at = encoded, utcnow()
+            existing.save()
 
     def remove(self, name: str) -> None:
-        self._checked = 0
-        users = dict(self._load())
-        if name not in users:
+        if not ExternalUser.delete().where(ExternalUser.name == name).execute():
             raise NotFound(f"no user {name!r}; see 'devupdate users list'", code="no-such-user")
-        del users[name]
-        self._write(users)
+
+
+def import_user_file(path: Path) -> int:
+    """Once, at start: the users file earlier versions kept (``name:hash`` per line) moves into the
+    database (names already there win) and is kept beside as ``users.imported`` for reference.
+    Returns how many users were added."""
+    if not path.is_file():
+        return 0
+    users = {}
+    for line in path.read_text("utf-8").splitlines():
+        if ":" in line and not line.startswith("#"):
+            name, encoded = (part.strip() for part in line.split(":", 1))
+            if _NAME.match(name) and encoded.startswith("scrypt$"):
+                users[name] = encoded
+    with write_transaction():
+        present = {n for (n,) in ExternalUser.select(ExternalUser.name).where(
+            ExternalUser.name.in_(list(users) or [""])).tuples()}
+        added = [name for name in users if name not in present]
+        for name in added:  # another node sharing the data directory may import the same file
+            ExternalUser.insert(name=name, password_hash=users[name]).on_conflict_ignore().execute()
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(path, path.with_name(path.name + ".imported"))
+    return len(added)

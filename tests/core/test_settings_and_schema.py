@@ -82,5 +82,5 @@ def test_a_version_1_database_gets_the_object_sha1_index(database):
     schema.SchemaVersion.delete().execute()  # as a database created before migration 2 was stamped
     schema.SchemaVersion.create(version=1, name=schema.MIGRATIONS[0].name)
     assert not any(index.columns == ["sha1"] for index in database.get_indexes(table))
-    assert schema.upgrade() == ["applied migration 2: stored objects indexed by SHA-1"]
+    assert schema.upgrade()[0] == "applied migration 2: stored objects indexed by SHA-1"
     assert [index.columns for index in database.get_indexes(table) if index.columns == ["sha1"]] == [["sha1"]]

@@ -141,8 +141,13 @@ def test_users_commands(site):
     assert (empty.returncode, empty.stderr) == (1, "devupdate: error: no password on standard input\n")
     assert json.loads(install.cli("users", "list", "--json").stdout) == [{"Name": "branch-7@contoso.com"},
                                                                           {"Name": "phones"}]
-    text = (install.home / "users").read_text()
-    assert "correct horse" not in text and "another one" not in text and text.count("scrypt$") == 2
+    from devupdate.devices.users import ExternalUser
+
+    install.runtime()
+    stored = list(ExternalUser.select().order_by(ExternalUser.name).tuples())
+    assert [row[0] for row in stored] == ["branch-7@contoso.com", "phones"]
+    assert all(row[1].startswith("scrypt$") and "horse" not in row[1] and "another" not in row[1] for row in stored)
+    assert not (install.home / "users").exists()  # nothing on disk: every node reads the database
     assert install.cli("users", "remove", "phones").stdout == "removed user phones\n"
     missing = install.cli("users", "remove", "phones", check=False)
     assert (missing.returncode, missing.stderr) == (
