@@ -53,7 +53,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 2
-    threads: int = 4  # request threads per worker (gunicorn gthread)
+    threads: int = 4  # application threads per worker (devupdate.web.worker)
     graceful_timeout: int = 30
     snapshot_max_age: float = 30.0  # /healthz fails when a worker's rules snapshot is older (database away)
     header_timeout: float = 10.0  # seconds a request head may take to arrive (then 408)

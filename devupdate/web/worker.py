@@ -733,6 +733,9 @@ class DevupdateWorker(ThreadWorker):
             self._refuse(conn, 503, "Busy", "too many large uploads at once; retry later", conn.head.path, with_retry)
         else:  # idle, a stalled download, a refusal nobody reads, a handshake that never ends
             if conn.job is not None:
+                self.log.info("dropped a download to %s: it read nothing for %.0f s (%d bytes unsent)",
+                              conn.client[0] if isinstance(conn.client, tuple) else "?", self.limits.send_timeout,
+                              conn.job.count)
                 conn.job.close()
                 conn.job = None
             self._close(conn)
@@ -765,11 +768,14 @@ class DevupdateWorker(ThreadWorker):
             pass
 
     def handle_error(self, req, client, addr, exc):
-        if not isinstance(exc, (http_errors.ParseException, FramingError)):
-            return super().handle_error(req, client, addr, exc)  # a 500: gunicorn logs the traceback
         path = getattr(req, "path", "") or ""
-        status, code = next(((s, c) for kind, s, c in _STATUS if isinstance(exc, kind)), (400, "BadRequest"))
+        if isinstance(exc, (http_errors.ParseException, FramingError)):
+            status, code = next(((s, c) for kind, s, c in _STATUS if isinstance(exc, kind)), (400, "BadRequest"))
+            message = f"{type(exc).__name__}: {exc}"[:300]
+        else:  # a bug: logged with its traceback, answered in the path's vocabulary (not gunicorn's HTML page)
+            self.log.exception("Error handling request %s", path or "(no path read)")
+            status, code, message = 500, "InternalError", "the request failed on the server; see the server log"
         try:
-            client.sendall(refusal(path, status, code, f"{type(exc).__name__}: {exc}"[:300]))
+            client.sendall(refusal(path, status, code, message))
         except OSError:
             self.log.debug("Failed to send error message.")

@@ -217,6 +217,25 @@ def test_downloads_read_at_a_crawl_hold_no_thread(install, live_server, big_imag
             sock.close()
 
 
+def test_a_download_nobody_reads_is_dropped_after_send_timeout(install, live_server, big_image):
+    """A client that stops reading a download for ``send_timeout`` seconds is disconnected (its
+    file and connection freed), and says so in the log."""
+    server = live_server(workers=1, DEVUPDATE_SEND_TIMEOUT="1")
+    sock = connect(server.port, rcvbuf=4096)
+    try:
+        sock.sendall(b"GET " + big_image + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wait_for(lambda: "dropped a download to 127.0.0.1: it read nothing for 1 s" in server.output(),
+                        timeout=30), server.output()
+        sock.settimeout(30)
+        received = 0
+        while chunk := sock.recv(1 << 20):
+            received += len(chunk)
+        assert 0 < received < 24 * 1024 * 1024  # what the kernel buffers held, then the end
+    finally:
+        sock.close()
+    assert check(server.port)[0] == 200
+
+
 def test_large_slow_uploads_take_at_most_half_the_threads(install, live_server):
     """Bodies over the loop's buffer stream in a thread; with two threads, two uploads trickling
     a large body leave one thread to the checks (the second upload waits for its turn)."""
