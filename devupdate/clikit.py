@@ -29,10 +29,21 @@ def settings() -> Settings:
     return Settings.load()
 
 
-def runtime(*, upgrade: bool = False):
-    from devupdate.runtime import open_runtime
+_open_runtime: Callable[..., Any] | None = None
 
-    return open_runtime(settings(), upgrade=upgrade)
+
+def set_runtime_opener(opener: Callable[..., Any]) -> None:
+    """The ``devupdate`` command (the top of the house) says how an installation is opened, so this
+    kit, which every feature's commands import, imports none of them."""
+    global _open_runtime
+    _open_runtime = opener
+
+
+def runtime(*, upgrade: bool = False):
+    """The installation named by the settings, opened (database connected, schema current)."""
+    if _open_runtime is None:
+        raise RuntimeError("no runtime opener: commands run through devupdate.cli.main")
+    return _open_runtime(settings(), upgrade=upgrade)
 
 
 #: exit status after the reader of our output went away (``devupdate … | head``), as for a program

@@ -1,0 +1,40 @@
+"""``devupdate config``: the device-update configuration (Lync's ``*-CsDeviceUpdateConfiguration``).
+Registered on the main command in ``devupdate.cli``."""
+
+from __future__ import annotations
+
+import click
+
+from devupdate.clikit import actor, handle_errors, print_json, print_record, runtime
+
+
+@click.group()
+def config() -> None:
+    """Device-update configuration (log sizes, intervals, valid log types), global or per site."""
+
+
+@config.command("show")
+@click.option("--site", help="Show the values in force for this site.")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def config_show(site: str | None, as_json: bool) -> None:
+    """The configuration in force."""
+    from devupdate import configuration
+
+    runtime()
+    data = configuration.show(site)
+    print_json(data) if as_json else print_record(data)
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.option("--site", help="Override for this site only.")
+@handle_errors
+def config_set(key: str, value: str, site: str | None) -> None:
+    """Change one setting (refused with its range when invalid)."""
+    from devupdate import configuration
+
+    runtime()
+    change = configuration.set_value(key, value, site=site, actor=actor())
+    click.echo(f"{change['Scope']}: {change['Key']} = {change['After']} (was {change['Before']})")
