@@ -23,6 +23,7 @@ import math
 import mmap
 import os
 import struct
+import tempfile
 import threading
 import time
 
@@ -37,7 +38,11 @@ class FailureTable:
 
     def __init__(self, slots: int = SLOTS):
         self.slots = slots
-        self._fd = os.memfd_create("devupdate-auth-failures", os.MFD_CLOEXEC)
+        if hasattr(os, "memfd_create"):  # Linux
+            self._fd = os.memfd_create("devupdate-auth-failures", os.MFD_CLOEXEC)
+        else:
+            self._file = tempfile.TemporaryFile()  # unlinked; kept open for as long as the table lives
+            self._fd = self._file.fileno()
         os.ftruncate(self._fd, slots * _SLOT.size)
         self._map = mmap.mmap(self._fd, slots * _SLOT.size, mmap.MAP_SHARED)
         self._thread_lock = threading.Lock()
