@@ -27,7 +27,8 @@ def create_app(runtime: Runtime, *, background: bool = True) -> Flask:
     app.extensions["snapshots"] = SnapshotHolder(max_age=runtime.settings.snapshot_max_age)
     app.extensions["network"] = NetworkPolicy.from_settings(runtime.settings)
     settings = runtime.settings
-    app.extensions["users"] = DatabaseUserStore(gate=HashGate(settings.effective_password_check_slots))
+    app.extensions["users"] = DatabaseUserStore(gate=HashGate.for_threads(settings.threads,
+                                                                          settings.effective_password_check_slots))
     app.extensions["auth_failures"] = FailureLimiter(settings.external_auth_failure_limit,
                                                      settings.external_auth_failure_window)
 

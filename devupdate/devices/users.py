@@ -10,8 +10,10 @@ is built from constants (no hashing at start-up) and matches no password — so 
 tell which names exist. Every scrypt run is counted (``devupdate_password_hashes_total``), and a
 store given a :class:`HashGate` runs at most that many at once: password guessing then occupies a
 bounded share of the request threads, and a check that finds every slot taken for
-``HashGate.wait_seconds`` is refused (:class:`HashingBusy`). Checks of the same (user, password)
-that arrive together — a boot storm of phones sharing one account — share one scrypt run.
+``HashGate.wait_seconds`` — or finds the few waiting places taken too — is refused
+(:class:`HashingBusy`). Checks of the same (user, password) that arrive together — a boot storm of
+phones sharing one account — share one scrypt run; a success is remembered for ``CACHE_SECONDS``,
+a failure for ``FAILURE_CACHE_SECONDS`` (so repeating one wrong password costs no scrypt either).
 """
 
 from __future__ import annotations
@@ -53,23 +55,35 @@ class HashingBusy(DevupdateError):
 
 
 class HashGate:
-    """At most ``slots`` scrypt runs at once in this process; a run that finds none free within
-    ``wait_seconds`` (a few runs' time) is refused rather than holding its thread longer."""
+    """At most ``slots`` scrypt runs at once in this process. A run that finds none free waits up to
+    ``wait_seconds`` (a few runs' time) — but only ``waiters`` runs may wait at once, the others are
+    refused at once, so password checks never hold more than ``slots + waiters`` request threads."""
 
-    def __init__(self, slots: int, wait_seconds: float = 1.0):
-        if slots < 1:
-            raise ValueError("a hash gate needs at least one slot")
-        self.slots = slots
-        self.wait_seconds = wait_seconds
-        self._semaphore = threading.BoundedSemaphore(slots)
+    def __init__(self, slots: int, waiters: int = 0, wait_seconds: float = 1.0):
+        if slots < 1 or waiters < 0:
+            raise ValueError("a hash gate needs at least one slot and no negative number of waiters")
+        self.slots, self.waiters, self.wait_seconds = slots, waiters, wait_seconds
+        self._running = threading.BoundedSemaphore(slots)
+        self._waiting = threading.BoundedSemaphore(waiters) if waiters else None
+
+    @classmethod
+    def for_threads(cls, threads: int, slots: int) -> HashGate:
+        """``slots`` runs, and as many waiters as leave one request thread free for everything else."""
+        return cls(slots, waiters=max(0, threads - slots - 1))
 
     def __enter__(self) -> HashGate:
-        if not self._semaphore.acquire(timeout=self.wait_seconds):
-            raise HashingBusy("the server is busy checking passwords; retry in a second")
-        return self
+        if self._running.acquire(blocking=False):
+            return self
+        if self._waiting is not None and self._waiting.acquire(blocking=False):
+            try:
+                if self._running.acquire(timeout=self.wait_seconds):
+                    return self
+            finally:
+                self._waiting.release()
+        raise HashingBusy("the server is busy checking passwords; retry in a second")
 
     def __exit__(self, *exc) -> None:
-        self._semaphore.release()
+        self._running.release()
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
@@ -133,12 +147,14 @@ class DatabaseUserStore:
 
     LOOKUP_SECONDS = 2.0
     CACHE_SECONDS = 300
+    FAILURE_CACHE_SECONDS = 10
     MAX_CACHED = 10_000
 
     def __init__(self, *, gate: HashGate | None = None):
         self.gate = gate
         self._hashes: dict[str, tuple[str | None, float]] = {}  # name → (hash or None, read at)
         self._cache: dict[bytes, float] = {}  # keyed digest of a verified (user, password) → expiry
+        self._failed: dict[bytes, float] = {}  # keyed digest of a refused (user, password, hash) → expiry
         self._key = os.urandom(32)
         self._lock = threading.Lock()
         self._running: dict[bytes, _Shared] = {}  # token → the scrypt run other callers wait for
@@ -169,10 +185,11 @@ class DatabaseUserStore:
         :class:`UserStoreUnavailable` when the user cannot be read (nothing was checked)."""
         encoded = self._lookup(name) if _NAME.match(name) else None
         token = hmac.new(self._key, f"{name}\0{password}\0{encoded}".encode(), hashlib.sha256).digest()
-        if encoded is not None:
-            expiry = self._cache.get(token)
-            if expiry is not None and expiry > time.monotonic():
-                return True
+        now = time.monotonic()
+        if encoded is not None and self._cache.get(token, 0.0) > now:
+            return True
+        if self._failed.get(token, 0.0) > now:  # the token names the hash: a new password is checked anew
+            return False
         with self._lock:
             shared = self._running.get(token)
             leader = shared is None
@@ -186,11 +203,11 @@ class DatabaseUserStore:
         try:
             with self.gate or contextlib.nullcontext():
                 ok = check_password(password, DUMMY_HASH if encoded is None else encoded) and encoded is not None
-            if ok:
-                with self._lock:
-                    if len(self._cache) >= self.MAX_CACHED:
-                        self._cache.clear()
-                    self._cache[token] = time.monotonic() + self.CACHE_SECONDS
+            with self._lock:
+                cache, seconds = (self._cache, self.CACHE_SECONDS) if ok else (self._failed, self.FAILURE_CACHE_SECONDS)
+                if len(cache) >= self.MAX_CACHED:
+                    cache.clear()
+                cache[token] = time.monotonic() + seconds
             shared.ok = ok
             return ok
         except HashingBusy:
