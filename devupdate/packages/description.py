@@ -210,7 +210,10 @@ def _parse_update(element: Element, where: str, source: str) -> UpdateDescriptio
             ref = _fields(file_element, f"{where}, File #{j}", {"name": "name", "catalog": "catalog"})
             if not ref.get("name"):
                 raise _bad(f"{where}, File #{j}: missing Name")
-            files.append(FileRef(ref["name"], ref.get("catalog") or None))
+            try:
+                files.append(FileRef(ref["name"], ref.get("catalog") or None))
+            except PackageError as exc:
+                raise _bad(f"{where}, File #{j}: {exc.message}") from None
     if not files:
         raise _bad(f"{where}: no Files/File entries")
     try:

@@ -217,6 +217,12 @@ def test_unsafe_file_names(name):
     bad(f'<DeviceUpdate><Update Id="{GUID}" {FIELDS}><Files><File Name="{name}"/></Files></Update></DeviceUpdate>')
 
 
+def test_an_unsafe_file_name_is_refused_saying_where():
+    message = bad(f'<DeviceUpdate><Update Id="{GUID}" {FIELDS}><Files><File Name="CPE.nbt" Catalog="CPE.cat"/>'
+                  '<File Name="..\\x.nbt"/></Files></Update></DeviceUpdate>')
+    assert message == "t.xml, Update #1, File #2: File Name '../x.nbt' contains '..'"
+
+
 # --- value helpers ----------------------------------------------------------------------------------
 
 def test_versions_are_canonical_and_ordered_numerically():
