@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from xml.sax.saxutils import escape
 
@@ -24,8 +25,15 @@ REASONS = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408:
            501: "Not Implemented", 503: "Service Unavailable"}
 
 
+#: Characters XML 1.0 cannot carry even escaped (C0 controls but tab/LF/CR, U+FFFE, U+FFFF, surrogates).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def render_error(code: str, message: str) -> bytes:
-    """The device protocol's error body (device-protocol.md §5), whichever layer refuses."""
+    """The device protocol's error body (device-protocol.md §5), whichever layer refuses. Messages
+    quote what the device sent (the GET form can carry any character), so what XML cannot hold
+    becomes U+FFFD: the body always parses."""
+    code, message = _NOT_XML.sub("\ufffd", code), _NOT_XML.sub("\ufffd", message)
     return ('<?xml version="1.0" encoding="utf-8"?>\n'
             f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>\n").encode()
 

@@ -102,6 +102,23 @@ def test_malformed_checks(install, server):
     assert "root:" not in server.output()
 
 
+def test_an_error_quoting_characters_xml_cannot_hold_is_still_xml(install, server):
+    """The GET form carries any character; U+FFFE and U+FFFF in a module name are quoted by the
+    refusal's message, which must still parse (found by tests/fuzz)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    fields = "DeviceType=UCPhone&MACAddress=0004F2AABBCC&Vendor=Polycom&Model=CX600&Locale=ENU"
+    conn = http.client.HTTPConnection(urlsplit(server.url).netloc, timeout=30)
+    for module in ("CPE%EF%BF%BE.nbt;x", "CPE%EF%BF%BF.nbt;%EF%BF%BE"):
+        conn.request("GET", f"{CHECK}?{fields}&Module={module}")
+        response = conn.getresponse()
+        body = response.read()
+        assert (response.status, code_of(body)) == (400, "BadModule")
+        assert "module CPE\ufffd.nbt: " in ET.fromstring(body).findtext("Message")
+    conn.close()
+
+
 def test_ten_megabytes_refused_before_reading_it(install, server):
     """A 10 MB body is answered 413 after the headers and a first slice, without waiting for the rest."""
     port = int(server.url.rsplit(":", 1)[1])
