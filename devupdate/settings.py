@@ -75,7 +75,7 @@ class Settings:
     console_lockout_seconds: int = 30  # first lock; doubles with each further failure, at most 15 minutes
     external_auth_failure_limit: int = 10  # failed Basic logins per source and window (0: no limit)
     external_auth_failure_window: int = 300  # seconds
-    password_check_slots: int = 0  # scrypt runs at once per worker; 0: half the threads (at least 1)
+    password_check_slots: int = 0  # scrypt runs at once per worker; 0: half the threads, at most CPUs ÷ workers
     max_cab_size: int = 2 * 1024**3
     max_expansion_ratio: float = 200.0
     catalog_policy: str = "warn"  # off | warn | enforce
@@ -104,7 +104,12 @@ class Settings:
 
     @property
     def effective_password_check_slots(self) -> int:
-        return self.password_check_slots or max(1, self.threads // 2)
+        """Set, or half the threads but no more than this worker's share of the CPUs: scrypt is pure
+        CPU, and more runs at once than cores only slow everything else down."""
+        if self.password_check_slots:
+            return self.password_check_slots
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, min(self.threads // 2, cpus // self.workers))
 
     @property
     def database_path(self) -> Path:

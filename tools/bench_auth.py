@@ -9,7 +9,8 @@
    (only the per-worker hashing slots protect the internal side). Ratios are against the
    median measured alone on the same server.
 
-    python tools/bench_auth.py [--rounds 40] [--clients 16] [--seconds 10] [--workers 2] [--threads 4] [--json]
+    python tools/bench_auth.py [--rounds 40] [--clients 16] [--seconds 10] [--workers 2] [--threads 4]
+                               [--password-check-slots N] [--json]
 
 Sends traffic to 127.0.0.1 only, bounded by ``--rounds`` and ``--seconds``.
 """
@@ -163,11 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10, help="length of each attack")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--password-check-slots", type=int, default=0, help="per worker; 0: the default")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result: dict = {"workers": args.workers, "threads": args.threads, "clients": args.clients}
+    result: dict = {"workers": args.workers, "threads": args.threads, "clients": args.clients,
+                    "password_check_slots": args.password_check_slots}
+    slots = {"DEVUPDATE_PASSWORD_CHECK_SLOTS": str(args.password_check_slots)}
     with tempfile.TemporaryDirectory(prefix="bench-auth-") as tmp:
-        for name, env in (("limit-default", {}), ("limit-off", {"DEVUPDATE_EXTERNAL_AUTH_FAILURE_LIMIT": "0"})):
+        limit_off = {**slots, "DEVUPDATE_EXTERNAL_AUTH_FAILURE_LIMIT": "0"}
+        for name, env in (("limit-default", slots), ("limit-off", limit_off)):
             server = Server(Path(tmp) / name, args.workers, args.threads, **env)
             try:
                 if name == "limit-off":

@@ -150,9 +150,10 @@ def p90(checks: list[tuple[int, float]]) -> float:
 
 
 def test_guessing_without_a_limit_takes_only_the_hashing_slots(users, live_server):
-    """Limit off: 16 guessing clients on 2 workers × 4 threads. Per worker at most 2 scrypt runs and
-    1 check waiting for a slot; further guesses get 503 at once, so a thread stays free and internal
-    checks keep being answered promptly (starved, their p90 was seconds)."""
+    """Limit off: 16 guessing clients on 2 workers × 4 threads. Per worker at most the hashing slots
+    run scrypt and the rest of the threads but one wait for a slot; further guesses get 503 at once,
+    so a thread stays free and internal checks keep being answered promptly (starved, their p90 was
+    seconds)."""
     server = live_server(workers=2, DEVUPDATE_THREADS="4", DEVUPDATE_EXTERNAL_AUTH_FAILURE_LIMIT="0")
     with Attack(server, per_client=12) as attack:
         checks = internal_checks_while(attack, server)
