@@ -1,9 +1,10 @@
 """Open connections per source address, counted across every worker process of one server.
 
 The table is shared memory created by the master before it forks the workers. Each worker owns
-one row and is its only writer (its event loop accepts and closes connections on one thread),
-so counting needs no lock; the count of a source is the sum of its bucket over the rows. Rows of
-workers that died are cleared by the next worker that starts. Sources are hashed into buckets:
+one row and is its only writer (its event loop counts a connection in; the loop, or the thread
+that answered it, counts it out, under a lock of the worker's own); the count of a source is the
+sum of its bucket over the rows. Rows of workers that died are cleared by the next worker that
+starts. Sources are hashed into buckets:
 two sources very rarely share one, and then they share its limit (never a wrong refusal of a
 source with few connections unless it shares a bucket with one at the limit).
 """
@@ -15,6 +16,7 @@ import mmap
 import multiprocessing
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Iterable
 
@@ -33,6 +35,7 @@ class SourceTable:
         self._counts = [memoryview(self._memory)[r * self._row_bytes + _OWNER.size:(r + 1) * self._row_bytes]
                         .cast("H") for r in range(rows)]
         self._row: int | None = None
+        self._row_lock = threading.Lock()
 
     # --- in a worker, after the fork -------------------------------------------------------------
 
@@ -66,13 +69,15 @@ class SourceTable:
 
     def add(self, bucket: int) -> None:
         row = self._counts[self._row]  # type: ignore[index]
-        if row[bucket] < 0xFFFF:
-            row[bucket] += 1
+        with self._row_lock:
+            if row[bucket] < 0xFFFF:
+                row[bucket] += 1
 
     def remove(self, bucket: int) -> None:
         row = self._counts[self._row]  # type: ignore[index]
-        if row[bucket]:
-            row[bucket] -= 1
+        with self._row_lock:
+            if row[bucket]:
+                row[bucket] -= 1
 
 
 class Exempt:

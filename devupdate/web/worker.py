@@ -614,7 +614,11 @@ class DevupdateWorker(ThreadWorker):
                     respiter.close()
             if job is not None:
                 return job
-            return CLOSE if resp.should_close() else KEEP
+            if resp.should_close():
+                # answered in full: the client may reconnect before the loop sees this one close
+                self._release_source(conn)
+                return CLOSE
+            return KEEP
         except (Exception, SystemExit):
             if resp is not None and resp.headers_sent:
                 self.log.exception("Error handling request")
@@ -740,8 +744,17 @@ class DevupdateWorker(ThreadWorker):
                 conn.job = None
             self._close(conn)
 
+    def _release_source(self, conn: Conn) -> None:
+        """Stop counting ``conn`` against its source (once; from the loop or the thread serving it)."""
+        bucket, conn.bucket = conn.bucket, None
+        if bucket is not None:
+            self.sources.remove(bucket)
+
     def _linger(self, conn: Conn) -> None:
-        """Close after the answer: half-close, read what the client still sends, then close."""
+        """Close after the answer: half-close, read what the client still sends, then close. A
+        connection answered in full no longer counts against its source's limit: a phone that
+        closes and reconnects at once must not find its own last connection still counted."""
+        self._release_source(conn)
         conn.out, conn.state = b"", "closing"
         conn.deadline = time.monotonic() + LINGER
         self._flush(conn)
@@ -756,9 +769,7 @@ class DevupdateWorker(ThreadWorker):
             except (KeyError, ValueError, OSError):
                 pass
             conn.events = 0
-        if conn.bucket is not None:
-            self.sources.remove(conn.bucket)
-            conn.bucket = None
+        self._release_source(conn)
         if conn.refuse:
             conn.refuse = False
             self.refusing -= 1

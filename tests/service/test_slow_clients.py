@@ -184,6 +184,32 @@ def test_connections_per_source_are_bounded_across_workers(install, live_server)
     assert wait_for(lambda: check(server.port, source="127.0.0.5")[0] == 200, timeout=15)
 
 
+def test_a_client_that_reconnects_at_once_is_not_counted_twice(install, live_server):
+    """Phones close after their answer and the next check opens a new connection at once: the
+    answered connection must stop counting before the worker's loop has seen it close. Eight
+    clients under a limit of twelve, each reconnecting 40 times, are never refused."""
+    install.cli("db", "upgrade")
+    server = live_server(workers=2, DEVUPDATE_MAX_CONNECTIONS_PER_SOURCE="12")
+    statuses: list[int] = []
+
+    def client() -> None:
+        for _ in range(40):
+            sock = connect(server.port, "127.0.0.7")
+            try:
+                sock.sendall(b"POST " + CHECK_PATH + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(CHECK), CHECK))
+                statuses.append(read_answer(sock, 10)[0])
+            finally:
+                sock.close()
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert statuses == [200] * 320, {status: statuses.count(status) for status in set(statuses)}
+
+
 @pytest.fixture
 def big_image(install, tmp_path):
     update = make_update("Polycom", "CX600", "4.0.7577.4372")
