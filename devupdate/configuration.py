@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import peewee
 
@@ -28,14 +29,33 @@ class ConfigSetting(BaseModel):
         indexes = ((("scope", "key"), True),)
 
 
+MAX_LIST_ITEMS = 100
+
+
+@dataclass(frozen=True)
+class Parser:
+    """A setting's text parser (CLI, console, API) and the JSON schema of the typed value the API
+    takes for it (the OpenAPI document states it; the API checks it before parsing)."""
+
+    parse: Callable[[str], object]
+    schema: dict[str, Any]
+
+    def __call__(self, text: str) -> object:
+        return self.parse(text)
+
+
 @dataclass(frozen=True)
 class Option:
     default: object
-    parse: Callable[[str], object]
+    parse: Parser
     describe: str
 
+    @property
+    def value_schema(self) -> dict[str, Any]:
+        return {**self.parse.schema, "description": self.describe}
 
-def _int_range(low: int, high: int | None, unit: str = "") -> Callable[[str], int]:
+
+def _int_range(low: int, high: int | None, unit: str = "") -> Parser:
     def parse(text: str) -> int:
         try:
             value = numbers.whole(str(text).strip().replace(",", "").replace("_", ""))
@@ -44,10 +64,10 @@ def _int_range(low: int, high: int | None, unit: str = "") -> Callable[[str], in
         if value < low or (high is not None and value > high):
             raise ValueError(f"out of range {low}{'' if high is None else f'–{high}'}{unit}")
         return value
-    return parse
+    return Parser(parse, {"type": "integer", "minimum": low, **({} if high is None else {"maximum": high})})
 
 
-def _duration(low: int, high: int, unit_seconds: int, unit: str) -> Callable[[str], int]:
+def _duration(low: int, high: int, unit_seconds: int, unit: str) -> Parser:
     """Accepts '5', '5min', '1h', '10d'; returns whole units of ``unit``."""
     factors = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "day": 86400, "days": 86400}
 
@@ -62,10 +82,10 @@ def _duration(low: int, high: int, unit_seconds: int, unit: str) -> Callable[[st
         if not low <= value <= high:
             raise ValueError(f"out of range {low}–{high} {unit}")
         return value
-    return parse
+    return Parser(parse, {"type": "integer", "minimum": low, "maximum": high})
 
 
-def _time_of_day(text: str) -> str | None:
+def _parse_time_of_day(text: str) -> str | None:
     text = str(text).strip()
     if text.lower() in ("", "none"):
         return None
@@ -75,13 +95,21 @@ def _time_of_day(text: str) -> str | None:
     return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
-def _word_list(pattern: str, example: str) -> Callable[[str], list[str]]:
+# JSON null is "none" (every hour) in the API
+_time_of_day = Parser(_parse_time_of_day, {"type": ["string", "null"], "maxLength": 5,
+                                           "pattern": r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$"})
+
+
+def _word_list(pattern: str, example: str) -> Parser:
     def parse(text: str) -> list[str]:
         items = [item for item in re.split(r"[\s,]+", str(text).strip()) if item]
         if not items or any(not re.fullmatch(pattern, item) for item in items):
             raise ValueError(f"expected a list like {example!r}")
+        if len(items) > MAX_LIST_ITEMS:
+            raise ValueError(f"at most {MAX_LIST_ITEMS} items")
         return items
-    return parse
+    return Parser(parse, {"type": "array", "items": {"type": "string", "maxLength": 100, "pattern": f"^(?:{pattern})$"},
+                          "minItems": 1, "maxItems": MAX_LIST_ITEMS})
 
 
 OPTIONS: dict[str, Option] = {
@@ -98,7 +126,8 @@ OPTIONS: dict[str, Option] = {
 }
 
 
-def _canonical_key(key: str) -> str:
+def canonical_key(key: str) -> str:
+    """The setting's name as documented, from any capitalisation; unknown → DevupdateError."""
     for name in OPTIONS:
         if name.lower() == key.lower():
             return name
@@ -140,7 +169,7 @@ def set_value(key: str, value: str, *, site: str | None, actor: str) -> dict[str
     """Validate and store one setting; the audit trail gets before and after."""
     from devupdate.audit.trail import record
 
-    name = _canonical_key(key)
+    name = canonical_key(key)
     try:
         parsed = OPTIONS[name].parse(value)
     except ValueError as exc:
@@ -158,4 +187,4 @@ def set_value(key: str, value: str, *, site: str | None, actor: str) -> dict[str
     return {"Scope": scope, "Key": name, "Before": before, "After": parsed}
 
 
-__all__ = ["ConfigSetting", "OPTIONS", "effective", "show", "set_value"]
+__all__ = ["ConfigSetting", "OPTIONS", "canonical_key", "effective", "show", "set_value"]

@@ -29,7 +29,7 @@ from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from devupdate import numbers
-from devupdate.configuration import OPTIONS as CONFIG_OPTIONS
+from devupdate.admin import validation
 from devupdate.errors import DevupdateError, TooLarge
 
 log = logging.getLogger("devupdate.api")
@@ -74,6 +74,7 @@ class Route:
 
 
 ROUTES: list[Route] = []
+_ROUTE_OF: dict[str, Route] = {}
 _ROLE_OF: dict[str, str | None] = {}
 _QUERY_OF: dict[str, frozenset[str]] = {}
 
@@ -84,6 +85,7 @@ def route(method: str, path: str, *, role: str | None, summary: str, params: tup
     def decorate(view: Callable[..., Response]) -> Callable[..., Response]:
         entry = Route(method, path, view, role, summary, params, body, responses)
         ROUTES.append(entry)
+        _ROUTE_OF[f"{bp.name}.{view.__name__}"] = entry
         _ROLE_OF[f"{bp.name}.{view.__name__}"] = role
         _QUERY_OF[f"{bp.name}.{view.__name__}"] = frozenset(p.name for p in params if p.where == "query")
         rule = re.sub(r"\{(\w+)\}", r"<\1>", path)
@@ -92,17 +94,29 @@ def route(method: str, path: str, *, role: str | None, summary: str, params: tup
     return decorate
 
 
-RULE = Param("rule", {"type": "string", "pattern": r"^\{?[0-9A-Fa-f-]{4,36}\}?$",
+# Text the service stores or compares: no NUL (databases refuse it). Lengths are in characters and
+# keep the longest valid request line (every character percent-encoded as 4 UTF-8 bytes) within
+# the 4 KiB the HTTP server reads.
+NO_NUL = r"^[^\x00]*$"
+RULE = Param("rule", {"type": "string", "maxLength": 38, "pattern": r"^\{?[0-9A-Fa-f-]{4,36}\}?$",
+                      "description": "a rule GUID or a unique prefix of one (4 or more characters): hex digits "
+                                     "and '-', braces allowed",
                       "examples": ["5a1d2c3e-0b7f-4f0e-9c39-2c1b7e0e5d11", "5a1d2c3e"]},
-             "Rule GUID or a unique GUID prefix", "path", True)
-SITE = Param("site", {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,100}$"},
-             "Site scope (default: global)")
+             "Rule GUID or a unique GUID prefix (a prefix matching several rules: 409)", "path", True)
+SITE_SCHEMA = {"type": "string", "maxLength": 100, "pattern": r"^[A-Za-z0-9_.-]{1,100}$",
+               "description": "letters, digits, '.', '_' or '-' (1–100)"}
+SITE = Param("site", SITE_SCHEMA, "Site scope (default: global)")
 LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}, "Page size")
 OFFSET = Param("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
                "Items to skip")
 
 READ = {400: "Error", 401: "Error"}
 CHANGE = {400: "Error", 401: "Error", 403: "Error"}
+JSON_CHANGE = {**CHANGE, 413: "Error"}
+# The code of a refused value, per parameter or body field (others: bad-parameter / bad-body).
+PARAM_CODES = {"rule": "bad-rule-ref", "site": "bad-site"}
+FIELD_CODES = {"MACAddress": "bad-mac", "SerialNumber": "bad-serial", "Name": "bad-name", "Site": "bad-site",
+               "oneOf": "bad-identifier"}
 
 
 # --- request helpers ----------------------------------------------------------------------------
@@ -277,7 +291,34 @@ def _guard() -> Response | None:
                              code="bad-parameter")
     if _is_json_type() or request.endpoint in _JSON_ENDPOINTS:
         g.json_body = _read_json_body()  # malformed JSON is refused on every route, after the role check
+    entry = _ROUTE_OF.get(request.endpoint or "")
+    if entry is not None:
+        _check_request(entry)
     return None
+
+
+def _check_request(entry: Route) -> None:
+    """Parameters and JSON body against the route's schemas (the OpenAPI document's), before the view."""
+    path_values = request.view_args or {}
+    for param in entry.params:
+        if param.where == "query":
+            values = request.args.getlist(param.name)
+            if len(values) > 1:
+                raise DevupdateError(f"query parameter {param.name!r} given {len(values)} times; give it once",
+                                     code="bad-parameter")
+            if not values:
+                continue
+            raw = values[0]
+        else:
+            raw = path_values.get(param.name)
+            if raw is None:
+                continue
+        validation.check(param.schema, validation.from_text(param.schema, raw),
+                         f"{param.where} parameter {param.name!r}", code=PARAM_CODES.get(param.name, "bad-parameter"))
+    if entry.body and entry.body != "cab":
+        from devupdate.admin.openapi import SCHEMAS
+
+        validation.check(SCHEMAS[entry.body], json_body(), "request body", code="bad-body", codes=FIELD_CODES)
 
 
 @bp.errorhandler(DevupdateError)
@@ -317,7 +358,7 @@ def list_rules() -> Response:
 
 
 @route("GET", "/rules/{rule}", role="operator", summary="One rule with its imported versions", params=(RULE,),
-       responses={200: "RuleDetail", **READ, 404: "Error"})
+       responses={200: "RuleDetail", **READ, 404: "Error", 409: "Error"})
 def show_rule(rule: str) -> Response:
     from devupdate.rules import lifecycle
 
@@ -342,7 +383,7 @@ _rule_action("restore", "Roll back to the restore version (none: the fleet is of
 
 
 @route("DELETE", "/rules/{rule}", role="admin", summary="Delete a rule (its images leave after the grace period)",
-       params=(RULE,), responses={200: "RemovedRule", **CHANGE, 404: "Error"})
+       params=(RULE,), responses={200: "RemovedRule", **CHANGE, 404: "Error", 409: "Error"})
 def remove_rule(rule: str) -> Response:
     from devupdate.rules import lifecycle
 
@@ -350,6 +391,8 @@ def remove_rule(rule: str) -> Response:
 
 
 # --- imports ------------------------------------------------------------------------------------
+
+CAB_MEDIA_TYPES = ("application/vnd.ms-cab-compressed", "application/octet-stream")
 
 def _upload_name() -> str:
     from devupdate.devices.logs import safe_name
@@ -374,14 +417,15 @@ def import_limits() -> Response:
 
 
 @route("POST", "/imports", role="admin", summary="Import a .cab sent as the request body",
-       params=(Param("filename", {"type": "string", "maxLength": 255}, "Name recorded for the upload"),),
+       params=(Param("filename", {"type": "string", "maxLength": 255, "pattern": NO_NUL},
+                     "Name recorded for the upload (reduced to a safe base name)"),),
        body="cab",
        responses={201: "ImportResult", 200: "ImportResult", **CHANGE, 409: "Error", 413: "Error", 415: "Error",
                   507: "Error"})
 def import_cab() -> Response:
     from devupdate.imports.upload import import_upload
 
-    if _is_json_type():
+    if (request.mimetype or "") not in ("", *CAB_MEDIA_TYPES):
         return error_response(415, "unsupported-media-type", "send the .cab itself as the request body "
                               "(Content-Type: application/octet-stream)")
     rt = runtime()
@@ -392,8 +436,9 @@ def import_cab() -> Response:
 
 # --- test devices -------------------------------------------------------------------------------
 
-TEST_DEVICE = Param("name", {"type": "string", "pattern": "^[^\u0000-\u001f/]{1,200}$"}, "Test device name", "path",
-                    True)
+TEST_DEVICE = Param("name", {"type": "string", "maxLength": 200, "pattern": r"^[^\x00-\x1f/]{1,200}$",
+                             "description": "1–200 characters, no control characters, no '/'"},
+                    "Test device name", "path", True)
 
 
 def only_keys(body: dict[str, Any], *allowed: str) -> None:
@@ -415,7 +460,7 @@ def list_test_devices() -> Response:
 
 
 @route("POST", "/test-devices", role="admin", summary="Register a test device", body="TestDeviceNew",
-       responses={201: "TestDevice", **CHANGE, 409: "Error"})
+       responses={201: "TestDevice", **JSON_CHANGE, 409: "Error"})
 def add_test_device() -> Response:
     from devupdate.rules import test_devices
 
@@ -428,7 +473,7 @@ def add_test_device() -> Response:
 
 @route("PUT", "/test-devices/{name}", role="admin", summary="Change a test device's MAC address or serial",
        params=(TEST_DEVICE, SITE), body="TestDeviceIdentifier",
-       responses={200: "TestDevice", **CHANGE, 404: "Error", 409: "Error"})
+       responses={200: "TestDevice", **JSON_CHANGE, 404: "Error", 409: "Error"})
 def set_test_device(name: str) -> Response:
     from devupdate.rules import test_devices
 
@@ -449,8 +494,8 @@ def remove_test_device(name: str) -> Response:
 
 # --- configuration ------------------------------------------------------------------------------
 
-CONFIG_KEY = Param("key", {"enum": list(CONFIG_OPTIONS)},
-                   "Setting name (case-insensitive), e.g. MaxLogFileSize", "path", True)
+# The document has one operation per setting (its value schema differs); the route takes any case.
+CONFIG_KEY = Param("key", {"type": "string", "maxLength": 100}, "Setting name (case-insensitive)", "path", True)
 
 
 @route("GET", "/configuration", role="operator", summary="The device-update configuration in force",
@@ -462,35 +507,31 @@ def show_configuration() -> Response:
 
 
 @route("PUT", "/configuration/{key}", role="admin", summary="Change one setting (globally or for a site)",
-       params=(CONFIG_KEY, SITE), body="ConfigValue", responses={200: "ConfigChange", **CHANGE, 404: "Error"})
+       params=(CONFIG_KEY, SITE), body="ConfigValue", responses={200: "ConfigChange", **JSON_CHANGE})
 def set_configuration(key: str) -> Response:
     from devupdate import configuration
+    from devupdate.admin.openapi import config_value_schema
 
-    body = json_body()
-    only_keys(body, "Value")
-    if "Value" not in body:
-        raise DevupdateError("send {\"Value\": …}", code="bad-body")
-    value = body["Value"]
+    name = configuration.canonical_key(key)
+    validation.check(config_value_schema(name), json_body(), name, code="bad-body")
+    value = json_body()["Value"]
     if value is None:
         text = "none"
-    elif isinstance(value, bool):
-        raise DevupdateError("Value must be a string, a number, a list of strings or null", code="bad-body")
-    elif isinstance(value, int | float | str):
-        text = str(value)
-    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+    elif isinstance(value, list):
         text = " ".join(value)
+    elif isinstance(value, float):  # 2048.0 is the integer 2048 in JSON
+        text = str(int(value))
     else:
-        raise DevupdateError("Value must be a string, a number, a list of strings or null", code="bad-body")
-    if len(text) > 10_000:
-        raise DevupdateError("Value is too long", code="bad-body")
-    change = configuration.set_value(_clean(key, "key"), text, site=query_text("site"), actor=principal().actor)
+        text = str(value)
+    change = configuration.set_value(name, text, site=query_text("site"), actor=principal().actor)
     return json_response(change)
 
 
 # --- devices (inventory and compliance) ---------------------------------------------------------
 
 @route("GET", "/devices", role="operator", summary="Known devices with their compliance status",
-       params=(Param("model", {"type": "string", "maxLength": 100}, "Only this model (case-insensitive)"),
+       params=(Param("model", {"type": "string", "maxLength": 100, "pattern": NO_NUL},
+                     "Only this model (case-insensitive)"),
                Param("outdated", {"type": "boolean"}, "Only devices running something other than an approved "
                      "version"), LIMIT, OFFSET),
        responses={200: "DeviceList", **READ})
@@ -506,16 +547,19 @@ def list_devices() -> Response:
 
 @route("GET", "/audit", role="operator", summary="The admin audit trail, newest first",
        params=(LIMIT, OFFSET,
-               Param("action", {"type": "string", "maxLength": 50}, "Action prefix, e.g. 'rule.' or 'import'"),
-               Param("actor", {"type": "string", "maxLength": 200}, "Only this actor, e.g. token:uploader"),
-               Param("target", {"type": "string", "maxLength": 300}, "Target contains this text")),
+               Param("action", {"type": "string", "maxLength": 50, "pattern": NO_NUL},
+                     "Action prefix, e.g. 'rule.' or 'import'"),
+               Param("actor", {"type": "string", "maxLength": 100, "pattern": NO_NUL},
+                     "Only this actor, e.g. token:uploader"),
+               Param("target", {"type": "string", "maxLength": 100, "pattern": NO_NUL},
+                     "Target contains this text")),
        responses={200: "AuditPage", **READ})
 def list_audit() -> Response:
     from devupdate.audit.trail import list_events
 
     limit, offset = query_int("limit", 50, 1, MAX_PAGE), query_int("offset", 0, 0, MAX_OFFSET)
     events = list_events(limit=limit + 1, offset=offset, action=query_text("action", 50),
-                         actor=query_text("actor", 200), target=query_text("target", 300))
+                         actor=query_text("actor", 100), target=query_text("target", 100))
     more = len(events) > limit
     return json_response({"Events": events[:limit], "Limit": limit, "Offset": offset,
                           "NextOffset": offset + limit if more else None})
@@ -523,9 +567,16 @@ def list_audit() -> Response:
 
 # --- device logs --------------------------------------------------------------------------------
 
+def LOG_PART(length: int) -> dict[str, Any]:  # noqa: N802 - reads as a constant
+    """A stored log's type, device id or file name: what the upload endpoint writes (safe names)."""
+    return {"type": "string", "maxLength": length, "pattern": rf"^[A-Za-z0-9._-]{{1,{length}}}$",
+            "description": "letters, digits, '.', '_' or '-'"}
+
+
 @route("GET", "/logs", role="operator", summary="Device logs uploaded by phones",
-       params=(Param("type", {"type": "string", "maxLength": 40}, "Only this log type, e.g. Watson"),
-               Param("device", {"type": "string", "maxLength": 80}, "Only this device: MAC or serial")),
+       params=(Param("type", {"type": "string", "maxLength": 40, "pattern": NO_NUL}, "Only this log type, e.g. Watson"),
+               Param("device", {"type": "string", "maxLength": 80, "pattern": NO_NUL},
+                     "Only this device: MAC or serial")),
        responses={200: "LogFileList", **READ})
 def list_logs() -> Response:
     from devupdate.devices.logs import list_logs as service_list
@@ -535,9 +586,9 @@ def list_logs() -> Response:
 
 
 @route("GET", "/logs/{type}/{device}/{name}", role="operator", summary="Download one device log",
-       params=(Param("type", {"type": "string", "minLength": 1}, "Log type", "path", True),
-               Param("device", {"type": "string", "minLength": 1}, "Device id (MAC or SN-<serial>)", "path", True),
-               Param("name", {"type": "string", "minLength": 1}, "File name", "path", True)),
+       params=(Param("type", LOG_PART(40), "Log type", "path", True),
+               Param("device", LOG_PART(80), "Device id (MAC or SN-<serial>)", "path", True),
+               Param("name", LOG_PART(200), "File name", "path", True)),
        responses={200: "", **READ, 404: "Error"})
 def download_log(type: str, device: str, name: str) -> Response:  # noqa: A002 - the path parameter's name
     from devupdate.devices.logs import CLIENT_AREA

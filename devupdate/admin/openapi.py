@@ -10,6 +10,7 @@ import functools
 from typing import Any
 
 from devupdate.admin import api
+from devupdate.configuration import OPTIONS as CONFIG_OPTIONS
 
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
@@ -41,18 +42,23 @@ _USAGE = {"Area": STRING, "UsedBytes": INTEGER, "QuotaBytes": {"type": ["integer
           "UsedPercent": {"type": ["number", "null"]}, "Objects": INTEGER, "Warning": {"type": "boolean"},
           "Full": {"type": "boolean"}}
 # The formats the service accepts (rules/test_devices.py): separators anywhere in a MAC, blanks around.
-MAC = {"type": "string", "pattern": r"^\s*([-:.]*[0-9A-Fa-f][-:.]*[0-9A-Fa-f]){6,}[-:.]*\s*$",
+# maxLength comes first: it is checked before the pattern.
+MAC = {"type": "string", "maxLength": 300,
+       "pattern": r"^[ \t]*([-:.]*[0-9A-Fa-f][-:.]*[0-9A-Fa-f]){6,50}[-:.]*[ \t]*$",
+       "description": "a MAC address: 6 to 50 pairs of hex digits, separated by '-', ':', '.' or not",
        "examples": ["00-04-F2-AA-BB-CC"]}
-SERIAL = {"type": "string", "pattern": r"^\s*[A-Za-z0-9_-]{1,100}\s*$", "examples": ["64167F2A8B31"]}
-SITE = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,100}$"}
-NAME = {"type": "string", "pattern": "^[^\u0000-\u001f/]{1,200}$"}
+SERIAL = {"type": "string", "maxLength": 300, "pattern": r"^[ \t]*[A-Za-z0-9_-]{1,100}[ \t]*$",
+          "description": "a serial number: 1–100 letters, digits, '-' or '_'", "examples": ["64167F2A8B31"]}
+SITE = api.SITE_SCHEMA
+NAME = api.TEST_DEVICE.schema
 
 
 def _one_identifier(extra: dict[str, Any], required: list[str]) -> dict[str, Any]:
     """Exactly one of MACAddress / SerialNumber, nothing else."""
-    return {"oneOf": [
-        {"type": "object", "properties": {**extra, key: schema}, "required": [*required, key],
-         "additionalProperties": False} for key, schema in (("MACAddress", MAC), ("SerialNumber", SERIAL))]}
+    return {"type": "object", "properties": {**extra, "MACAddress": MAC, "SerialNumber": SERIAL},
+            "required": required, "additionalProperties": False,
+            "oneOf": [{"required": ["MACAddress"]}, {"required": ["SerialNumber"]}],
+            "description": "exactly one of MACAddress or SerialNumber"}
 
 
 SCHEMAS: dict[str, Any] = {
@@ -81,9 +87,12 @@ SCHEMAS: dict[str, Any] = {
         "Scope": STRING, "MaxLogFileSize": INTEGER, "MaxLogCacheLimit": INTEGER, "LogFlushInterval": INTEGER,
         "LogCleanUpInterval": INTEGER, "LogCleanUpTimeOfDay": NULLABLE_STRING,
         "ValidLogFileTypes": _array(STRING), "ValidLogFileExtensions": _array(STRING)}),
+    # what every setting's value can be; each setting's own is in the operation that sets it
     "ConfigValue": {**_object({"Value": {"description": "a string, a number, a list of strings, or null (none)",
                                          "anyOf": [STRING, {"type": "number"}, _array(STRING), {"type": "null"}]}}),
                     "additionalProperties": False},
+    **{f"{key}Value": {**_object({"Value": option.value_schema}), "additionalProperties": False}
+       for key, option in CONFIG_OPTIONS.items()},
     "ConfigChange": _object({"Scope": STRING, "Key": STRING, "Before": ANY, "After": ANY}),
     "Device": _object({
         "DeviceId": STRING, "MACAddress": NULLABLE_STRING, "SerialNumber": NULLABLE_STRING, "DeviceType": STRING,
@@ -138,19 +147,43 @@ def _operation(entry: api.Route) -> dict[str, Any]:
         operation["parameters"] = [{"name": p.name, "in": p.where, "required": p.required or p.where == "path",
                                     "description": p.description, "schema": p.schema} for p in entry.params]
     if entry.body == "cab":
+        cab = {"schema": {"type": "string", "format": "binary",
+                          "description": "a Microsoft cabinet (starts with 'MSCF') with the vendor's update "
+                                         "description; anything else is refused with 400"}}
         operation["requestBody"] = {"required": True, "description": "The .cab file itself, streamed",
-                                    "content": {"application/octet-stream": {
-                                        "schema": {"type": "string", "format": "binary"}}}}
+                                    "content": {media_type: cab for media_type in api.CAB_MEDIA_TYPES}}
     elif entry.body:
         operation["requestBody"] = {"required": True,
                                     "content": {"application/json": {"schema": _ref(entry.body)}}}
     return operation
 
 
+def config_value_schema(key: str) -> dict[str, Any]:
+    """The body ``PUT /configuration/<key>`` takes: ``{"Value": …}`` of that setting's type."""
+    return SCHEMAS[f"{key}Value"]
+
+
+def _per_setting(entry: api.Route) -> dict[str, dict[str, Any]]:
+    """``PUT /configuration/{key}`` as one operation per setting: each value has its own type and range."""
+    out = {}
+    for key in CONFIG_OPTIONS:
+        operation = _operation(entry)
+        operation["operationId"] = f"{entry.endpoint}_{key}"
+        operation["summary"] = f"Change {key} (globally or for a site)"
+        operation["parameters"] = [p for p in operation["parameters"] if p["name"] != "key"]
+        operation["requestBody"]["content"]["application/json"]["schema"] = _ref(f"{key}Value")
+        out[entry.path.replace("{key}", key)] = operation
+    return out
+
+
 @functools.cache
 def document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for entry in api.ROUTES:
+        if entry.endpoint == "set_configuration":
+            for path, operation in _per_setting(entry).items():
+                paths.setdefault(api.PREFIX + path, {})[entry.method.lower()] = operation
+            continue
         paths.setdefault(api.PREFIX + entry.path, {})[entry.method.lower()] = _operation(entry)
     return {
         "openapi": "3.1.0",

@@ -76,8 +76,7 @@ def resolve(ref: str, *, lock: bool = False) -> Rule:
         raise NotFound(f"no rule matches {ref!r}; list them with 'devupdate rules list'", code="no-such-rule")
     if len(matches) > 1:
         shown = ", ".join(rule.id for rule in matches[:5])
-        raise DevupdateError(f"{ref!r} matches several rules ({shown}); give more of the GUID",
-                             code="ambiguous-rule")
+        raise Conflict(f"{ref!r} matches several rules ({shown}); give more of the GUID", code="ambiguous-rule")
     return matches[0]
 
 

@@ -19,9 +19,9 @@ _NAME = re.compile(r"^[^\x00-\x1f/]{1,200}$")
 
 
 def normalize_mac(text: str) -> str:
-    """'00-04-f2-aa-bb-cc' → '0004F2AABBCC'. At least six two-hex-digit pairs."""
+    """'00-04-f2-aa-bb-cc' → '0004F2AABBCC'. Six to fifty two-hex-digit pairs (the stored column's 100)."""
     mac = _MAC_SEPARATORS.sub("", text.strip()).upper()
-    if len(mac) < 12 or len(mac) % 2 or not re.fullmatch(r"[0-9A-F]+", mac):
+    if not 12 <= len(mac) <= 100 or len(mac) % 2 or not re.fullmatch(r"[0-9A-F]+", mac):
         raise DevupdateError(f"{text!r} is not a MAC address (12 hex digits, separated by - or : or not)",
                              code="bad-mac")
     return mac
