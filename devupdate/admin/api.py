@@ -513,7 +513,8 @@ def set_configuration(key: str) -> Response:
     from devupdate.admin.openapi import config_value_schema
 
     name = configuration.canonical_key(key)
-    validation.check(config_value_schema(name), json_body(), name, code="bad-body")
+    # the body's shape was checked against ConfigValue (bad-body); what is left is the value itself
+    validation.check(config_value_schema(name), json_body(), name, code="bad-value")
     value = json_body()["Value"]
     if value is None:
         text = "none"

@@ -73,13 +73,13 @@ def _reason(error: ValidationError) -> str:
         return f"must be one of {', '.join(map(str, expected))}"
     if keyword == "type":
         kinds = expected if isinstance(expected, list) else [expected]
-        names = {"string": "a string", "integer": "a whole number", "number": "a number", "boolean": "true or false",
-                 "array": "a list", "object": "an object", "null": "null"}
+        names = {"string": "a string", "integer": "a whole number (digits 0-9)", "number": "a number",
+                 "boolean": "true or false", "array": "a list", "object": "an object", "null": "null"}
         wanted = "must be " + " or ".join(names.get(kind, kind) for kind in kinds)
-        return f"{wanted} ({described})" if described else wanted
+        return f"{wanted} — {described}" if described else wanted
     if keyword in ("minimum", "maximum"):
         bound = f"must be at {'least' if keyword == 'minimum' else 'most'} {expected}"
-        return f"{bound} ({described})" if described else bound
+        return f"{bound} — {described}" if described else bound
     if keyword == "minItems":
         return f"must list at least {expected} item{'s' if expected != 1 else ''}"
     if keyword == "maxItems":

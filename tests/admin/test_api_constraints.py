@@ -101,16 +101,16 @@ def test_null_is_a_value_only_where_the_document_says_so(api_app):
     assert nullable == {"LogCleanUpTimeOfDay"}
     refused = api_app.call("PUT", "/configuration/ValidLogFileExtensions", json={"Value": None})
     assert refused.status_code == 400
-    assert refused.json["error"] == {"code": "bad-body", "message": "ValidLogFileExtensions: Value must be a list "
-                                     "(list of .ext)"}
+    assert refused.json["error"] == {"code": "bad-value", "message": "ValidLogFileExtensions: Value must be a list "
+                                     "— list of .ext"}
     accepted = api_app.call("PUT", "/configuration/LogCleanUpTimeOfDay", json={"Value": None})
     assert accepted.status_code == 200 and accepted.json["After"] is None
     # the type each setting takes is its document's: a number of minutes, not a text to parse
     as_text = api_app.call("PUT", "/configuration/LogFlushInterval", json={"Value": "5"})
     assert as_text.status_code == 400 and as_text.json["error"]["message"] == (
-        "LogFlushInterval: Value must be a whole number (minutes, 1–60)")
+        "LogFlushInterval: Value must be a whole number (digits 0-9) — minutes, 1–60")
     out_of_range = api_app.call("PUT", "/configuration/LogFlushInterval", json={"Value": 61})
-    assert out_of_range.json["error"]["message"] == "LogFlushInterval: Value must be at most 60 (minutes, 1–60)"
+    assert out_of_range.json["error"]["message"] == "LogFlushInterval: Value must be at most 60 — minutes, 1–60"
     assert api_app.call("PUT", "/configuration/LogFlushInterval", json={"Value": 60.0}).json["After"] == 60
 
 
@@ -135,7 +135,7 @@ def test_refusals_name_the_parameter_and_what_it_takes(api_app):
         ("/test-devices?site=Berlin%20Mitte", "bad-site",
          "query parameter 'site' 'Berlin Mitte' refused: letters, digits, '.', '_' or '-' (1–100)"),
         ("/test-devices?site=a&site=b", "bad-parameter", "query parameter 'site' given 2 times; give it once"),
-        ("/devices?limit=%D9%A4", "bad-parameter", "query parameter 'limit' must be a whole number"),
+        ("/devices?limit=%D9%A4", "bad-parameter", "query parameter 'limit' must be a whole number (digits 0-9)"),
         ("/devices?limit=501", "bad-parameter", "query parameter 'limit' must be at most 500"),
         ("/devices?outdated=1", "bad-parameter", "query parameter 'outdated' must be true or false"),
         ("/audit?target=" + "x" * 101, "bad-parameter", "query parameter 'target' is longer than 100 characters"),
