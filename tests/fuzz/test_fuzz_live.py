@@ -14,14 +14,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from fuzzkit import FUZZ, check_documents, macs, mixed_text, mutate, nasty_text, serials, valid_phones
+from fuzzkit import EXAMPLES, FUZZ, check_documents, macs, mixed_text, mutate, nasty_text, serials, valid_phones
 from hypothesis import event, given, note
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "devices"))
 from fleet import CX600, V0, V1, audit_rows, import_release, phonesim, server_env  # noqa: E402
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(max(900, EXAMPLES))  # long runs: up to 1 s per example
 
 CHECK_PATHS = ["/RequestHandler/ucdevice.upx", "/requesthandler/UCDEVICE.UPX", "/RequestHandlerExt/ucdevice.upx"]
 UPLOAD_PATHS = ["/RequestHandler/Files", "/requesthandler/files/", "/RequestHandlerExt/Files"]
