@@ -4,7 +4,8 @@
   it logs once when an outage starts, a reminder every few minutes, and once when it is over —
   not once per attempt;
 - :class:`PeriodicJob` — a daemon thread calling ``step()`` every ``interval`` seconds, backing off
-  with its :class:`Retry` while ``step`` raises; the one way background work runs;
+  with its :class:`Retry` while ``step`` raises, each run counted in the metrics (runs by outcome,
+  duration, last success); the one way background work runs;
 - :class:`NodeLock` — a lock with one holder across every process of every node of an installation
   (``pg_try_advisory_lock`` on PostgreSQL, ``flock`` on SQLite, whose database is one machine's
   file anyway), for jobs that must run once per period, not once per worker.
@@ -20,6 +21,8 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+
+from devupdate import metrics
 
 log = logging.getLogger("devupdate.jobs")
 
@@ -97,13 +100,16 @@ class PeriodicJob:
         return self._thread is not None and self._thread.is_alive()
 
     def run_once(self) -> float:
-        """One call of ``step``; returns the delay until the next one."""
+        """One call of ``step``; returns the delay until the next one. Counted in the metrics."""
+        started = time.monotonic()
         try:
             delay = self.step()
             if delay is not None and (isinstance(delay, bool) or not isinstance(delay, float | int)):
                 raise TypeError(f"{self.name}: step() returned {delay!r}, not a delay in seconds or None")
         except Exception as exc:  # noqa: BLE001 - the job carries on; Retry logs it once per outage
+            metrics.job_ran(self.name, False, time.monotonic() - started)
             return self.retry.failed(exc)
+        metrics.job_ran(self.name, True, time.monotonic() - started)
         self.retry.succeeded()
         self.last_success = time.monotonic()
         return self.interval if delay is None else delay

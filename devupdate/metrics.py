@@ -32,6 +32,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,13 @@ class _Families:
         self.auth_throttled = counter("devupdate_auth_throttled", "External-side requests refused before their "
                                       "password was checked (rate-limited: too many failures from the source; "
                                       "busy: every hashing slot taken)", ["reason"])
+        self.job_runs = counter("devupdate_job_runs", "Runs of background jobs (snapshot refresh, inventory "
+                                "flush, log cleanup …) by outcome (ok, failed)", ["job", "outcome"])
+        self.job_seconds = histogram("devupdate_job_seconds", "Duration of background job runs", ["job"],
+                                     buckets=_LATENCY_BUCKETS + (5.0, 10.0, 30.0, 60.0))
+        self.job_last_success = prometheus_client.Gauge(
+            "devupdate_job_last_success_timestamp_seconds", "Unix time of the last successful run of each job "
+            "(the newest of any worker)", ["job"], multiprocess_mode="max")
 
 
 _families: _Families | None = None
@@ -103,6 +111,14 @@ def check_answered(side: str, outcome: str, files: int, seconds: float) -> None:
     if files:
         _child("offered", side).inc(files)
     _child("latency", side).observe(seconds)
+
+
+def job_ran(job: str, ok: bool, seconds: float) -> None:
+    """One run of a background job (:class:`devupdate.jobs.PeriodicJob` calls it)."""
+    _child("job_runs", job, "ok" if ok else "failed").inc()
+    _child("job_seconds", job).observe(seconds)
+    if ok:
+        _child("job_last_success", job).set(time.time())
 
 
 def download_sent(side: str, status: int, size: int) -> None:

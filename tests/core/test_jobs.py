@@ -85,3 +85,28 @@ def test_node_lock_has_one_holder(tmp_path, monkeypatch):
     first.release()
     assert second.acquire() and not first.acquire()
     second.release()
+
+
+def test_every_run_is_counted_in_the_metrics():
+    import prometheus_client
+
+    from devupdate import metrics
+
+    metrics.families()
+    outcomes = iter([None, RuntimeError("database away"), None])
+
+    def step():
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+
+    def sample(name, **labels):
+        return prometheus_client.REGISTRY.get_sample_value(name, {"job": "counted-job", **labels}) or 0
+
+    job = PeriodicJob("counted-job", step, 60)
+    for _ in range(3):
+        job.run_once()
+    assert sample("devupdate_job_runs_total", outcome="ok") == 2
+    assert sample("devupdate_job_runs_total", outcome="failed") == 1
+    assert sample("devupdate_job_seconds_count") == 3
+    assert sample("devupdate_job_last_success_timestamp_seconds") > 1.7e9
