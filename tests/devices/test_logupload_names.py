@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from devupdate.devices.downloads import parse_ranges
 from devupdate.devices.logs import canonical_type, check_extension, device_id, extension, safe_name
 from devupdate.errors import DevupdateError
+from devupdate.web.ranges import parse_ranges
 from filestore.paths import split_relpath
 
 
