@@ -9,10 +9,10 @@ from flask import Flask, jsonify
 
 from devupdate import db
 from devupdate.devices.failures import FailureLimiter
-from devupdate.devices.network import NetworkPolicy
 from devupdate.devices.snapshot import SnapshotHolder
 from devupdate.devices.users import DatabaseUserStore, HashGate
 from devupdate.runtime import Runtime
+from devupdate.web.network import NetworkPolicy
 
 
 def create_app(runtime: Runtime, *, background: bool = True) -> Flask:

@@ -28,9 +28,9 @@ from flask import Response, current_app, g, request
 
 from devupdate import metrics
 from devupdate.devices.failures import FailureLimiter
-from devupdate.devices.network import NetworkPolicy
 from devupdate.devices.users import HashingBusy, UserStore, UserStoreUnavailable
 from devupdate.web.errors import render_error
+from devupdate.web.network import NetworkPolicy
 
 REALM = "devupdate"
 CHALLENGE = f'Basic realm="{REALM}"'

@@ -24,7 +24,6 @@ from devupdate.audit.requestlog import AuditRow, RequestLog, request_modules, re
 from devupdate.devices.access import CHALLENGE, Refusal, decide
 from devupdate.devices.failures import FailureLimiter
 from devupdate.devices.inventory import InventoryRecorder
-from devupdate.devices.network import NetworkPolicy
 from devupdate.devices.request import MAX_REQUEST_BYTES, RequestError, parse_query, parse_xml, raw_fields
 from devupdate.devices.response import render
 from devupdate.devices.snapshot import SnapshotHolder
@@ -33,6 +32,7 @@ from devupdate.numbers import is_digits
 from devupdate.selection import DeviceRequest, select
 from devupdate.web.errors import render_error
 from devupdate.web.framing import FramingError
+from devupdate.web.network import NetworkPolicy
 
 log = logging.getLogger("devupdate.check")
 

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from devupdate.devices.access import Access, Refusal, basic_credentials, decide
-from devupdate.devices.network import NetworkPolicy, parse_networks
 from devupdate.devices.paths import canonical_path
+from devupdate.web.network import NetworkPolicy, parse_networks
 
 
 class Users:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from devupdate.errors import SettingsError
 
@@ -40,7 +41,8 @@ class NetworkPolicy:
     external_https_only: bool = False  # on with `serve --tls`: the external side refuses plain HTTP
 
     @classmethod
-    def from_settings(cls, settings) -> NetworkPolicy:
+    def from_settings(cls, settings: Any) -> NetworkPolicy:
+        """From the process settings (duck-typed: the kit does not import them)."""
         return cls(parse_networks(settings.internal_networks, "DEVUPDATE_INTERNAL_NETWORKS"),
                    parse_networks(settings.trusted_proxies, "DEVUPDATE_TRUSTED_PROXIES"),
                    settings.external_https_only)
