@@ -156,7 +156,7 @@ def _verify_signers(signed: _SignedData) -> tuple[list[x509.Certificate], str | 
     for node in signed.signer_infos:
         try:
             signer, problem = _verify_signer(signed, node)
-        except (der.DerError, IndexError, ValueError) as exc:
+        except (der.DerError, IndexError, ValueError, UnsupportedAlgorithm) as exc:
             return [], f"malformed SignerInfo ({exc})"
         if problem or signer is None:
             return [], problem or "no signer certificate"
@@ -217,7 +217,7 @@ def _find_signer(sid: der.Node, certificates: list[x509.Certificate]) -> x509.Ce
         for cert in certificates:
             try:
                 ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-            except x509.ExtensionNotFound:
+            except (x509.ExtensionNotFound, ValueError):  # none, or extensions that do not parse
                 continue
             if ski == sid.value:
                 return cert
@@ -225,16 +225,18 @@ def _find_signer(sid: der.Node, certificates: list[x509.Certificate]) -> x509.Ce
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
+    # cryptography parses extensions when first asked: a carried certificate can load and still
+    # have extensions that do not parse (ValueError) — such a certificate is no CA of ours
     try:
         return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):
         return False
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if cert.issuer != issuer.subject:
-        return False
     try:
+        if cert.issuer != issuer.subject:
+            return False
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False

@@ -102,6 +102,21 @@ def test_certificate_bundle_is_not_a_catalog(tmp_path):
     assert codes(check_catalog((tmp_path / "c.p7b").read_bytes(), SHA1, SHA256, None)) == ["not-signed-data"]
 
 
+def test_a_carried_certificate_whose_extensions_do_not_parse_is_a_finding(catalog):
+    # cryptography loads the certificate and parses its extensions only when asked: the chain walk
+    # raised ValueError out of the import (found by tests/fuzz). It is no CA, so nothing chains.
+    intermediate = make_pki().intermediate.public_bytes(serialization.Encoding.DER)
+    at = catalog.index(intermediate) + intermediate.index(bytes.fromhex("0603551d13"))  # basicConstraints
+    damaged = catalog[:at + 10] + b"\x00" + catalog[at + 11:]
+    carried = x509.load_der_x509_certificate(damaged[catalog.index(intermediate):][:len(intermediate)])
+    with pytest.raises(ValueError):
+        carried.extensions  # noqa: B018 - loads, but its extensions do not parse
+    findings = check_catalog(damaged, SHA1, SHA256, [trust_anchor_pem()])
+    assert codes(findings) == ["untrusted"]
+    assert codes(check_catalog(damaged, SHA1, SHA256, [make_pki().intermediate.public_bytes(
+        serialization.Encoding.PEM)])) == []  # anchored at the damaged certificate's own key: still fine
+
+
 def test_catalog_padded_with_zeros_still_parses(catalog):
     assert check_catalog(catalog + bytes(7), SHA1, SHA256, [trust_anchor_pem()]) == []
 
