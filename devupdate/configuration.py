@@ -6,16 +6,20 @@ CLI, the API and the console.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import peewee
 
-from devupdate import numbers
+from devupdate.content import areas
 from devupdate.db import BaseModel, utcnow, write_transaction
 from devupdate.errors import DevupdateError
+from devupdate.ranges import Range, size_text
+
+log = logging.getLogger("devupdate.configuration")
 
 
 class ConfigSetting(BaseModel):
@@ -37,10 +41,10 @@ class Parser:
     """A setting's text parser (CLI, console, API) and the JSON schema of the typed value the API
     takes for it (the OpenAPI document states it; the API checks it before parsing)."""
 
-    parse: Callable[[str], object]
+    parse: Callable[[object], object]  # raises ValueError that states the range
     schema: dict[str, Any]
 
-    def __call__(self, text: str) -> object:
+    def __call__(self, text: object) -> object:
         return self.parse(text)
 
 
@@ -48,50 +52,46 @@ class Parser:
 class Option:
     default: object
     parse: Parser
-    describe: str
+    describe: str  # the documented range (docs/settings.md shows the same words)
 
     @property
     def value_schema(self) -> dict[str, Any]:
         return {**self.parse.schema, "description": self.describe}
 
 
-def _int_range(low: int, high: int | None, unit: str = "") -> Parser:
-    def parse(text: str) -> int:
-        try:
-            value = numbers.whole(str(text).strip().replace(",", "").replace("_", ""))
-        except ValueError:
-            raise ValueError(f"expected a whole number{unit}") from None
-        if value < low or (high is not None and value > high):
-            raise ValueError(f"out of range {low}{'' if high is None else f'–{high}'}{unit}")
-        return value
-    return Parser(parse, {"type": "integer", "minimum": low, **({} if high is None else {"maximum": high})})
+def _size(default: int, low: int, high: int) -> Option:
+    """Bytes: '1024000', '1,024,000', '1000KiB', '2MB' (the API takes the integer)."""
+    bounds = Range(low, high, "size")
+    return Option(default, Parser(bounds.parse, {"type": "integer", "minimum": low, "maximum": high}),
+                  bounds.describe())
 
 
-def _duration(low: int, high: int, unit_seconds: int, unit: str) -> Parser:
-    """Accepts '5', '5min', '1h', '10d'; returns whole units of ``unit``."""
+def _duration(default: int, low: int, high: int, unit_seconds: int, unit: str) -> Option:
+    """Accepts '5', '5min', '1h', '10d' (whole ``unit``s); returns whole units of ``unit``."""
     factors = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "day": 86400, "days": 86400}
+    bounds = Range(low, high, unit=unit)
 
-    def parse(text: str) -> int:
+    def parse(text: object) -> int:
         match = re.fullmatch(r"\s*([0-9]{1,12})\s*([a-z]*)\s*", str(text).lower())
         if not match or (match.group(2) and match.group(2) not in factors):
-            raise ValueError(f"expected a number of {unit} (e.g. {low})")
+            raise ValueError(f"expected a number of {unit} (e.g. {low}); the range is {bounds.describe()}")
         seconds = int(match.group(1)) * (factors[match.group(2)] if match.group(2) else unit_seconds)
         if seconds % unit_seconds:
-            raise ValueError(f"expected whole {unit}")
-        value = seconds // unit_seconds
-        if not low <= value <= high:
-            raise ValueError(f"out of range {low}–{high} {unit}")
-        return value
-    return Parser(parse, {"type": "integer", "minimum": low, "maximum": high})
+            raise ValueError(f"expected whole {unit}; the range is {bounds.describe()}")
+        return int(bounds.parse(seconds // unit_seconds))
+    return Option(default, Parser(parse, {"type": "integer", "minimum": low, "maximum": high}), bounds.describe())
 
 
-def _parse_time_of_day(text: str) -> str | None:
+TIME_OF_DAY = "hh:mm (00:00–23:59) or none (every hour)"
+
+
+def _parse_time_of_day(text: object) -> str | None:
     text = str(text).strip()
     if text.lower() in ("", "none"):
         return None
     match = re.fullmatch(r"([01]?[0-9]|2[0-3]):([0-5][0-9])", text)
     if not match:
-        raise ValueError("expected hh:mm (00:00–23:59) or none")
+        raise ValueError(f"expected {TIME_OF_DAY}")
     return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
@@ -100,29 +100,33 @@ _time_of_day = Parser(_parse_time_of_day, {"type": ["string", "null"], "maxLengt
                                            "pattern": r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$"})
 
 
-def _word_list(pattern: str, example: str) -> Parser:
-    def parse(text: str) -> list[str]:
-        items = [item for item in re.split(r"[\s,]+", str(text).strip()) if item]
-        if not items or any(not re.fullmatch(pattern, item) for item in items):
-            raise ValueError(f"expected a list like {example!r}")
-        if len(items) > MAX_LIST_ITEMS:
-            raise ValueError(f"at most {MAX_LIST_ITEMS} items")
-        return items
-    return Parser(parse, {"type": "array", "items": {"type": "string", "maxLength": 100, "pattern": f"^(?:{pattern})$"},
-                          "minItems": 1, "maxItems": MAX_LIST_ITEMS})
+def _word_list(default: list[str], pattern: str, example: str, what: str) -> Option:
+    describe = f"1–{MAX_LIST_ITEMS} {what}"
 
+    def parse(text: object) -> list[str]:
+        items = [item for item in re.split(r"[\s,]+", str(text).strip()) if item]
+        if not items or len(items) > MAX_LIST_ITEMS or any(not re.fullmatch(pattern, item) for item in items):
+            raise ValueError(f"expected a list like {example!r}: {describe}")
+        return items
+    schema = {"type": "array", "items": {"type": "string", "maxLength": 100, "pattern": f"^(?:{pattern})$"},
+              "minItems": 1, "maxItems": MAX_LIST_ITEMS}
+    return Option(default, Parser(parse, schema), describe)
+
+
+#: bytes a log file (upload or audit log) may reach; also bounded by the logs quotas at set time
+MAX_LOG_FILE_SIZE = 1024**3
 
 OPTIONS: dict[str, Option] = {
-    "MaxLogFileSize": Option(1_024_000, _int_range(1024, None, " bytes"), "bytes, ≥ 1024"),
-    "MaxLogCacheLimit": Option(512_000, _int_range(1024, None, " bytes"), "bytes, ≥ 1024"),
-    "LogFlushInterval": Option(5, _duration(1, 60, 60, "minutes"), "minutes, 1–60"),
-    "LogCleanUpInterval": Option(10, _duration(1, 365, 86400, "days"), "days, 1–365"),
-    "LogCleanUpTimeOfDay": Option(None, _time_of_day, "hh:mm or none (every hour)"),
-    "ValidLogFileTypes": Option(["Watson", "Config", "DiagLog", "CELog"],
-                                _word_list(r"[A-Za-z0-9_-]{1,40}", "Watson, Config"), "list of names"),
-    "ValidLogFileExtensions": Option(
+    "MaxLogFileSize": _size(1_024_000, 1024, MAX_LOG_FILE_SIZE),
+    "MaxLogCacheLimit": _size(512_000, 1024, 1024**3),
+    "LogFlushInterval": _duration(5, 1, 60, 60, "minutes"),
+    "LogCleanUpInterval": _duration(10, 1, 365, 86400, "days"),
+    "LogCleanUpTimeOfDay": Option(None, _time_of_day, TIME_OF_DAY),
+    "ValidLogFileTypes": _word_list(["Watson", "Config", "DiagLog", "CELog"], r"[A-Za-z0-9_-]{1,40}",
+                                    "Watson, Config", "names of 1–40 letters, digits, '_' or '-'"),
+    "ValidLogFileExtensions": _word_list(
         [".dmp", ".clg", ".clg2", ".bak", ".kdmp", ".dat", ".bin", ".cat", ".xml", ".txt", ".hex"],
-        _word_list(r"\.[A-Za-z0-9]{1,10}", ".dmp .txt"), "list of .ext"),
+        r"\.[A-Za-z0-9]{1,10}", ".dmp .txt", "extensions: '.' and 1–10 letters or digits"),
 }
 
 
@@ -156,7 +160,11 @@ def effective(site: str | None = None) -> dict[str, object]:
     for scope in scopes:
         for name, option in OPTIONS.items():
             if (scope, name) in rows:
-                values[name] = option.parse(rows[(scope, name)])
+                try:
+                    values[name] = option.parse(rows[(scope, name)])
+                except ValueError as exc:  # stored before today's range: keep serving with the value below
+                    log.warning("configuration %s/%s=%r ignored (%s); using %r — set it again with "
+                                "'devupdate config set'", scope, name, rows[(scope, name)][:40], exc, values[name])
     return values
 
 
@@ -165,16 +173,37 @@ def show(site: str | None = None) -> dict[str, object]:
     return {"Scope": _scope(site), **effective(site)}
 
 
-def set_value(key: str, value: str, *, site: str | None, actor: str) -> dict[str, object]:
-    """Validate and store one setting; the audit trail gets before and after."""
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def check_value(name: str, value: object, quotas: Mapping[str, int] | None = None) -> object:
+    """``value`` parsed for setting ``name`` and inside its range — the one check behind the CLI,
+    the API and the console. With this installation's ``quotas``, ``MaxLogFileSize`` must also
+    fit the logs areas (one upload or audit log file larger than its area could never be stored)."""
+    option = OPTIONS[name]
+    try:
+        parsed = option.parse(value)
+    except ValueError as exc:
+        raise DevupdateError(f"{name}={_shown(value)} refused: {exc}", code="bad-value") from None
+    if name == "MaxLogFileSize" and quotas:
+        area = min((areas.LOGS_CLIENT, areas.LOGS_AUDIT), key=lambda a: quotas[a])
+        if parsed > quotas[area]:  # type: ignore[operator]
+            variable = "DEVUPDATE_QUOTA_" + area.replace("/", "_").upper()
+            raise DevupdateError(f"{name}={_shown(value)} refused: above the {area} quota of this installation "
+                                 f"({size_text(quotas[area])}); choose at most {quotas[area]} or raise {variable}",
+                                 code="bad-value")
+    return parsed
+
+
+def set_value(key: str, value: str, *, site: str | None, actor: str,
+              quotas: Mapping[str, int] | None = None) -> dict[str, object]:
+    """Validate (:func:`check_value`) and store one setting; the audit trail gets before and after."""
     from devupdate.audit.trail import record
 
     name = canonical_key(key)
-    try:
-        parsed = OPTIONS[name].parse(value)
-    except ValueError as exc:
-        raise DevupdateError(f"{name}={value!r} refused: {exc} ({OPTIONS[name].describe})",
-                             code="bad-value") from None
+    parsed = check_value(name, value, quotas)
     scope = _scope(site)
     with write_transaction():
         before = effective(site)[name]
@@ -187,4 +216,4 @@ def set_value(key: str, value: str, *, site: str | None, actor: str) -> dict[str
     return {"Scope": scope, "Key": name, "Before": before, "After": parsed}
 
 
-__all__ = ["ConfigSetting", "OPTIONS", "canonical_key", "effective", "show", "set_value"]
+__all__ = ["ConfigSetting", "OPTIONS", "canonical_key", "check_value", "effective", "show", "set_value"]

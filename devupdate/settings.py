@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -17,25 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from devupdate import numbers
 from devupdate.content import areas
 from devupdate.errors import SettingsError
+from devupdate.ranges import Range, parse_size
 
 CONFIG_FILE_NAME = "devupdate.toml"
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
-          "KI": 1024, "MI": 1024**2, "GI": 1024**3, "TI": 1024**4}
-
-
-def parse_size(text: str | int) -> int:
-    """'100MiB', '2GB', '512000' -> bytes. Sizes are how admins think of quotas."""
-    if isinstance(text, int):
-        return text
-    match = _SIZE.match(str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not a size (examples: 512000, 100MiB, 2GB)")
-    unit = (match.group(2) or "").upper().rstrip("B")
-    return int(float(match.group(1)) * _UNITS[unit])
+__all__ = ["CONFIG_FILE_NAME", "RANGES", "Settings", "parse_size"]  # parse_size: from devupdate.ranges
 
 
 def _split_list(value: str | list) -> tuple[str, ...]:
@@ -162,9 +148,29 @@ class Settings:
         return cls(**{name: _convert(name, value) for name, value in raw.items()})
 
 
-_INT_RANGES = {"console_lockout_failures": (1, 1000), "console_lockout_seconds": (1, 900),
-               "external_auth_failure_limit": (0, 100_000), "external_auth_failure_window": (1, 86400),
-               "password_check_slots": (0, 1024)}
+SECONDS, BYTES_PER_S = "seconds", "bytes/s"
+_PORT = Range(1, 65535)
+_QUOTA = Range(1024, 1024**5, "size")
+_TIMEOUT = Range(1, 3600, "decimal", SECONDS)
+
+#: The range of every numeric setting — documented in docs/settings.md, which a test keeps equal to
+#: this table; a value outside is refused when the settings are read, naming the setting and range.
+RANGES: dict[str, Range] = {
+    "port": _PORT, "tls_port": _PORT, "dns_port": Range(0, 65535),  # dns: 0 picks a free port
+    "workers": Range(1, 256), "threads": Range(1, 1024), "graceful_timeout": Range(1, 3600, unit=SECONDS),
+    "snapshot_max_age": Range(1, 86400, "decimal", SECONDS),
+    "header_timeout": _TIMEOUT, "body_timeout": _TIMEOUT, "send_timeout": _TIMEOUT,
+    "min_body_rate": Range(1, 1_000_000_000, "decimal", BYTES_PER_S),
+    "max_connections_per_source": Range(1, 65535),
+    "console_lockout_failures": Range(1, 1000), "console_lockout_seconds": Range(1, 900, unit=SECONDS),
+    "external_auth_failure_limit": Range(0, 100_000), "external_auth_failure_window": Range(1, 86400, unit=SECONDS),
+    "password_check_slots": Range(0, 1024),
+    "max_cab_size": Range(1024, 1024**4, "size"), "max_expansion_ratio": Range(1, 100_000, "decimal"),
+    "quota_images": _QUOTA, "quota_logs_client": _QUOTA, "quota_logs_audit": _QUOTA, "quota_incoming": _QUOTA,
+    "quota_warn_fraction": Range(0, 1, "decimal", low_open=True),
+    "file_cleanup_grace": Range(0, 10 * 365 * 86400, unit=SECONDS),
+    "dns_rate_limit": Range(0, 1_000_000, "decimal", "queries/s"),  # 0: no limit
+}
 
 
 def _convert(name: str, value: object) -> object:
@@ -174,33 +180,10 @@ def _convert(name: str, value: object) -> object:
         kind = target.type
         if name == "home":
             return Path(str(value)).expanduser()
-        if name.startswith("quota_") and name != "quota_warn_fraction" or name == "max_cab_size":
-            size = parse_size(value)  # type: ignore[arg-type]
-            if size <= 0:
-                raise ValueError("must be positive")
-            return size
-        if kind == "int":
-            number = value if type(value) is int else numbers.whole(str(value).strip())
-            if name in ("port", "tls_port", "dns_port") and not 0 <= number <= 65535:
-                raise ValueError("out of range 0–65535")
-            if name == "max_connections_per_source" and not 1 <= number <= 65535:
-                raise ValueError("out of range 1–65535")
-            if name in ("workers", "threads", "graceful_timeout") and number < 1:
-                raise ValueError("out of range")
-            if name in _INT_RANGES and not _INT_RANGES[name][0] <= number <= _INT_RANGES[name][1]:
-                raise ValueError("out of range {}–{}".format(*_INT_RANGES[name]))
-            return number
-        if kind == "float":
-            number = float(value) if type(value) in (int, float) else numbers.decimal(str(value).strip())
-            if name == "quota_warn_fraction" and not 0 < number <= 1:
-                raise ValueError("must be between 0 and 1")
-            if name == "snapshot_max_age" and not 1 <= number <= 86400:
-                raise ValueError("must be between 1 and 86400 seconds")
-            if name in ("header_timeout", "body_timeout", "send_timeout") and not 1 <= number <= 3600:
-                raise ValueError("must be between 1 and 3600 seconds")
-            if name == "min_body_rate" and not 1 <= number <= 1e9:
-                raise ValueError("must be between 1 and 1000000000 bytes/s")
-            return number
+        if name in RANGES:
+            return RANGES[name].parse(value)
+        if kind in ("int", "float"):  # a new numeric setting without its range: a bug, say so
+            raise ValueError("has no range in devupdate.settings.RANGES (add it there and to docs/settings.md)")
         if kind == "bool":
             if isinstance(value, bool):
                 return value
@@ -217,4 +200,5 @@ def _convert(name: str, value: object) -> object:
             raise ValueError("expected an http:// or https:// URL")
         return text
     except (TypeError, ValueError) as exc:
-        raise SettingsError(f"{where}={value!r}: {exc}") from exc
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "…"
+        raise SettingsError(f"{where}={shown}: {exc}") from exc

@@ -524,7 +524,8 @@ def set_configuration(key: str) -> Response:
         text = str(int(value))
     else:
         text = str(value)
-    change = configuration.set_value(name, text, site=query_text("site"), actor=principal().actor)
+    change = configuration.set_value(name, text, site=query_text("site"), actor=principal().actor,
+                                     quotas=runtime().settings.quotas)
     return json_response(change)
 
 

@@ -35,6 +35,6 @@ def config_set(key: str, value: str, site: str | None) -> None:
     """Change one setting (refused with its range when invalid)."""
     from devupdate import configuration
 
-    runtime()
-    change = configuration.set_value(key, value, site=site, actor=actor())
+    rt = runtime()
+    change = configuration.set_value(key, value, site=site, actor=actor(), quotas=rt.settings.quotas)
     click.echo(f"{change['Scope']}: {change['Key']} = {change['After']} (was {change['Before']})")

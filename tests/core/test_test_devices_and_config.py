@@ -83,8 +83,9 @@ def test_config_set_site_override_and_audit(database):
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("MaxLogFileSize", "100", "out of range 1024 bytes"),
-    ("MaxLogFileSize", "lots", "expected a whole number"),
+    ("MaxLogFileSize", "100", "out of range 1 KiB–1 GiB"),
+    ("MaxLogFileSize", "lots", "'lots' is not a size .*; the range is 1 KiB–1 GiB"),
+    ("MaxLogFileSize", "99999999999999999999999999999", "out of range 1 KiB–1 GiB"),
     ("LogFlushInterval", "0", "out of range 1–60 minutes"),
     ("LogFlushInterval", "2h", "out of range 1–60 minutes"),
     ("LogCleanUpInterval", "366", "out of range 1–365 days"),

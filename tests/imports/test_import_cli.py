@@ -46,7 +46,7 @@ def test_import_approve_restore_through_the_cli(install, tmp_path):
     (["rules", "approve", "ffff"], "no rule matches 'ffff'; list them with 'devupdate rules list'"),
     (["rules", "show", "not a guid"], "'not a guid' is not a rule GUID, GUID prefix or Identity"),
     (["test-devices", "add", "x", "--mac", "00-11"], "'00-11' is not a MAC address"),
-    (["config", "set", "MaxLogFileSize", "12"], "MaxLogFileSize='12' refused: out of range 1024 bytes"),
+    (["config", "set", "MaxLogFileSize", "12"], "MaxLogFileSize='12' refused: out of range 1 KiB–1 GiB"),
     (["import", "/nonexistent.cab"], None),
 ])
 def test_failures_are_one_line_with_nonzero_exit(install, args, message):
