@@ -20,7 +20,28 @@ sys.path.insert(0, str(REPO / "tests"))
 PG_URL = os.environ.get("DEVUPDATE_TEST_DATABASE", "")
 
 
+from helpers import tree  # noqa: E402
 from helpers.tools import free_port, require_tool  # noqa: E402,F401 - re-exported for older imports
+
+_TREE = pytest.StashKey["tree.State | None"]()
+
+
+def pytest_sessionstart(session):
+    # tools/screenshots.py writes into docs/screenshots/ on purpose
+    session.config.stash[_TREE] = None if os.environ.get("DEVUPDATE_SCREENSHOTS_DIR") else tree.state(REPO)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when a test wrote into the repository's tree (a temp folder is the place)."""
+    changed = tree.written(REPO, session.config.stash.get(_TREE, None))
+    if changed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "tests wrote into the repository's tree (use tmp_path): " + ", ".join(changed[:10])
+        if reporter is not None:
+            reporter.write("\n" + message + "\n", red=True)
+        else:
+            print(message, file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ when it or the ``playwright`` package is missing.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -30,7 +31,9 @@ V_OLD, V_MID, V_NEW = "4.0.7577.4363", "4.0.7577.4366", "4.0.7577.4372"
 CX600 = ("UCPhone", "Polycom", "CX600", "A", "ENU")
 AASTRA = ("UCPhone", "Aastra", "6725ip", "A", "ENU")
 HP = ("UCPhone", "HP", "4120", "A", "ENU")
-SCREENSHOTS = REPO / "docs" / "screenshots"
+#: where ``tools/screenshots.py`` has the browser tests copy their screenshots (docs/screenshots/);
+#: unset, they stay in the test run's folder and the tracked tree is left alone
+SCREENSHOTS_ENV = "DEVUPDATE_SCREENSHOTS_DIR"
 
 
 def require_browser():
@@ -145,10 +148,12 @@ class Browserless:
 
 
 def save_screenshot(page, name: str, directory: Path) -> Path:
-    """Full-page PNG into the test run's folder and a copy into docs/screenshots/."""
+    """Full-page PNG into the test run's folder; a copy into $DEVUPDATE_SCREENSHOTS_DIR when set."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, SCREENSHOTS / path.name)
+    if os.environ.get(SCREENSHOTS_ENV):
+        target = Path(os.environ[SCREENSHOTS_ENV])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target / path.name)
     return path

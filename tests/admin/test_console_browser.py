@@ -1,8 +1,8 @@
 """The web console in a real browser (system Chromium via Playwright) against ``devupdate serve``:
 sign in, upload a cab with the upload page, approve with the confirmation dialog, see the dashboard
 and the fleet follow, roll back; test devices, inventory search, device logs, the operator's view.
-Screenshots of the dashboard and the rules page (laptop and phone) go to the test run's folder and
-to docs/screenshots/.
+Screenshots of the dashboard and the rules page (laptop and phone) go to the test run's folder;
+``python tools/screenshots.py`` runs this file to refresh docs/screenshots/ with them.
 """
 
 from __future__ import annotations
