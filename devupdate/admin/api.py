@@ -31,6 +31,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from devupdate import numbers
 from devupdate.admin import validation
 from devupdate.errors import DevupdateError, TooLarge
+from devupdate.web.bodies import TOO_LARGE, BodyError, read_all, refuse_encoding
 
 log = logging.getLogger("devupdate.api")
 
@@ -195,14 +196,18 @@ def _is_json_type() -> bool:
     return mimetype == "application/json" or mimetype.endswith("+json")
 
 
+_BODY_CODES = {"incomplete": "incomplete-body", "framing": "malformed-body", "encoding": "unsupported-encoding"}
+
+
 def _read_json_body() -> Any:
     """The parsed JSON body, ``None`` when there is none; malformed → 400, over 1 MiB → 413."""
-    length = request.content_length
-    if length is not None and length > MAX_JSON_BODY:
-        raise TooLarge(f"JSON bodies are limited to {MAX_JSON_BODY} bytes", code="body-too-large")
-    data = request.stream.read(MAX_JSON_BODY + 1)
-    if len(data) > MAX_JSON_BODY:
-        raise TooLarge(f"JSON bodies are limited to {MAX_JSON_BODY} bytes", code="body-too-large")
+    try:
+        refuse_encoding(request.environ)
+        data = read_all(request.stream, limit=MAX_JSON_BODY, announced=request.content_length)
+    except BodyError as exc:
+        if exc.reason == TOO_LARGE:
+            raise TooLarge(f"JSON bodies are limited to {MAX_JSON_BODY} bytes", code="body-too-large") from None
+        raise DevupdateError(exc.message, code=_BODY_CODES[exc.reason], status=exc.status) from None
     if not data.strip():
         return None
     try:
@@ -428,6 +433,10 @@ def import_cab() -> Response:
     if (request.mimetype or "") not in ("", *CAB_MEDIA_TYPES):
         return error_response(415, "unsupported-media-type", "send the .cab itself as the request body "
                               "(Content-Type: application/octet-stream)")
+    try:
+        refuse_encoding(request.environ)
+    except BodyError as exc:
+        return error_response(415, "unsupported-encoding", exc.message)
     rt = runtime()
     result = import_upload(rt.store, rt.settings, request.stream, size=request.content_length,
                            file_name=_upload_name(), actor=principal().actor)

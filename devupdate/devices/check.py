@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from flask import Blueprint, Flask, Response, current_app, request
-from werkzeug.exceptions import BadRequest
 
 from devupdate import metrics
 from devupdate.audit.requestlog import AuditRow, RequestLog, request_modules, response_modules
@@ -28,10 +27,9 @@ from devupdate.devices.request import MAX_REQUEST_BYTES, RequestError, parse_que
 from devupdate.devices.response import render
 from devupdate.devices.snapshot import SnapshotHolder
 from devupdate.devices.users import UserStore
-from devupdate.numbers import is_digits
 from devupdate.selection import DeviceRequest, select
+from devupdate.web.bodies import ENCODING, FRAMING, TOO_LARGE, BodyError, declared_length, read_all, refuse_encoding
 from devupdate.web.errors import render_error
-from devupdate.web.framing import FramingError
 from devupdate.web.network import NetworkPolicy
 
 log = logging.getLogger("devupdate.check")
@@ -84,33 +82,17 @@ def answered_row(address: str, req: DeviceRequest, files, user: str) -> AuditRow
 
 def _read_body(environ: dict) -> bytes:
     """At most ``MAX_REQUEST_BYTES``; a larger declared length is refused before reading anything."""
-    declared = environ.get("CONTENT_LENGTH") or ""
-    length = int(declared) if is_digits(declared) else None
-    if length is not None and length > MAX_REQUEST_BYTES:
-        raise RequestError("TooLarge", f"request body over {MAX_REQUEST_BYTES} bytes", 413)
-    try:  # straight from the server's input (gunicorn bounds it by Content-Length and decodes chunking)
-        return _read_stream(environ["wsgi.input"], length)
-    except FramingError as exc:  # the server could not decode the body (e.g. a malformed chunk size)
-        raise RequestError(exc.error_code, exc.message, exc.status) from None
-    except (OSError, BadRequest):  # the client went away or sent less than it announced
+    try:  # straight from the server's input (it bounds it by Content-Length and decodes chunking)
+        refuse_encoding(environ)
+        return read_all(environ["wsgi.input"], limit=MAX_REQUEST_BYTES, announced=declared_length(environ))
+    except BodyError as exc:
+        if exc.reason == TOO_LARGE:
+            raise RequestError("TooLarge", f"request body over {MAX_REQUEST_BYTES} bytes", 413) from None
+        if exc.reason == FRAMING:  # the server could not decode the body (e.g. a malformed chunk size)
+            raise RequestError(exc.code, exc.message, exc.status) from None
+        if exc.reason == ENCODING:
+            raise RequestError("UnsupportedEncoding", exc.message, 415) from None
         raise RequestError("IncompleteBody", "the request body ended before its announced length") from None
-
-
-def _read_stream(stream, length: int | None) -> bytes:
-    """Read the whole body (``length`` bytes, or a chunked body up to one byte past the limit)."""
-    limit = length if length is not None else MAX_REQUEST_BYTES + 1
-    chunks, total = [], 0
-    while total < limit:
-        chunk = stream.read(min(65536, limit - total))
-        if not chunk:
-            if length is not None:
-                raise BadRequest()  # fewer bytes than announced
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    if total > MAX_REQUEST_BYTES:
-        raise RequestError("TooLarge", f"request body over {MAX_REQUEST_BYTES} bytes", 413)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _query_fields(args) -> dict[str, str]:

@@ -15,6 +15,7 @@ from devupdate.content.areas import INCOMING
 from devupdate.errors import DevupdateError, QuotaFull, TooLarge
 from devupdate.imports.service import ImportResult, import_cab, record_refusal
 from devupdate.settings import Settings
+from devupdate.web.bodies import INCOMPLETE, BodyError, BoundedBody
 from filestore import FileStore, QuotaExceeded, Staged
 
 log = logging.getLogger("devupdate.imports")
@@ -23,23 +24,28 @@ INCOMING_AREA = INCOMING
 
 
 class _LimitedBody:
-    """The request body, refused with 413 as soon as it passes ``limit``; a cut connection → 400."""
+    """The request body (the web kit's bounded reader), its refusals in the import's vocabulary:
+    413 as soon as it passes ``limit``, 400 when cut off, 415 when encoded."""
 
     def __init__(self, stream: BinaryIO, limit: int, announced: int | None):
-        self.stream, self.limit, self.announced, self.total = stream, limit, announced, 0
+        self.limit, self.announced = limit, announced
+        self._body = BoundedBody(stream, limit=None, announced=announced)
+
+    @property
+    def total(self) -> int:
+        return self._body.total
 
     def read(self, size: int = -1) -> bytes:
         try:
-            data = self.stream.read(size if size and size > 0 else 1 << 20)
-        except Exception as exc:  # noqa: BLE001 - OSError, werkzeug's ClientDisconnected, ValueError
-            raise DevupdateError(f"the upload ended early ({type(exc).__name__}); send it again",
-                                 code="incomplete-body") from None
-        self.total += len(data)
+            data = self._body.read(size)
+        except BodyError as exc:
+            if exc.reason == INCOMPLETE and self.announced is not None and "ended after" in exc.message:
+                raise DevupdateError(f"the upload ended after {self.total} of {self.announced} bytes; send it "
+                                     "again", code="incomplete-body") from None
+            raise DevupdateError("the upload ended early (the connection was cut or its framing broke); "
+                                 "send it again", code="incomplete-body") from None
         if self.total > self.limit:
             raise too_large(self.total, self.limit)
-        if not data and self.announced is not None and self.total < self.announced:
-            raise DevupdateError(f"the upload ended after {self.total} of {self.announced} bytes; send it again",
-                                 code="incomplete-body")
         return data
 
 
