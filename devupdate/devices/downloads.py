@@ -18,6 +18,7 @@ come from the content-addressed ``images`` area, so no request path ever becomes
   nginx sends the file itself, ranges included — see ``docs/nginx.md``.
 - Unknown paths and anything that looks like traversal (``..``, ``.``, empty components, ``\\``,
   NUL and other control characters, or ``%2F`` / ``%5C`` / ``%00`` in the raw request URI) → ``404``.
+- Refusals (404, 416, 503) carry the device protocol's XML error body, like every device path.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from devupdate import metrics
 from devupdate.content.areas import IMAGES
 from devupdate.devices.access import guard_request
 from devupdate.selection import DownloadEntry
+from devupdate.web.errors import render_error
 from devupdate.web.ranges import BLOCK, FileSlice, multipart_body, parse_ranges, precondition, range_applies
 
 log = logging.getLogger("devupdate.downloads")
@@ -46,8 +48,9 @@ _RAW_FORBIDDEN = ("%2f", "%5c", "%00")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _refuse(status: int, message: str, **headers: str) -> Response:
-    response = Response(message + "\n", status=status, mimetype="text/plain")
+def _refuse(status: int, code: str, message: str, **headers: str) -> Response:
+    """A refusal in the device protocol's XML error body, like every refusal on a device path."""
+    response = Response(render_error(code, message), status=status, content_type="text/xml; charset=utf-8")
     response.headers["Cache-Control"] = "no-store"
     for name, value in headers.items():
         response.headers[name.replace("_", "-")] = value
@@ -55,7 +58,7 @@ def _refuse(status: int, message: str, **headers: str) -> Response:
 
 
 def _not_found() -> Response:
-    return _refuse(404, "not found")
+    return _refuse(404, "NotFound", "no such file; the download URL comes from the update check's answer")
 
 
 def _suspicious(subpath: str, raw_uri: str) -> bool:
@@ -119,14 +122,15 @@ def serve(side: str, subpath: str) -> Response:
             log.error("download %s: image %s has %d bytes, expected %d; run 'devupdate filestore verify'",
                       subpath, entry.sha256, size, entry.size)
             file.close()
-            return _refuse(503, "image damaged in the store; the administrator has been told")
+            return _refuse(503, "ImageDamaged", "image damaged in the store; the administrator has been told")
         ranges = None
         headers = request.headers
         if request.method == "GET" and "Range" in headers and range_applies(headers, entry.sha256, modified):
             ranges = parse_ranges(headers["Range"], size)
         if ranges == []:
             file.close()
-            response = _refuse(416, "requested range not satisfiable", Content_Range=f"bytes */{size}")
+            response = _refuse(416, "RangeNotSatisfiable", f"no requested range lies within the {size} bytes",
+                               Content_Range=f"bytes */{size}")
             response.headers["Accept-Ranges"] = "bytes"
             return response
         if ranges and len(ranges) == 1:

@@ -150,7 +150,9 @@ def test_full_download_head_and_validators(served):
     for bad in (url + "x", url.replace(VERSION, "4.0.7577.9999"), url.replace("CX600", "CX700"),
                 url.rsplit("/", 1)[0] + "/", server.url + "/DeviceUpdateFiles_Int/UCPhone"):
         status, _, body, _ = curl(bad)
-        assert (status, body) == (404, b"not found\n"), bad
+        assert (status, body) == (404, b'<?xml version="1.0" encoding="utf-8"?>\n<Error><Code>NotFound</Code>'
+                                       b"<Message>no such file; the download URL comes from the update check's "
+                                       b"answer</Message></Error>\n"), bad
 
 
 def test_ranges_single_multi_unsatisfiable_and_resume(served, tmp_path):
