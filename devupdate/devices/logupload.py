@@ -46,6 +46,7 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 from devupdate.devices.access import guard_request
 from devupdate.devices.logs import CLIENT_AREA, canonical_type, check_extension, config_cache, device_id, safe_name
 from devupdate.errors import DevupdateError
+from devupdate.web import bodies
 from devupdate.web.errors import render_error
 from devupdate.web.framing import FramingError
 from filestore import FileStoreError, QuotaExceeded, TooLarge, UnsafePath
@@ -220,6 +221,10 @@ def upload(side: str) -> Response:
         if given is not None and given.strip():
             name = safe_name(given)
             check_extension(name, config["ValidLogFileExtensions"])
+        try:
+            bodies.refuse_encoding(request.environ)  # stored as sent: a gzip body would be a wrong log
+        except bodies.BodyError as exc:
+            return _error(415, "UnsupportedEncoding", exc.message)
         multipart = request.mimetype == "multipart/form-data"
         length = request.content_length
         if length is not None and length > max_size + (MULTIPART_SLACK if multipart else 0):

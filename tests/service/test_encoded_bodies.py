@@ -48,6 +48,11 @@ def test_encoded_bodies_are_refused_in_each_vocabulary(install, live_server, tmp
     assert (upload.status_code, upload.json()["error"]["code"]) == (415, "unsupported-encoding"), upload.text
     assert json.loads(install.cli("rules", "list", "--json").stdout) == []  # nothing imported
 
+    log = requests.post(server.url + "/RequestHandler/Files?type=DiagLog&mac=00-04-F2-AA-BB-CC&name=boot.txt",
+                        data=gzip.compress(b"boot log\n"), headers={"Content-Encoding": "gzip"}, timeout=10)
+    assert log.status_code == 415 and "<Code>UnsupportedEncoding</Code>" in log.text, log.text
+    assert json.loads(install.cli("logs", "list", "--json").stdout) == []  # nothing stored
+
 
 def test_a_chunked_json_body_is_counted_against_the_limit(install, live_server):
     install.cli("db", "upgrade")
