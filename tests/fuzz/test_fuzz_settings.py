@@ -1,26 +1,23 @@
-"""Property tests of settings and configuration values: whatever text or TOML value arrives, it is
-either accepted inside its documented range or refused with an error naming the setting and the
-range — never another exception (OverflowError, TypeError …), never a value outside the range."""
+"""Properties of settings and configuration values (devupdate/ranges.py, settings.py,
+configuration.py): whatever text or TOML value arrives, it is either accepted inside its
+documented range or refused with an error naming the setting and the range — never another
+exception (OverflowError, TypeError …), never a value outside the range."""
 
 from __future__ import annotations
 
 import math
-import os
 import string
 import tomllib
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzzkit import FUZZ, mixed_text, nasty_text
+from hypothesis import given
 from hypothesis import strategies as st
 
 from devupdate import configuration
 from devupdate.errors import DevupdateError, SettingsError
 from devupdate.ranges import parse_size
 from devupdate.settings import RANGES, Settings
-
-EXAMPLES = int(os.environ.get("DEVUPDATE_FUZZ_EXAMPLES") or 60)
-PROPERTY = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 OTHER_DIGITS = "\u0660\u0664\u06f4\u0966\uff11\u00b2\u2155"
 units = st.sampled_from(["", "B", "K", "KB", "KiB", "kib", "M", "MB", "MiB", "G", "GiB", "T", "TiB", "P", "PiB",
@@ -35,8 +32,7 @@ number_text = st.one_of(
     st.sampled_from(["nan", "inf", "-inf", "Infinity", "1e400", "0x10", "1_000", " 12 ", "+5", "-0", "", "."]),
 )
 size_text = st.builds(lambda n, u, space: f"{n}{' ' if space else ''}{u}", number_text, units, st.booleans())
-any_text = st.one_of(number_text, size_text, st.text(max_size=30),
-                     st.text(string.printable, max_size=30))
+any_text = st.one_of(number_text, size_text, mixed_text, nasty_text, st.text(string.printable, max_size=30))
 toml_value = st.one_of(st.integers(-10**30, 10**30), st.floats(allow_nan=True, allow_infinity=True),
                        st.booleans(), any_text)
 
@@ -71,7 +67,7 @@ def _accepted_or_named(name: str, load) -> None:
         assert got > bounds.low
 
 
-@PROPERTY
+@FUZZ
 @given(name=st.sampled_from(sorted(RANGES)), text=any_text)
 def test_environment_numbers(tmp_path_factory, name, text):
     if "\x00" in text:
@@ -80,7 +76,7 @@ def test_environment_numbers(tmp_path_factory, name, text):
     _accepted_or_named(name, lambda: Settings.load({"DEVUPDATE_HOME": str(home), f"DEVUPDATE_{name.upper()}": text}))
 
 
-@PROPERTY
+@FUZZ
 @given(name=st.sampled_from(sorted(RANGES)), value=toml_value)
 def test_config_file_numbers(tmp_path_factory, name, value):
     home = tmp_path_factory.mktemp("home")
@@ -93,7 +89,7 @@ def test_config_file_numbers(tmp_path_factory, name, value):
     _accepted_or_named(name, lambda: Settings.load({"DEVUPDATE_HOME": str(home)}))
 
 
-@PROPERTY
+@FUZZ
 @given(text=any_text)
 def test_sizes_are_integers_or_value_errors(text):
     try:
@@ -103,7 +99,7 @@ def test_sizes_are_integers_or_value_errors(text):
     assert isinstance(size, int) and size >= 0
 
 
-@PROPERTY
+@FUZZ
 @given(key=st.sampled_from(sorted(configuration.OPTIONS)),
        value=st.one_of(any_text, st.integers(-10**40, 10**40), st.floats(allow_nan=True, allow_infinity=True),
                        st.lists(st.sampled_from(["Watson", ".dmp", "x y", "", "\u0664", "a" * 41]), max_size=40)
