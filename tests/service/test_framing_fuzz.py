@@ -143,3 +143,44 @@ def test_server_refusals_on_device_paths_are_the_xml_error(served):
         code, message = xml_error(text)
         assert code and message, (name, text)
     assert "Traceback" not in server.output()
+
+
+def test_ambiguous_framing_is_refused_before_the_app(served):
+    """What could make two parsers disagree about where a body ends (request smuggling) is refused
+    by the server itself, in the device XML error on device paths."""
+    server, _ = served
+    start = b"POST /RequestHandler/ucdevice.upx HTTP/1.1\r\nHost: x\r\n"
+    cases = {
+        "length and chunked": (b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n", 400, "BadFraming"),
+        "two lengths": (b"Content-Length: 3\r\nContent-Length: 3\r\n", 400, "BadContentLength"),
+        "signed length": (b"Content-Length: +3\r\n", 400, "BadContentLength"),
+        "other coding": (b"Transfer-Encoding: gzip, chunked\r\n", 501, "UnsupportedTransferCoding"),
+        "folded header": (b"Content-Length: 3\r\n X-Folded: yes\r\n", 400, "BadHeader"),
+        "space before colon": (b"Content-Length : 3\r\n", 400, "BadHeader"),
+        "bare LF": (b"Content-Length: 3\nX-A: b\r\n", 400, "BadRequest"),
+        "unknown expectation": (b"Content-Length: 3\r\nExpect: teapot\r\n", 417, "ExpectationFailed"),
+    }
+    for name, (headers, want, code) in cases.items():
+        (status, head, text), = responses(exchange(server.port, start + headers + b"\r\nabc"))
+        assert (status, head["content-type"], xml_error(text)[0]) == (want, "text/xml; charset=utf-8", code), name
+    old = (b"POST /RequestHandler/ucdevice.upx HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"3\r\nabc\r\n0\r\n\r\n")
+    (status, _, text), = responses(exchange(server.port, old))
+    assert (status, xml_error(text)[0]) == (400, "BadFraming")
+
+
+def test_pipelined_requests_are_answered_in_order(served):
+    """Several requests in one send (a chunked one among them): each answered, in order, on one connection."""
+    server, _ = served
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(CHECK_BODY), CHECK_BODY)
+    requests = (b"POST /RequestHandler/ucdevice.upx HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(CHECK_BODY), CHECK_BODY) +
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" +
+                b"POST /RequestHandler/ucdevice.upx HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                chunked +
+                b"GET /DeviceUpdateFiles_Int/none/such HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answers = responses(exchange(server.port, requests))
+    assert [status for status, _, _ in answers] == [200, 200, 200, 404]
+    assert b"<NumOfFiles>0</NumOfFiles>" in answers[0][2] and b"<NumOfFiles>0</NumOfFiles>" in answers[2][2]
+    assert json.loads(answers[1][2])["status"] == "ok"
+    assert xml_error(answers[3][2])[0] == "NotFound"
