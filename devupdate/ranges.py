@@ -42,7 +42,8 @@ def parse_size(text: str | int) -> int:
         raise TooManyDigits(f"{len(whole)} digits")
     fraction = fraction[:numbers.MAX_DIGITS]
     factor = _UNITS[unit]
-    return int(whole) * factor + int(fraction or "0") * factor // 10 ** len(fraction)
+    scale: int = 10 ** len(fraction)
+    return int(whole) * factor + int(fraction or "0") * factor // scale
 
 
 def size_text(value: int) -> str:
