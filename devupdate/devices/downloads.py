@@ -10,7 +10,7 @@ come from the content-addressed ``images`` area, so no request path ever becomes
 - ``Range`` (GET only, honouring ``If-Range``): one range → ``206`` with ``Content-Range``;
   several → ``206 multipart/byteranges``; none satisfiable → ``416`` with ``bytes */<size>``.
   More than ``MAX_RANGES`` ranges, ranges adding up to more than the file, or a malformed header
-  are ignored (full ``200``). Ranges and conditionals are the web kit's (``web/ranges.py``).
+  are ignored (full ``200``). Ranges and conditionals are the web kit's (``web/byteranges.py``).
 - Full and single-range bodies go out through ``wsgi.file_wrapper`` with an exact
   ``Content-Length``, so gunicorn sends them with ``sendfile(2)``.
 - ``DEVUPDATE_ACCEL_REDIRECT_PREFIX`` set (e.g. ``/_devupdate_images``): after authorization and
@@ -37,8 +37,8 @@ from devupdate import metrics
 from devupdate.content.areas import IMAGES
 from devupdate.devices.access import guard_request
 from devupdate.selection import DownloadEntry
+from devupdate.web.byteranges import BLOCK, FileSlice, multipart_body, parse_ranges, precondition, range_applies
 from devupdate.web.errors import render_error
-from devupdate.web.ranges import BLOCK, FileSlice, multipart_body, parse_ranges, precondition, range_applies
 
 log = logging.getLogger("devupdate.downloads")
 

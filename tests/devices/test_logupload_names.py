@@ -6,7 +6,7 @@ import pytest
 
 from devupdate.devices.logs import canonical_type, check_extension, device_id, extension, safe_name
 from devupdate.errors import DevupdateError
-from devupdate.web.ranges import parse_ranges
+from devupdate.web.byteranges import parse_ranges
 from filestore.paths import split_relpath
 
 

@@ -1,4 +1,4 @@
-"""Properties of the download request headers (devupdate/web/ranges.py): Range, If-Range and the
+"""Properties of the download request headers (devupdate/web/byteranges.py): Range, If-Range and the
 conditional headers a phone (or anything) may send with a download."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from fuzzkit import FUZZ, mixed_text
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devupdate.web.ranges import MAX_RANGES, parse_ranges, precondition, range_applies
+from devupdate.web.byteranges import MAX_RANGES, parse_ranges, precondition, range_applies
 
 number = st.one_of(st.integers(0, 5000).map(str), st.sampled_from(["", " ", "-1", "1e3", "0x10", "٣", "9" * 25]))
 range_item = st.one_of(st.builds(lambda a, b: f"{a}-{b}", number, number), st.builds(lambda b: f"-{b}", number),
