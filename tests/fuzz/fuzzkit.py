@@ -336,6 +336,22 @@ def updates(draw):
                              version=".".join(str(draw(st.integers(0, 65535))) for _ in range(4)), files=files)
 
 
+# --- download headers (RFC 9110 §13, §14) ---------------------------------------------------------
+
+range_number = st.one_of(st.integers(0, 5000).map(str), st.sampled_from(["", " ", "-1", "1e3", "0x10", "٣", "9" * 25]))
+range_item = st.one_of(st.builds(lambda a, b: f"{a}-{b}", range_number, range_number),
+                       range_number.map(lambda b: f"-{b}"), mixed_text, st.text(string.digits + "-, ", max_size=12))
+range_header = st.one_of(
+    st.lists(range_item, max_size=40).map(lambda items: "bytes=" + ",".join(items)),
+    st.builds(lambda unit, rest: f"{unit}={rest}", st.sampled_from(["bytes", "BYTES", " bytes ", "items", ""]),
+              st.text(string.digits + "-, =", max_size=30)),
+    mixed_text)
+dates = st.one_of(st.sampled_from(["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT",
+                                   "Sun Nov  6 08:49:37 1994", "Mon, 01 Jan 0001 00:00:00 GMT",
+                                   "Fri, 31 Dec 9999 23:59:59 GMT", "Tue, 31 Feb 2026 25:61:61 GMT"]), mixed_text)
+etags = st.one_of(st.sampled_from(['"abc"', 'W/"abc"', "*", '"abc", "def"', 'W/', '"', '""']), mixed_text)
+
+
 # --- cabs ------------------------------------------------------------------------------------------
 
 cab_members = st.dictionaries(

@@ -1,7 +1,8 @@
 """Hypothesis-generated requests to a running ``devupdate serve``: the update check and the log
 upload always answer with the device protocol's XML — ``Response``/``LogUpload`` or an
 ``Error`` with a code and a message — never a 5xx, never another body; what an accepted upload
-stored is exactly what was sent; every check got its audit row; the server logged no traceback.
+stored is exactly what was sent; every check got its audit row; a download answers only the
+file's own path, with exactly its bytes; the server logged no traceback.
 """
 
 from __future__ import annotations
@@ -11,10 +12,23 @@ import http.client
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
-from fuzzkit import EXAMPLES, FUZZ, check_documents, macs, mixed_text, mutate, nasty_text, serials, valid_phones
+from fuzzkit import (
+    EXAMPLES,
+    FUZZ,
+    check_documents,
+    dates,
+    etags,
+    macs,
+    mixed_text,
+    mutate,
+    nasty_text,
+    range_header,
+    serials,
+    valid_phones,
+)
 from hypothesis import event, given, note
 from hypothesis import strategies as st
 
@@ -158,12 +172,45 @@ def device_answer(status: int, headers: dict[str, str], body: bytes, ok: int, ok
     return root
 
 
+@st.composite
+def download_requests(draw, release) -> tuple[str, str, dict[str, str]]:
+    """A file's own path, or one bent: letter case, a segment replaced or inserted (traversal,
+    encoded separators, anything), a doubled slash; with Range and conditional headers."""
+    real = draw(st.sampled_from([row["Url"].split("/", 3)[3] for row in release.expected("Int")]))
+    segments = real.split("/")
+    edit = draw(st.sampled_from(["none", "case", "replace", "insert", "double-slash", "ext-side"]))
+    if edit == "case":
+        segments = [draw(st.sampled_from([seg, seg.lower(), seg.upper()])) for seg in segments]
+    elif edit in ("replace", "insert"):
+        hostile = st.one_of(st.sampled_from(["..", ".", "", "%2e%2e", "%2F", "%5c", "%00", "a%2Fb", "%ff", "~"]),
+                            nasty_text.map(lambda t: quote(t.encode("utf-8", "surrogatepass"), safe="")))
+        at = draw(st.integers(1, len(segments) - 1))
+        segments[at:at + (edit == "replace")] = [draw(hostile)]
+    elif edit == "double-slash":
+        at = draw(st.integers(1, len(segments) - 1))
+        segments.insert(at, "")
+    elif edit == "ext-side":
+        segments[0] = "DeviceUpdateFiles_Ext"
+    headers: dict[str, str] = {}
+    for name, strategy in (("Range", range_header), ("If-Range", st.one_of(dates, etags)),
+                           ("If-None-Match", etags), ("If-Modified-Since", dates), ("If-Match", etags),
+                           ("If-Unmodified-Since", dates)):
+        if draw(st.sampled_from([False, False, False, True] if name != "Range" else [False, True])):
+            headers[name] = header_safe(draw(strategy).encode("utf-8", "replace").decode("latin-1"))
+    return draw(st.sampled_from(["GET", "GET", "HEAD"])), "/" + "/".join(segments), headers
+
+
 @pytest.fixture
-def server(install, live_server, tmp_path):
+def release(install, tmp_path):
     install.cli("db", "upgrade")
     release = import_release(install, tmp_path, V1)[CX600]
     install.cli("rules", "approve", release.rule_id)
     install.cli("users", "add", "phones", "--password-stdin", input="s3cret-pass\n")
+    return release
+
+
+@pytest.fixture
+def server(release, live_server):
     return live_server(workers=2, **server_env())
 
 
@@ -217,6 +264,47 @@ def test_generated_log_uploads_get_xml_answers_and_store_what_was_sent(install, 
             event("201 stored")
 
     upload()
+    assert server.stop() == 0
+    output = server.output()
+    assert "Traceback" not in output and "Internal Server Error" not in output, output[-3000:]
+
+
+def test_generated_downloads_answer_only_the_files_own_path_with_its_bytes(install, server, release):
+    client = Http(server.port)
+    files = {f"/DeviceUpdateFiles_Int/{'/'.join((*release.family, release.version))}/{name}".lower(): data
+             for name, data in release.files.items()}
+
+    @FUZZ
+    @given(download_requests(release))
+    def download(request):
+        method, target, headers = request
+        note(f"{method} {target} {headers}")
+        status, answer_headers, data = client.send(method, target, None, headers)
+        assert status < 500, (status, data[:300])
+        if status in (200, 206, 304, 412):
+            assert unquote(target).lower() in files, f"{target} answered {status}"
+            whole = files[unquote(target).lower()]
+            event(f"{status}")
+            if method == "HEAD" or status in (304, 412):
+                assert data == b""
+            elif status == 200:
+                assert data == whole
+            elif answer_headers["content-type"] == "application/octet-stream":
+                first, last = map(int, answer_headers["content-range"].split(" ")[1].split("/")[0].split("-"))
+                assert data == whole[first:last + 1]
+            else:
+                assert answer_headers["content-type"].startswith("multipart/byteranges; boundary=")
+            return
+        if method == "HEAD":  # the refusal's headers, without its body
+            assert answer_headers.get("content-type") == "text/xml; charset=utf-8" and data == b""
+            event(f"HEAD {status}")
+            return
+        device_answer(status, answer_headers, data, -1, "")
+
+    download()
+    path, data = next(iter(files.items()))  # and the plain request the property bends is answered
+    status, _, body = client.send("GET", path, None, {"Range": "bytes=10-19"})
+    assert (status, body) == (206, data[10:20])
     assert server.stop() == 0
     output = server.output()
     assert "Traceback" not in output and "Internal Server Error" not in output, output[-3000:]
