@@ -178,6 +178,16 @@ def _shown(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "…"
 
 
+def value_schema(name: str, quotas: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The JSON schema of setting ``name``'s API value; with this installation's ``quotas`` the
+    bound :func:`check_value` adds (``MaxLogFileSize`` at most the smaller logs quota) is in it."""
+    schema = OPTIONS[name].value_schema
+    if name == "MaxLogFileSize" and quotas:
+        limit = min(quotas[areas.LOGS_CLIENT], quotas[areas.LOGS_AUDIT])
+        schema = {**schema, "maximum": min(schema["maximum"], limit)}
+    return schema
+
+
 def check_value(name: str, value: object, quotas: Mapping[str, int] | None = None) -> object:
     """``value`` parsed for setting ``name`` and inside its range — the one check behind the CLI,
     the API and the console. With this installation's ``quotas``, ``MaxLogFileSize`` must also

@@ -643,7 +643,7 @@ def filestore_usage() -> Response:
 def openapi_document() -> Response:
     from devupdate.admin.openapi import document
 
-    return json_response(document())
+    return json_response(document(runtime().settings.quotas))
 
 
 _JSON_ENDPOINTS = {f"{bp.name}.{view}" for view in ("add_test_device", "set_test_device", "set_configuration")}

@@ -7,6 +7,7 @@ and the response shapes below — which are the shapes the service functions ret
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 from devupdate.admin import api
@@ -92,7 +93,7 @@ SCHEMAS: dict[str, Any] = {
                                          "anyOf": [STRING, {"type": "number"}, _array(STRING), {"type": "null"}]}}),
                     "additionalProperties": False},
     **{f"{key}Value": {**_object({"Value": option.value_schema}), "additionalProperties": False}
-       for key, option in CONFIG_OPTIONS.items()},
+       for key, option in CONFIG_OPTIONS.items()},  # an installation's own bounds: document(quotas)
     "ConfigChange": _object({"Scope": STRING, "Key": STRING, "Before": ANY, "After": ANY}),
     "Device": _object({
         "DeviceId": STRING, "MACAddress": NULLABLE_STRING, "SerialNumber": NULLABLE_STRING, "DeviceType": STRING,
@@ -176,8 +177,18 @@ def _per_setting(entry: api.Route) -> dict[str, dict[str, Any]]:
     return out
 
 
+def document(quotas: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The document; with an installation's filestore ``quotas``, the setting bounds that depend on
+    them are its own (what ``PUT /configuration/MaxLogFileSize`` takes there)."""
+    return _document(tuple(sorted(quotas.items())) if quotas else ())
+
+
 @functools.cache
-def document() -> dict[str, Any]:
+def _document(quotas: tuple[tuple[str, int], ...]) -> dict[str, Any]:
+    from devupdate.configuration import value_schema
+
+    schemas = {**SCHEMAS, **{f"{key}Value": {**_object({"Value": value_schema(key, dict(quotas))}),
+                                             "additionalProperties": False} for key in CONFIG_OPTIONS}}
     paths: dict[str, dict[str, Any]] = {}
     for entry in api.ROUTES:
         if entry.endpoint == "set_configuration":
@@ -192,7 +203,7 @@ def document() -> dict[str, Any]:
                                 "device logs and filestore usage. Authenticate with 'Authorization: Bearer <token>' "
                                 "(devupdate tokens create NAME --role admin|operator)."},
         "paths": paths,
-        "components": {"schemas": SCHEMAS,
+        "components": {"schemas": schemas,
                        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearerAuth": []}],
     }

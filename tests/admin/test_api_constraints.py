@@ -102,15 +102,15 @@ def test_null_is_a_value_only_where_the_document_says_so(api_app):
     refused = api_app.call("PUT", "/configuration/ValidLogFileExtensions", json={"Value": None})
     assert refused.status_code == 400
     assert refused.json["error"] == {"code": "bad-value", "message": "ValidLogFileExtensions: Value must be a list "
-                                     "— list of .ext"}
+                                     "— 1–100 extensions: '.' and 1–10 letters or digits"}
     accepted = api_app.call("PUT", "/configuration/LogCleanUpTimeOfDay", json={"Value": None})
     assert accepted.status_code == 200 and accepted.json["After"] is None
     # the type each setting takes is its document's: a number of minutes, not a text to parse
     as_text = api_app.call("PUT", "/configuration/LogFlushInterval", json={"Value": "5"})
     assert as_text.status_code == 400 and as_text.json["error"]["message"] == (
-        "LogFlushInterval: Value must be a whole number (digits 0-9) — minutes, 1–60")
+        "LogFlushInterval: Value must be a whole number (digits 0-9) — 1–60 minutes")
     out_of_range = api_app.call("PUT", "/configuration/LogFlushInterval", json={"Value": 61})
-    assert out_of_range.json["error"]["message"] == "LogFlushInterval: Value must be at most 60 — minutes, 1–60"
+    assert out_of_range.json["error"]["message"] == "LogFlushInterval: Value must be at most 60 — 1–60 minutes"
     assert api_app.call("PUT", "/configuration/LogFlushInterval", json={"Value": 60.0}).json["After"] == 60
 
 
@@ -128,6 +128,17 @@ def test_a_body_that_is_not_a_cab_is_refused_and_the_document_says_which_types_a
     imported = api_app.client.post("/api/v1/imports", data=cab,
                                    headers={**auth, "Content-Type": "application/vnd.ms-cab-compressed"})
     assert imported.status_code == 201 and imported.json["Outcome"] == "imported"
+
+
+def test_the_document_states_this_installations_bound_of_a_setting(install):
+    """MaxLogFileSize may not exceed the smaller logs quota: the served document says so."""
+    small = make_api(install, quota_logs_client=10 * 1024**2)
+    served = small.get("/openapi.json").json["components"]["schemas"]["MaxLogFileSizeValue"]
+    assert served["properties"]["Value"]["maximum"] == 10 * 1024**2
+    assert document()["components"]["schemas"]["MaxLogFileSizeValue"]["properties"]["Value"]["maximum"] == 1024**3
+    above = small.call("PUT", "/configuration/MaxLogFileSize", json={"Value": 10 * 1024**2 + 1})
+    assert above.status_code == 400 and "DEVUPDATE_QUOTA_LOGS_CLIENT" in above.json["error"]["message"]
+    assert small.call("PUT", "/configuration/MaxLogFileSize", json={"Value": 10 * 1024**2}).status_code == 200
 
 
 def test_refusals_name_the_parameter_and_what_it_takes(api_app):

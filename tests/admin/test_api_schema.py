@@ -48,7 +48,8 @@ schemathesis.openapi.media_type(api.CAB_MEDIA_TYPES[0], st.integers(0, 11).map(_
 
 @pytest.fixture
 def api_schema(install, tmp_path):
-    api_app = make_api(install)
+    # logs quotas below MaxLogFileSize's own bound: the served document states this installation's
+    api_app = make_api(install, quota_logs_client=10 * 1024**2, quota_logs_audit=20 * 1024**2)
     api_app.upload(cab_for(tmp_path, "4.0.7577.4372", models=(("Polycom", "CX600"), ("HP", "4110"))))
     api_app.call("POST", "/test-devices", json={"Name": "lab", "SerialNumber": "SN1"})
     schema = schemathesis.openapi.from_wsgi(f"{API}/openapi.json", api_app.app)
