@@ -4,8 +4,6 @@ with them here (the update check and the API over HTTP in their own test folders
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
 from devupdate import numbers
@@ -86,9 +84,9 @@ def test_dns_publish_server_port():
 
 
 def test_check_content_length_other_digits():
-    """A Content-Length of other digits is not a length: the body is read as if none was given."""
-    from devupdate.devices.check import _read_body
+    """A Content-Length of other digits is not a length (the body is then read as if none was given)."""
+    from devupdate.web.bodies import declared_length
 
-    body = b"<Request/>"
-    assert _read_body({"CONTENT_LENGTH": "\u0663", "wsgi.input": io.BytesIO(body)}) == body
-    assert _read_body({"CONTENT_LENGTH": "3", "wsgi.input": io.BytesIO(body)}) == body[:3]
+    assert declared_length({"CONTENT_LENGTH": "\u0663"}) is None
+    assert declared_length({"CONTENT_LENGTH": "\uff13\uff10"}) is None
+    assert declared_length({"CONTENT_LENGTH": "30"}) == 30
