@@ -26,6 +26,7 @@ def test_metric_families_created_once_when_first_checks_race(monkeypatch):
 
     monkeypatch.setattr(prometheus_client, "Counter", slow(prometheus_client.Counter))
     monkeypatch.setattr(prometheus_client, "Histogram", slow(prometheus_client.Histogram))
+    monkeypatch.setattr(prometheus_client, "Gauge", slow(prometheus_client.Gauge))
     monkeypatch.setattr(metrics, "_families", None)
     monkeypatch.setattr(metrics, "_children", {})
     start, errors = threading.Barrier(8), []
