@@ -44,7 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.bench_check import LUA, body, free_port, run_wrk, seed, stop, verify, wait_ready  # noqa: E402
+from tools.bench_check import LUA, body, cpu_seconds, free_port, run_wrk, seed, stop, verify, wait_ready  # noqa: E402
 
 CHECK_PATH = "/RequestHandler/ucdevice.upx"
 
@@ -144,6 +144,8 @@ def combine(results: list[dict]) -> dict:
     return {"checks_per_second": round(requests / seconds, 1), "requests": requests,
             "errors": sum(r[k] for r in results for k in ("connect", "read", "write", "status", "timeout")),
             "timeouts": sum(r["timeout"] for r in results),
+            "server_cpu_us_per_check": (round(sum(r["cpu_seconds"] for r in results) / requests * 1e6, 1)
+                                        if requests else None),
             "p50_ms": round(max(r["p50_us"] for r in results) / 1000, 2),
             "p99_ms": round(max(r["p99_us"] for r in results) / 1000, 2),
             "rounds_per_second": [round(r["rps"], 1) for r in results]}
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         bodies_file.write_text("\n".join(bodies) + "\n")
         script.write_text(LUA)
         models = ["devupdate"] + (["gthread"] if args.compare_gthread else [])
-        ports = {}
+        ports, masters = {}, {}
         for model in models:
             port, log = free_port(), home / f"serve-{model}.log"
             command = ([sys.executable, "-m", "devupdate", "serve", "--port", str(port)] if model == "devupdate" else
@@ -201,18 +203,24 @@ def main(argv: list[str] | None = None) -> int:
             run_wrk(f"http://127.0.0.1:{port}", CHECK_PATH, script, bodies_file, 3, args.connections,
                     args.threads)  # warm up
             ports[model] = port
+            masters[model] = procs[-1].pid
 
         runs = {model: {"clean": [], "slow": []} for model in models}
         dropped = {model: 0 for model in models}
         for _ in range(args.rounds):
             for model, port in ports.items():
                 url = f"http://127.0.0.1:{port}"
-                runs[model]["clean"].append(run_wrk(url, CHECK_PATH, script, bodies_file, args.seconds,
-                                                    args.connections, args.threads))
+                master = masters[model]
+                before = cpu_seconds(master)
+                result = run_wrk(url, CHECK_PATH, script, bodies_file, args.seconds, args.connections, args.threads)
+                result["cpu_seconds"] = cpu_seconds(master) - before
+                runs[model]["clean"].append(result)
                 slow = Slowloris(port, args.slow, args.interval).start()
                 try:
+                    before = cpu_seconds(master)
                     result = run_wrk(url, CHECK_PATH, script, bodies_file, args.seconds, args.connections,
                                      args.threads)
+                    result["cpu_seconds"] = cpu_seconds(master) - before
                     result["slow_open_at_end"] = slow.open
                 finally:
                     slow.close()
@@ -247,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{model} worker]")
                 for label, p in (("0 slow sockets", r["clean"]), (f"{args.slow} slow sockets", r["slow"])):
                     print(f"  {label:18} {p['checks_per_second']:9.1f} checks/s   p50 {p['p50_ms']:7.2f} ms   "
-                          f"p99 {p['p99_ms']:8.2f} ms   errors {p['errors']}   timeouts {p['timeouts']}")
+                          f"p99 {p['p99_ms']:8.2f} ms   errors {p['errors']}   timeouts {p['timeouts']}   "
+                          "server CPU " + (f"{p['server_cpu_us_per_check']:.0f} µs/check"
+                                           if p["server_cpu_us_per_check"] is not None else "n/a (no check answered)"))
                 print(f"  ratio slow ÷ clean {r['ratio']:.3f}   per round "
                       f"{' '.join(f'{x:.3f}' for x in r['ratio_per_round'])}   (target ≥ 0.8 and 0 timeouts: "
                       f"{'met' if r['meets_target'] else 'NOT met'})")
@@ -256,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
             if "gthread" in reports:
                 ours, stock = reports["devupdate"]["clean"], reports["gthread"]["clean"]
                 share = ours["checks_per_second"] / stock["checks_per_second"]
-                print(f"clean checks/s, devupdate ÷ gthread worker: {share:.3f}")
+                cpu = stock["server_cpu_us_per_check"] / ours["server_cpu_us_per_check"]
+                print(f"clean checks/s, devupdate ÷ gthread worker: {share:.3f}   server CPU per check, gthread ÷ "
+                      f"devupdate: {cpu:.3f} (less sensitive to other load on the machine)")
         return 0
     finally:
         for proc in procs:

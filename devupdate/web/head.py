@@ -20,7 +20,7 @@ _DIGITS = re.compile(rb"[0-9]{1,19}")
 _FRAMING = (b"content-length", b"transfer-encoding", b"expect")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Head:
     method: str
     path: str
@@ -44,10 +44,10 @@ def path_so_far(buffer: bytes | bytearray) -> str:
 
 def parse(raw: bytes) -> Head:
     """``raw`` ends with the blank line; raises :class:`FramingError` (status 400, 417 or 501)."""
+    if raw.count(b"\n") != raw.count(b"\r\n"):
+        raise FramingError("BadRequest", "bare LF in the request head; lines end with CRLF")
     lines = raw[:-4].split(b"\r\n")
     request_line = lines[0]
-    if b"\n" in raw[:-4].replace(b"\r\n", b""):
-        raise FramingError("BadRequest", "bare LF in the request head; lines end with CRLF")
     parts = request_line.split(b" ")
     if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
         raise FramingError("BadRequestLine", "the request line must be: METHOD target HTTP/1.1")
@@ -60,12 +60,16 @@ def parse(raw: bytes) -> Head:
         if line[:1] in (b" ", b"\t"):
             raise FramingError("BadHeader", "obsolete line folding in the request head")
         name, colon, value = line.partition(b":")
-        if not colon or not _NAME.fullmatch(name):
+        if not colon:
             raise FramingError("BadHeader", f"malformed header line {line[:60]!r}")
         lowered = name.lower()
         if lowered not in _FRAMING:
-            kept.append(line)
+            if lowered.rstrip(b" \t") in _FRAMING:  # "Content-Length : 5": never a framing header by accident
+                raise FramingError("BadHeader", f"malformed header line {line[:60]!r}")
+            kept.append(line)  # every other name is gunicorn's to check (it refuses malformed ones)
             continue
+        if not _NAME.fullmatch(name):
+            raise FramingError("BadHeader", f"malformed header line {line[:60]!r}")
         value = value.strip(b" \t")
         if lowered == b"content-length":
             if length is not None or not _DIGITS.fullmatch(value):

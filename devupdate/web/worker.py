@@ -221,6 +221,8 @@ class DevupdateWorker(ThreadWorker):
         self._local = threading.local()
         self._ssl = gsock.ssl_context(self.cfg) if self.cfg.is_ssl else None
         self._last_sweep = 0.0
+        self._recv_buffer = bytearray(RECV)
+        self._view = memoryview(self._recv_buffer)
         super().init_process()
 
     def load_wsgi(self):
@@ -380,23 +382,24 @@ class DevupdateWorker(ThreadWorker):
     # --- reading requests ---------------------------------------------------------------------------
 
     def _read(self, conn: Conn) -> None:
+        view = self._view
         while conn.state in ("head", "body"):
             try:
-                data = conn.sock.recv(RECV)
+                count = conn.sock.recv_into(self._recv_buffer)  # one reused buffer: no 256 KiB allocation per read
             except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 return
             except (OSError, ssl.SSLError):
                 self._close(conn)
                 return
-            if not data:
+            if not count:
                 conn.eof = True
                 self._ended(conn)
                 return
             if conn.state == "head" and not conn.buf and conn.requests:
                 conn.deadline = time.monotonic() + self.limits.header_timeout  # a kept-alive connection's next request
-            conn.buf += data
+            conn.buf += view[:count]
             self._advance(conn)
-            if len(data) < RECV and not (self._ssl is not None and conn.sock.pending()):
+            if count < RECV and not (self._ssl is not None and conn.sock.pending()):
                 return
 
     def _ended(self, conn: Conn) -> None:
