@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = re.findall(r"(\d+) (passed|failed|error)", proc.stdout)
     counts = {kind: int(n) for n, kind in summary}
     print(f"fuzz: {counts.get('passed', 0)} properties held, {counts.get('failed', 0) + counts.get('error', 0)} "
-          f"falsified, {time.monotonic() - started:.0f} s")
+          f"falsified, {time.monotonic() - started:.0f} s (pytest exit {proc.returncode})")
     return proc.returncode
 
 

@@ -16,7 +16,7 @@ def test_fuzz_runs_the_properties_with_the_given_budget():
     assert proc.stdout.startswith("fuzz: 7 examples per property, seed random\n")
     assert "test_the_device_id_is_a_mac_or_a_serial_or_refused" in proc.stdout
     assert "Stopped because settings.max_examples=7" in proc.stdout
-    assert "fuzz: 1 properties held, 0 falsified, " in proc.stdout
+    assert "fuzz: 1 properties held, 0 falsified, " in proc.stdout and proc.stdout.endswith(" s (pytest exit 0)\n")
 
 
 def test_fuzz_refuses_an_empty_budget():
