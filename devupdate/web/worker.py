@@ -14,8 +14,9 @@ thread, under deadlines:
   (trusted proxies exempt): more are answered ``429`` with ``Retry-After``;
 - larger bodies (image uploads, big logs) stream in a thread, at most half of the threads at a
   time, under the same deadlines; the others wait (``503`` after ``send_timeout``);
-- file downloads: the thread sends the headers, the loop sends the file with ``sendfile`` as fast
-  as the client reads; a client that reads nothing for ``send_timeout`` seconds is dropped.
+- file downloads: the thread sends the headers, the loop sends the file as fast as the client
+  reads (``sendfile``; over TLS block by block); a client that reads nothing for ``send_timeout``
+  seconds is dropped.
 
 Every refusal answers in the vocabulary of its path (:mod:`devupdate.web.errors`).
 """
@@ -108,6 +109,7 @@ class SendJob:
     offset: int
     count: int
     keepalive: bool
+    pending: bytes = b""  # over TLS: read from the file, not yet taken by the TLS layer
 
     def close(self) -> None:
         close = getattr(self.respiter, "close", None)
@@ -634,8 +636,9 @@ class DevupdateWorker(ThreadWorker):
                 self.log.exception("Exception in post_request hook")
 
     def _offload(self, resp, respiter) -> SendJob | None:
-        """Send the headers here; leave the file to the loop (plain HTTP, a known length, a real file)."""
-        if self._ssl is not None or resp.response_length is None or resp.is_chunked() or resp._omits_body:
+        """Send the headers here; leave the file to the loop (a known length, a real file; sendfile on
+        plain HTTP, blocks through TLS otherwise)."""
+        if resp.response_length is None or resp.is_chunked() or resp._omits_body:
             return None
         filelike = getattr(respiter, "filelike", None)
         if filelike is None or not util.has_fileno(filelike):
@@ -651,15 +654,39 @@ class DevupdateWorker(ThreadWorker):
 
     # --- writing from the loop -----------------------------------------------------------------------
 
+    def _send_tls(self, conn: Conn, job: SendJob) -> int | None:
+        """Over TLS there is no sendfile: read a block, hand it to the TLS layer (the same block again
+        until it is taken, as OpenSSL wants); None when the socket cannot take more now."""
+        if not job.pending:
+            job.pending = os.pread(job.fd, min(job.count, 1 << 16), job.offset)
+            if not job.pending:
+                return 0
+        try:
+            n = conn.sock.send(job.pending)
+        except ssl.SSLWantReadError:
+            self._watch(conn, selectors.EVENT_READ)
+            return None
+        except ssl.SSLWantWriteError:
+            self._watch(conn, selectors.EVENT_WRITE)
+            return None
+        self._watch(conn, selectors.EVENT_WRITE)
+        job.pending = job.pending[n:]
+        return n
+
     def _sendfile(self, conn: Conn) -> None:
         job = conn.job
         sent = 0
         while job.count > 0 and sent < 8 << 20:
             try:
-                n = os.sendfile(conn.sock.fileno(), job.fd, job.offset, min(job.count, 1 << 20))
+                if self._ssl is not None:
+                    n = self._send_tls(conn, job)
+                    if n is None:
+                        return
+                else:
+                    n = os.sendfile(conn.sock.fileno(), job.fd, job.offset, min(job.count, 1 << 20))
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
+            except (OSError, ssl.SSLError):
                 n = 0
             if not n:  # the client went away, or the file is shorter than announced
                 job.close()

@@ -10,14 +10,16 @@ are); every wait of the test itself polls for a condition with a bound.
 
 from __future__ import annotations
 
+import hashlib
 import socket
+import ssl
 import threading
 import time
 from xml.etree import ElementTree as ET
 
 import pytest
-from helpers.cabs import make_package, make_update
-from helpers.tools import wait_for
+from helpers.cabs import make_image, make_package, make_update
+from helpers.tools import free_port, wait_for, wait_port
 
 CHECK = (b'<?xml version="1.0" encoding="utf-8"?><Request><DeviceType>UCPhone</DeviceType>'
          b"<MACAddress>00-04-F2-AA-BB-CC</MACAddress><Vendor>Polycom</Vendor><Model>CX600</Model>"
@@ -241,6 +243,57 @@ def test_downloads_read_at_a_crawl_hold_no_thread(install, live_server, big_imag
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_tls_downloads_read_at_a_crawl_hold_no_thread(install, live_server, big_image):
+    """The same over HTTPS (``serve --tls``), where there is no sendfile: the event loop feeds the
+    file to TLS as the client reads, so a stalled client holds no thread, and the bytes are exact."""
+    tls_port = free_port()
+    env = {"DEVUPDATE_TLS_PORT": str(tls_port), "DEVUPDATE_THREADS": "1"}
+    install.cli("cert", "create", **env)
+    live_server(workers=1, args=("--tls",), **env)
+    wait_port(tls_port)
+    context = ssl.create_default_context(cafile=str(install.home / "tls" / "ca.crt"))
+
+    def tls(rcvbuf: int | None = None) -> ssl.SSLSocket:
+        return context.wrap_socket(connect(tls_port, rcvbuf=rcvbuf), server_hostname="localhost")
+
+    stalled = [tls(rcvbuf=4096) for _ in range(3)]
+    try:
+        for sock in stalled:
+            sock.sendall(b"GET " + big_image + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        for _ in range(3):
+            status, _, body = check(tls_port, sock=tls(), timeout=5)
+            assert status == 200, body
+        sock = stalled[0]
+        status, headers, data = read_answer_head(sock, timeout=30)
+        assert status == 200 and int(headers["content-length"]) == 24 * 1024 * 1024
+        digest = hashlib.sha256(data)
+        received = len(data)
+        while received < 24 * 1024 * 1024:
+            chunk = sock.recv(1 << 20)
+            assert chunk, received
+            digest.update(chunk)
+            received += len(chunk)
+        name = big_image.rsplit(b"/", 1)[1].decode()
+        assert digest.hexdigest() == hashlib.sha256(make_image(name, 24 * 1024 * 1024, "4.0.7577.4372")).hexdigest()
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def read_answer_head(sock: socket.socket, timeout: float) -> tuple[int, dict[str, str], bytes]:
+    """An answer's status and headers, and the body bytes that came with them."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    return (int(lines[0].split(" ", 2)[1]),
+            {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}, body)
 
 
 def test_a_download_nobody_reads_is_dropped_after_send_timeout(install, live_server, big_image):
