@@ -42,6 +42,7 @@ from devupdate.packages import (
     scan_package,
 )
 from devupdate.packages.errors import SIZE_CODES
+from devupdate.processes import pid_alive
 from devupdate.rules.lifecycle import bump_generation, rule_key, sync_version_refs
 from devupdate.rules.models import Rule, RuleVersion, VersionFile
 from devupdate.settings import Settings
@@ -339,7 +340,7 @@ def recover_crashed_imports(store: FileStore) -> list[str]:
         same_host = journal.host == host
         if same_host and journal.pid == os.getpid():
             continue
-        dead = same_host and not _pid_alive(journal.pid)
+        dead = same_host and not pid_alive(journal.pid)
         stale = (now - journal.started_at).total_seconds() > JOURNAL_STALE_SECONDS
         if not (dead or stale):
             continue
@@ -349,13 +350,3 @@ def recover_crashed_imports(store: FileStore) -> list[str]:
                     removed.append(sha256)
             journal.delete_instance()
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -24,7 +24,8 @@ def parse_networks(values: Iterable[str], setting: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
-def _in(address: str, networks: tuple[Network, ...]) -> bool:
+def in_networks(address: str, networks: tuple[Network, ...]) -> bool:
+    """``address`` (IPv4, IPv6, IPv4-mapped, with or without a zone) is in one of ``networks``."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
@@ -52,20 +53,20 @@ class NetworkPolicy:
         its client used HTTPS (the proxy's first ``X-Forwarded-Proto`` value)."""
         if url_scheme == "https":
             return True
-        if forwarded_proto and _in(remote_addr or "", self.trusted_proxies):
+        if forwarded_proto and in_networks(remote_addr or "", self.trusted_proxies):
             return forwarded_proto.split(",", 1)[0].strip().lower() == "https"
         return False
 
     def client_address(self, remote_addr: str, forwarded_for: str | None) -> str:
         """The first address, walking X-Forwarded-For right to left, that is not a trusted proxy."""
         address = remote_addr or ""
-        if not forwarded_for or not _in(address, self.trusted_proxies):
+        if not forwarded_for or not in_networks(address, self.trusted_proxies):
             return address
         for hop in reversed([part.strip() for part in forwarded_for.split(",") if part.strip()]):
             address = hop
-            if not _in(hop, self.trusted_proxies):
+            if not in_networks(hop, self.trusted_proxies):
                 break
         return address
 
     def is_internal(self, address: str) -> bool:
-        return _in(address, self.internal)
+        return in_networks(address, self.internal)

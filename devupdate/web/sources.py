@@ -11,7 +11,6 @@ source with few connections unless it shares a bucket with one at the limit).
 
 from __future__ import annotations
 
-import ipaddress
 import mmap
 import multiprocessing
 import os
@@ -19,6 +18,9 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterable
+
+from devupdate.processes import pid_alive
+from devupdate.web.network import in_networks, parse_networks
 
 BUCKETS = 16384
 _OWNER = struct.Struct("q")
@@ -45,7 +47,7 @@ class SourceTable:
             mine = None
             for row in range(self.rows):
                 owner = _OWNER.unpack_from(self._memory, row * self._row_bytes)[0]
-                if owner and owner != os.getpid() and _alive(owner):
+                if owner and owner != os.getpid() and pid_alive(owner):
                     continue
                 if owner:
                     self._clear(row)
@@ -84,31 +86,10 @@ class Exempt:
     """Addresses whose connections are not counted: trusted proxies (one carries many clients)."""
 
     def __init__(self, networks: Iterable[str]):
-        try:
-            self._networks = tuple(ipaddress.ip_network(n.strip(), strict=False) for n in networks)
-        except ValueError as exc:
-            raise ValueError(f"DEVUPDATE_TRUSTED_PROXIES: {exc} (e.g. 10.0.0.0/8 or 192.0.2.7)") from None
+        self._networks = parse_networks(networks, "DEVUPDATE_TRUSTED_PROXIES")
 
     def __call__(self, address: str) -> bool:
-        if not self._networks:
-            return False
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        if ip.version == 6 and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self._networks)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return bool(self._networks) and in_networks(address, self._networks)
 
 
 _table: SourceTable | None = None
