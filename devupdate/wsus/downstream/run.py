@@ -1,0 +1,380 @@
+"""One downstream sync run ([MS-WSUSSS] §3.2.4, spec/wsus.md §5.3, D1–D8).
+
+Phases: authorization → config → categories → updates (or, in ``fault-in`` mode, the needed list)
+→ deployments (``replica``) → release of held revisions → content. Each phase that moves an anchor
+writes it in the transaction that completes the phase, so a run stopped anywhere (``kill -9``
+included) repeats the phase from the old anchor on the next run; that is harmless because revisions
+are keyed by (UpdateID, RevisionNumber) and stored ones are not fetched again.
+
+Faults (§4.2): ``ServerChanged`` — or another ServerId from ``GetRollupConfiguration`` — clears
+the three anchors and starts again from authorization (D7); ``InvalidCookie``, ``CookieExpired`` and
+``InvalidAuthorizationCookie`` redo authorization once per run; ``InvalidParameters`` with
+``Message=filter`` clears that anchor once; ``InternalServerError`` on ``GetUpdateData`` splits the
+batch in halves until the revisions it cannot give are isolated and counted failed. Transient
+failures are retried by the transport (D6).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from devupdate.db import utcnow, write_transaction
+from devupdate.wsus.downstream import apply, deployments, files, messages, needed, phones
+from devupdate.wsus.downstream.messages import Cookie, UpstreamFault
+from devupdate.wsus.downstream.models import UpstreamState
+from devupdate.wsus.downstream.transport import Upstream
+from filestore import FileStore
+
+log = logging.getLogger("devupdate.wsus.downstream")
+
+MODES = ("autonomous", "replica", "fault-in")
+REAUTHORIZE = frozenset(("InvalidCookie", "CookieExpired", "InvalidAuthorizationCookie"))
+SERVER_CHANGED = "ServerChanged"
+
+
+@dataclass
+class Options:
+    upstream: str
+    mode: str = "autonomous"
+    account_name: str = "devupdate"
+    account_guid: str = ""
+    products: tuple[str, ...] = ()
+    classifications: tuple[str, ...] = ()
+    parallel: int = 4
+    actor: str = "sync"
+
+
+@dataclass
+class Summary:
+    upstream: str
+    mode: str
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    held: int = 0
+    released: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    compressed: int = 0
+    deployments: int = 0
+    server_changed: int = 0
+    fault_in: dict[str, Any] = field(default_factory=dict)
+    phones: dict[str, Any] = field(default_factory=dict)
+    files: files.FileCounts = field(default_factory=files.FileCounts)
+    anchors: dict[str, str | None] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    duration: float = 0.0
+
+    def add(self, applied: apply.Applied) -> None:
+        self.new += applied.new
+        self.updated += applied.updated
+        self.unchanged += applied.unchanged
+        self.held += applied.held
+        self.released += applied.released
+        self.failed += applied.failed
+        self.compressed += applied.compressed
+
+    def as_dict(self, traffic: Any = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "Upstream": self.upstream, "Mode": self.mode,
+            "NewRevisions": self.new, "UpdatedRevisions": self.updated, "UnchangedRevisions": self.unchanged,
+            "HeldRevisions": self.held, "ReleasedRevisions": self.released, "FailedRevisions": len(self.failed),
+            "Failures": self.failed[:50], "CompressedBlobs": self.compressed,
+            "Files": self.files.as_dict(), "DeploymentsApplied": self.deployments,
+            "ServerChanged": self.server_changed, "DurationSeconds": round(self.duration, 3),
+            "Anchors": self.anchors}
+        if self.fault_in:
+            out["FaultIn"] = self.fault_in
+        if self.phones:
+            out["PhoneImages"] = self.phones
+        if traffic is not None:
+            out["Requests"] = traffic.requests
+            out["Retries"] = traffic.retries
+            out["ServerBusy"] = traffic.busy
+            out["BackoffSeconds"] = round(traffic.backoff_seconds, 3)
+            out["Operations"] = dict(sorted(traffic.operations.items()))
+        return out
+
+
+def _expired(cookie: Cookie | None) -> bool:
+    if cookie is None:
+        return True
+    try:
+        when = messages.parse_expiration(cookie.expiration)
+    except ValueError:
+        return True
+    return when <= datetime.now(UTC)
+
+
+class Run:
+    def __init__(self, options: Options, upstream: Upstream, store: FileStore, *,
+                 on_content_request: Callable[[str, dict[str, str]], None] | None = None):
+        self.options = options
+        self.upstream = upstream
+        self.store = store
+        self.summary = Summary(options.upstream, options.mode)
+        self.cookie: Cookie | None = None
+        self.config: messages.ConfigData | None = None
+        self.reauthorized = False
+        self.filter_cleared: set[str] = set()
+        self.on_content_request = on_content_request
+        self.category_list: messages.RevisionList | None = None
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def state(self) -> UpstreamState:
+        found = UpstreamState.get_or_none(UpstreamState.url == self.options.upstream)
+        if found is None:
+            with write_transaction():
+                UpstreamState.insert(url=self.options.upstream).on_conflict_ignore().execute()
+            found = UpstreamState.get_by_id(self.options.upstream)
+        return found
+
+    def _save(self, **fields: Any) -> None:
+        """Write these state fields (an anchor only in the transaction completing its phase)."""
+        fields["updated_at"] = utcnow()
+        UpstreamState.update(**fields).where(UpstreamState.url == self.options.upstream).execute()
+
+    def clear_anchors(self, why: str) -> None:
+        log.warning("sync from %s: %s; anchors cleared, starting again from authorization", self.options.upstream, why)
+        with write_transaction():
+            self._save(config_anchor=None, sync_anchor=None, deployment_anchor=None, cookie_data=None,
+                       cookie_expiration=None)
+        self.cookie = None
+
+    # -- the run -------------------------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        restarts = 0
+        while True:
+            try:
+                self._phases()
+                break
+            except UpstreamFault as fault:
+                if fault.error_code == SERVER_CHANGED and restarts < 2:
+                    restarts += 1
+                    self.summary.server_changed += 1
+                    self.clear_anchors("the upstream answered ServerChanged")
+                    continue
+                if fault.error_code in REAUTHORIZE and not self.reauthorized:
+                    self.reauthorized = True
+                    self.cookie = None
+                    with write_transaction():
+                        self._save(cookie_data=None, cookie_expiration=None)
+                    continue
+                raise
+            finally:
+                self.summary.duration = time.monotonic() - self.summary.started
+        state = self.state()
+        self.summary.anchors = {"ConfigAnchor": state.config_anchor, "SyncAnchor": state.sync_anchor,
+                                "DeploymentAnchor": state.deployment_anchor}
+        return self.summary
+
+    def _phases(self) -> None:
+        self._authorize()
+        self._check_server_id()
+        self._config()
+        self._categories()
+        if self.options.mode == "fault-in":
+            self.summary.fault_in = needed.fault_in(self)
+        else:
+            self._updates()
+            if self.options.mode == "replica":
+                self._deployments()
+        applied = apply.Applied()
+        apply.release_held(applied)
+        self.summary.add(applied)
+        if self.options.mode != "fault-in":
+            self._content()
+            self.summary.phones = phones.bring_in(mode=self.options.mode, actor=self.options.actor)
+
+    # -- 1. authorization ----------------------------------------------------------------------------
+
+    def call(self, operation: str, body: bytes, path: str | None = None, namespace: str | None = None) -> Any:
+        service = messages.SERVER_SYNC
+        return self.upstream.call(path or service.paths[0], namespace or service.namespace, operation, body)
+
+    def _authorize(self) -> None:
+        state = self.state()
+        stored = (Cookie(state.cookie_expiration, state.cookie_data)
+                  if state.cookie_data and state.cookie_expiration else None)
+        if stored is not None and not _expired(stored) and self.cookie is None and not self.reauthorized:
+            self.cookie = stored
+            return
+        if self.cookie is not None and not _expired(self.cookie):
+            return
+        found = self.call("GetAuthConfig", messages.get_auth_config())
+        service_url = messages.auth_service_url(found)
+        auth = self.call("GetAuthorizationCookie",
+                         messages.get_authorization_cookie(self.options.account_name, self.options.account_guid),
+                         path=service_url, namespace=messages.DSS_AUTH.namespace)
+        old = None if _expired(stored) else stored
+        self.cookie = messages.cookie(self.call("GetCookie", messages.get_cookie(messages.authorization_cookie(auth),
+                                                                                  old)))
+        with write_transaction():
+            self._save(cookie_expiration=self.cookie.expiration, cookie_data=self.cookie.encrypted_data)
+
+    def _check_server_id(self) -> None:
+        """D7: another ServerId than the one stored means another server (or a rebuilt one)."""
+        try:
+            found = self.call("GetRollupConfiguration", messages.get_rollup_configuration(),
+                              path=messages.REPORTING.paths[0], namespace=messages.REPORTING.namespace)
+        except Exception as exc:  # noqa: BLE001 - an upstream without the rollup service: no ServerId to follow
+            log.info("sync from %s: no ServerId from GetRollupConfiguration (%s)", self.options.upstream, exc)
+            return
+        server_id = messages.rollup_server_id(found)
+        if not server_id:
+            return
+        state = self.state()
+        if state.server_id and state.server_id != server_id:
+            self.summary.server_changed += 1
+            self.clear_anchors(f"the upstream's ServerId changed from {state.server_id} to {server_id}")
+            self._authorize()
+        with write_transaction():
+            self._save(server_id=server_id)
+
+    # -- 2. config -----------------------------------------------------------------------------------
+
+    def _config(self) -> None:
+        assert self.cookie is not None
+        state = self.state()
+        found = self.call("GetConfigData", messages.get_config_data(self.cookie, state.config_anchor))
+        config = messages.config_data(found)
+        if state.config_anchor and not config.languages and state.config != "{}":
+            # a short answer (only what changed since the anchor) keeps the stored languages
+            config = messages.ConfigData(config.catalog_only, config.lazy_sync, config.hosts_psf,
+                                         config.max_updates_per_request, config.new_anchor,
+                                         config.protocol_version, json.loads(state.config).get("Languages", []))
+        self.config = config
+        with write_transaction():
+            self._save(config_anchor=config.new_anchor, config=json.dumps(config.as_dict()),
+                       mode=self.options.mode)
+
+    # -- 3./4. categories and updates ---------------------------------------------------------------------
+
+    def revision_list(self, *, anchor: str | None, get_config: bool, categories: Sequence[tuple[str, bool]] = (),
+                      classifications: Sequence[tuple[str, bool]] = ()) -> messages.RevisionList:
+        assert self.cookie is not None
+        try:
+            found = self.call("GetRevisionIdList", messages.get_revision_id_list(
+                self.cookie, anchor=anchor, get_config=get_config, categories=categories,
+                classifications=classifications))
+        except UpstreamFault as fault:
+            if fault.error_code == "InvalidParameters" and fault.message == "filter" and anchor \
+                    and "sync" not in self.filter_cleared:
+                self.filter_cleared.add("sync")
+                log.warning("sync from %s: the upstream refused the anchor %r; syncing from none",
+                            self.options.upstream, anchor)
+                with write_transaction():
+                    self._save(sync_anchor=None)
+                return self.revision_list(anchor=None, get_config=get_config, categories=categories,
+                                          classifications=classifications)
+            raise
+        return messages.revision_list(found)
+
+    def fetch(self, identities: list[tuple[str, int]]) -> apply.Applied:
+        """GetUpdateData for these revisions in batches, each answer applied in one transaction."""
+        applied = apply.Applied()
+        size = self.config.max_updates_per_request if self.config else 100
+        for start in range(0, len(identities), size):
+            self._fetch_batch(identities[start:start + size], applied, retry_missing=True)
+        return applied
+
+    def _fetch_batch(self, batch: list[tuple[str, int]], applied: apply.Applied, *, retry_missing: bool) -> None:
+        assert self.cookie is not None
+        try:
+            found = self.call("GetUpdateData", messages.get_update_data(self.cookie, batch))
+        except UpstreamFault as fault:
+            if fault.error_code != "InternalServerError":
+                raise
+            if len(batch) == 1:  # isolated: real WSUS answers this for an id it cannot give
+                applied.failed.append({"UpdateID": batch[0][0], "RevisionNumber": str(batch[0][1]),
+                                       "Reason": "InternalServerError from GetUpdateData"})
+                return
+            half = len(batch) // 2
+            self._fetch_batch(batch[:half], applied, retry_missing=retry_missing)
+            self._fetch_batch(batch[half:], applied, retry_missing=retry_missing)
+            return
+        data = messages.update_data(found)
+        wanted = set(batch)
+        got = [update for update in data.updates if update.identity in wanted]
+        apply.apply_batch(got, data.urls, applied)
+        missing = [identity for identity in batch if identity not in {u.identity for u in got}]
+        if missing and retry_missing:
+            self._fetch_batch(missing, applied, retry_missing=False)
+        elif missing:
+            applied.failed += [{"UpdateID": u, "RevisionNumber": str(n), "Reason": "not in the GetUpdateData answer"}
+                               for u, n in missing]
+
+    def _new(self, listed: messages.RevisionList) -> list[tuple[str, int]]:
+        stored = apply.stored_identities(listed.identities)
+        todo = [identity for identity in dict.fromkeys(listed.identities) if identity not in stored]
+        self.summary.unchanged += len(set(listed.identities)) - len(todo)
+        return todo
+
+    def _categories(self) -> None:
+        state = self.state()
+        listed = self.revision_list(anchor=state.sync_anchor, get_config=True)
+        self.category_list = listed
+        self.summary.add(self.fetch(self._new(listed)))
+        if self.options.mode == "fault-in":  # no updates phase: the categories' anchor completes the sync
+            with write_transaction():
+                self._save(sync_anchor=listed.anchor)
+
+    def _updates(self) -> None:
+        state = self.state()
+        previous = set(json.loads(state.selection or "[]"))
+        products = [(uid, uid in previous) for uid in self.options.products]
+        classes = [(uid, uid in previous) for uid in self.options.classifications]
+        listed = self.revision_list(anchor=self.state().sync_anchor, get_config=False, categories=products,
+                                    classifications=classes)
+        self.summary.add(self.fetch(self._new(listed)))
+        # the earlier of the two lists' anchors: a change between them is listed again next time (harmless)
+        anchor = self.category_list.anchor if self.category_list and self.category_list.anchor else listed.anchor
+        with write_transaction():
+            self._save(sync_anchor=anchor, selection=json.dumps(sorted({*self.options.products,
+                                                                        *self.options.classifications})))
+
+    # -- 5. deployments (replica) ---------------------------------------------------------------------------
+
+    def _deployments(self) -> None:
+        assert self.cookie is not None
+        state = self.state()
+        found = self.call("GetDeployments", messages.get_deployments(self.cookie, state.deployment_anchor,
+                                                                     state.sync_anchor))
+        result = messages.deployments(found)
+        with write_transaction():
+            self.summary.deployments += deployments.apply_deployments(result, actor=self.options.actor)
+            self._save(deployment_anchor=result.anchor)
+
+    # -- 6. content --------------------------------------------------------------------------------------
+
+    def _content(self) -> None:
+        config = self.config
+        if config is None:
+            return
+        items = files.wanted(lazy=config.lazy_sync)
+        fetcher = files.Fetcher(self.upstream, self.store, self.summary.files, catalog_only=config.catalog_only,
+                                on_request=self.on_content_request)
+        files.fetch_all(items, fetcher, parallel=self.options.parallel, on_missing=self._ask_upstream)
+
+    def _ask_upstream(self, missing: list[files.Wanted]) -> None:
+        """A 404: ask the upstream to fetch them from its origin (DownloadFiles, ≤ 100 a call)."""
+        assert self.cookie is not None
+        for start in range(0, len(missing), 100):
+            chunk = missing[start:start + 100]
+            try:
+                self.call("DownloadFiles", messages.download_files(self.cookie, [item.sha1 for item in chunk]))
+            except UpstreamFault as fault:
+                if fault.error_code != "FileDigestsMissing":
+                    log.warning("sync from %s: DownloadFiles: %s", self.options.upstream, fault)
+                    continue
+                unknown = set(filter(None, (messages.sha1_hex(part) for part in fault.message.split("|"))))
+                for item in chunk:
+                    if item.sha1 in unknown or not unknown:
+                        files.mark(item.sha1, files.UNAVAILABLE, "FileDigestsMissing from DownloadFiles")

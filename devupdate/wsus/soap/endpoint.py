@@ -1,0 +1,354 @@
+"""The HTTP edge of the SOAP services (spec/wsus.md §2.1, §2.2, §1f): one Flask hook in front of
+routing, because the ``.asmx`` paths match in any case.
+
+For each request to a service path: plain HTTP is refused unless allowed (S5, ``403`` naming the
+setting); ``GET ?wsdl`` returns the shipped WSDL with its address rewritten; a ``POST`` gets its
+body limit from the SOAPAction's operation (the service's largest when the action names none) and
+is refused before reading when it announces more (``413``), or with ``415`` for a
+``Content-Encoding``; then the envelope is parsed under the depth and element caps, the operation
+resolved, a slot taken (else ``ServerBusy``, S8) and the registered handler run. Whatever goes
+wrong after the body arrived is a SOAP fault in the request's version: never a bare ``500``.
+
+Admission (S8, spec/wsus.md §9): every operation is counted in its class (``light`` or ``heavy``,
+its registration's weight), each with its in-flight slots, queue and wait per worker
+(``[wsus] light_in_flight`` … ``heavy_wait``). Under ``devupdate serve`` the event loop admits a
+POST before it takes a thread, classing it by its SOAPAction (no action: ``heavy``, the body
+decides later); a request that finds its class full waits in the loop, and one beyond the queue
+or past the wait gets the ``ServerBusy`` fault from the loop itself, without a thread. A request
+the loop did not admit (a body too large for the loop, another WSGI server) takes its slot here.
+The server's own 5xx refusals and its ``429`` on these paths are SOAP faults too (:func:`_speak`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from functools import cache, lru_cache
+from importlib import resources
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, request
+
+from devupdate import metrics
+from devupdate.web import admission, errors
+from devupdate.web.bodies import BodyError, declared_length, read_all, refuse_encoding, register_path_limit
+from devupdate.web.network import NetworkPolicy, in_networks
+from devupdate.wsus.client import auth, printers, reporting, sync_ops  # noqa: F401 - they register their operations
+from devupdate.wsus.soap import envelope as soap
+from devupdate.wsus.soap import getconfig, ping  # noqa: F401 - they register their operations
+from devupdate.wsus.soap.registry import HEAVY, LIGHT, WEIGHTS, Call, handler_for, weight_of
+from devupdate.wsus.soap.services import (
+    Service,
+    action_of,
+    operation_named,
+    resolve,
+    service_for,
+)
+from devupdate.wsus.upstream import access
+from devupdate.wsus.upstream import auth_ops as upstream_auth  # noqa: F401 - they register their operations
+from devupdate.wsus.upstream import deployments as upstream_deployments  # noqa: F401 - they register theirs
+from devupdate.wsus.upstream import rollup as upstream_rollup  # noqa: F401 - they register their operations
+from devupdate.wsus.upstream import sync_ops as upstream_sync  # noqa: F401 - they register their operations
+
+log = logging.getLogger("devupdate.wsus.soap")
+bp = Blueprint("wsus_soap", __name__)
+EXTENSION = "wsus_soap"
+
+
+class SoapEdge:
+    def __init__(self, settings: Any, network: NetworkPolicy, database_ok: Callable[[], bool]):
+        self.settings, self.network, self.database_ok = settings, network, database_ok
+        self.sync_networks = access.networks(settings)  # S6: a bad value stops the start
+        self.gates = {weight: admission.Gate(weight, admission.Capacity(*settings.wsus_admission(weight)))
+                      for weight in WEIGHTS}
+
+    def body_limit(self, service: Service, operation: str | None) -> int:
+        classes = [service.body_class_of(operation)] if operation else service.body_classes_used
+        return max(getattr(self.settings, f"wsus_max_body_{cls}") for cls in classes)
+
+    def path_limit(self, path: str) -> int | None:
+        """The largest body any operation of the service at ``path`` accepts (for the event loop)."""
+        service = service_for(path.split("?", 1)[0])
+        return None if service is None else self.body_limit(service, None)
+
+    def classify(self, method: str, path: str, header: Callable[[str], str | None]) -> admission.Claim | None:
+        """The event loop's question for a request that has fully arrived: which gate, and how to
+        turn it away. Only POSTs to a service path are gated."""
+        service = service_for(path)
+        if service is None or method != "POST":
+            return None
+        content_type = header("Content-Type") or ""
+        action = action_of(header("SOAPAction"), content_type)
+        named = operation_named(service, action) if action else None
+        # no action: the body decides, later (count it heavy); an action naming nothing: a fault at once
+        weight = weight_of(service, named) if named else HEAVY if not action else LIGHT
+        gate = self.gates[weight]
+        operation = named or "-"
+
+        def refuse(reason: str, waited: float, close: bool) -> bytes:
+            version = soap.version_of(content_type)
+            busy(service.key, operation, weight, reason, waited)
+            fault_id = str(uuid.uuid4())
+            log.info("SOAP fault %s on %s: ServerBusy (%s class %s after %.3f s)", fault_id, path, weight,
+                     reason, waited)
+            method_ = action or (service.action(named) if named else "")
+            head, tail = _busy_answer(version, method_ if service.faults_name_method and method_ else None, close)
+            return head + fault_id.encode() + tail
+
+        return admission.Claim(gate, refuse, lambda waited: _count(metrics.soap_waited, weight, waited))
+
+
+@lru_cache(maxsize=512)
+def _busy_answer(version: str, method: str | None, close: bool) -> tuple[bytes, bytes]:
+    """The whole HTTP answer with the ServerBusy fault of ``version`` and ``method``, before and
+    after its ID, made once: the loop answers a flood with it, and each answer only needs its new
+    GUID (always 36 characters, so the Content-Length holds)."""
+    marker = "00000000-0000-0000-0000-00000000cafe"
+    body = soap.render_fault(version, soap.SoapFault(soap.SERVER_BUSY, ""), marker, method)
+    answer = errors.response(500, soap.CONTENT_TYPES[version], body, cache="private", close=close)
+    head, _, tail = answer.partition(marker.encode())
+    return head, tail
+
+
+def busy(service: str, operation: str, weight: str, reason: str, waited: float) -> None:
+    """Count a request turned away by admission control (it is a ServerBusy answer, too)."""
+    _count(metrics.soap_rejected, service, operation, weight, reason)
+    _count(metrics.soap_waited, weight, waited)
+    _count(metrics.soap_answered, service, operation, soap.SERVER_BUSY, waited)
+
+
+def _count(record: Callable[..., None], *args: Any) -> None:
+    try:
+        record(*args)
+    except Exception:  # noqa: BLE001 - counting must never cost the answer
+        log.exception("SOAP metrics failed")
+
+
+def install(app: Flask, runtime: Any) -> None:
+    edge = SoapEdge(runtime.settings, app.extensions["network"], _database_ok)
+    app.extensions[EXTENSION] = edge
+    register_path_limit(EXTENSION, edge.path_limit)
+    admission.register(EXTENSION, edge.classify)
+    errors.register_vocabulary(EXTENSION, _speak)
+    app.register_blueprint(bp)
+
+
+def _database_ok() -> bool:
+    from devupdate import db
+
+    try:
+        db.database.execute_sql("SELECT 1")
+        return True
+    except Exception:  # noqa: BLE001 - any failure is "unreachable" for Ping
+        return False
+
+
+def _plain(status: int, message: str, **headers: str) -> Response:
+    response = Response(message.rstrip("\n") + "\n", status=status, content_type="text/plain; charset=utf-8")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(headers)
+    return response
+
+
+@bp.before_app_request
+def _soap_request() -> Response | None:
+    service = service_for(request.path)
+    if service is None:
+        return None
+    edge: SoapEdge = current_app.extensions[EXTENSION]
+    environ = request.environ
+    https = edge.network.is_https(environ.get("wsgi.url_scheme", "http"), request.remote_addr or "",
+                                  request.headers.get("X-Forwarded-Proto"))
+    if not https and not edge.settings.wsus_allow_http_soap:
+        return _plain(403, f"{service.paths[0]} is served over HTTPS only (devupdate serve --tls, port "
+                           f"{edge.settings.tls_port}); to allow plain HTTP set DEVUPDATE_WSUS_ALLOW_HTTP_SOAP=true")
+    if request.method in ("GET", "HEAD"):
+        if "wsdl" in {key.lower() for key in request.args}:
+            return _wsdl(service, edge, https)
+        return _plain(405, f"POST a SOAP envelope to {service.paths[0]}, or GET {service.paths[0]}?wsdl",
+                      Allow="GET, HEAD, POST")
+    if request.method != "POST":
+        return _plain(405, f"POST a SOAP envelope to {service.paths[0]}", Allow="GET, HEAD, POST")
+    started = time.perf_counter()
+    outcome: dict[str, str] = {}
+    response = _post(service, edge, https, outcome)
+    admitted = request.environ.get(admission.ADMITTED)
+    if isinstance(admitted, admission.Slot):  # the answer is ready: the slot is free before it is sent
+        if response.is_streamed:  # ... unless it is still to be read from the database while it is sent
+            response.call_on_close(admitted.release)
+        else:
+            admitted.release()
+    if "counted" not in outcome:
+        _count(metrics.soap_answered, service.key, outcome.get("operation", "-"), outcome.get("outcome", "refused"),
+               time.perf_counter() - started)
+    return response
+
+
+def _post(service: Service, edge: SoapEdge, https: bool, outcome: dict[str, str]) -> Response:
+    """The answer to a POST; ``outcome`` is told the operation and ok / the fault's ErrorCode."""
+    environ = request.environ
+    content_type = request.headers.get("Content-Type", "")
+    action = action_of(request.headers.get("SOAPAction"), content_type)
+    version = soap.version_of(content_type)
+    named = operation_named(service, action) if action else None
+    method = action  # a fault's Method: the action sent, else the body's operation's
+    try:
+        refuse_encoding(environ)
+        body = read_all(environ["wsgi.input"], limit=edge.body_limit(service, named),
+                        announced=declared_length(environ))
+    except BodyError as exc:
+        log.info("SOAP %s refused: %s", request.path, exc.message)
+        outcome["outcome"] = f"http-{exc.status}"
+        return _plain(exc.status, exc.message)
+    try:
+        parsed = soap.parse_envelope(body, max_depth=edge.settings.wsus_max_xml_depth,
+                                     max_elements=edge.settings.wsus_max_xml_elements)
+        version = parsed.version
+        if not method and parsed.name in service.operations:
+            method = service.action(parsed.name)
+        operation = resolve(service, action, parsed)
+        outcome["operation"] = operation
+        if len(body) > edge.body_limit(service, operation):  # the action named none, or another one
+            outcome["outcome"] = "http-413"
+            return _plain(413, f"the body is {len(body)} bytes, above the limit of "
+                               f"{edge.body_limit(service, operation)} for {operation}")
+        client_address = edge.network.client_address(request.remote_addr or "", request.headers.get("X-Forwarded-For"))
+        authorization = request.headers.get("Authorization", "")
+        verified = (in_networks(request.remote_addr or "", edge.network.trusted_proxies)
+                    and request.headers.get("X-SSL-Client-Verify", "").strip().upper() == "SUCCESS")
+        if access.guarded(service.key, operation):
+            access.check(edge.settings, edge.sync_networks, client_address, authorization, verified)
+        handler = handler_for(service, operation)
+        if handler is None:
+            log.info("SOAP %s %s: not implemented yet", service.key, operation)
+            raise soap.invalid("SOAPAction")
+        call = Call(service, operation, parsed, edge.settings, https, content_type, client_address, edge.database_ok,
+                    authorization, verified)
+        gate = None if environ.get(admission.ADMITTED) else edge.gates[weight_of(service, operation)]
+        if gate is not None:
+            try:
+                _count(metrics.soap_waited, gate.name, gate.enter())
+            except admission.Busy as refused:
+                busy(service.key, operation, gate.name, refused.reason, refused.waited)
+                outcome["counted"] = "yes"
+                raise soap.SoapFault(soap.SERVER_BUSY, "") from None
+        _count(metrics.soap_working, service.key, operation, 1)
+        streamed = False
+        try:
+            answer = handler(call)
+            streamed = soap.is_streamed(answer)
+        finally:
+            _count(metrics.soap_working, service.key, operation, -1)
+            if gate is not None and not streamed:
+                gate.release()
+        outcome["outcome"] = "ok"
+        if streamed:  # the lists are read while the answer is written: the slot is held until it is sent
+            response = _streamed(version, answer, service.operation_namespace(operation))
+            if gate is not None:
+                response.call_on_close(gate.release)
+            return response
+        payload = soap.render_response(version, answer, service.operation_namespace(operation))
+        return _soap_response(200, version, payload)
+    except access.Refused as refused:
+        log.info("SOAP %s %s refused: %s", service.key, outcome.get("operation", "-"), refused)
+        outcome["outcome"] = "http-403"
+        return _plain(403, str(refused))
+    except soap.SoapFault as fault:
+        outcome["outcome"] = fault.error_code
+        return _fault(service, version, fault, method)
+    except Exception as exc:  # noqa: BLE001 - every failure still answers an envelope (S8)
+        from peewee import InterfaceError, OperationalError
+
+        if isinstance(exc, OperationalError | InterfaceError):  # database away or locked: retry later
+            log.warning("SOAP %s: database unavailable (%s); answering ServerBusy", request.path, exc)
+            outcome["outcome"] = soap.SERVER_BUSY
+            return _fault(service, version, soap.SoapFault(soap.SERVER_BUSY, ""), method)
+        fault_id = str(uuid.uuid4())
+        outcome["outcome"] = soap.INTERNAL_SERVER_ERROR
+        log.exception("SOAP %s failed; fault ID %s", request.path, fault_id)
+        return _fault(service, version, soap.SoapFault(soap.INTERNAL_SERVER_ERROR, ""), method, fault_id)
+
+
+def _fault(service: Service, version: str, fault: soap.SoapFault, method: str, fault_id: str = "") -> Response:
+    fault_id = fault_id or str(uuid.uuid4())
+    log.info("SOAP fault %s on %s: %s %s", fault_id, request.path, fault.error_code, fault.message)
+    return _soap_response(500, version, soap.render_fault(version, fault, fault_id,
+                                                          method if service.faults_name_method and method else None))
+
+
+def _streamed(version: str, answer: soap.El, namespace: str) -> Response:
+    """A 200 answer written while its lists are read (no Content-Length: chunked). A failure half-way
+    cannot become a fault any more: it is logged and the connection dropped, so the downstream sees
+    a broken answer and retries, never a short list that looks complete."""
+    path = request.path
+
+    def chunks():
+        try:
+            yield from soap.render_stream(version, answer, namespace)
+        except GeneratorExit:
+            raise
+        except Exception:
+            log.exception("SOAP %s: the streamed answer failed half-way; the connection is dropped", path)
+            raise
+
+    response = Response(chunks(), status=200, content_type=soap.CONTENT_TYPES[version])
+    response.headers["Cache-Control"] = "private"
+    return response
+
+
+def _soap_response(status: int, version: str, payload: bytes) -> Response:
+    response = Response(payload, status=status, content_type=soap.CONTENT_TYPES[version])
+    response.headers["Cache-Control"] = "private"
+    return response
+
+
+#: the server's own refusals on a service path that answer as SOAP faults (HTTP 500, §4.1), by status:
+#: load (429 too many connections from one address, 503 no upload slot) is ServerBusy, a defect
+#: InternalServerError, a transfer coding this server does not speak a request error. The other
+#: 4xx refusals (400, 408, 413, 414, 415, 417, 431) stay HTTP statuses, as S1 wants for 413/415 and
+#: as IIS answers them before WSUS sees the request: there is no SOAP request to fault yet.
+_SPOKEN = {429: (soap.SERVER_BUSY, ""), 503: (soap.SERVER_BUSY, ""), 500: (soap.INTERNAL_SERVER_ERROR, ""),
+           501: (soap.INVALID_PARAMETERS, "Transfer-Encoding")}
+
+
+def _speak(path: str, status: int, code: str, message: str,
+           header: Callable[[str], str | None]) -> tuple[int, str, bytes] | None:
+    """A refusal of the server (not the application) on a service path, as a SOAP fault when it is
+    a 5xx or load; ``None`` leaves it to the plain-text form."""
+    service = service_for(path)
+    if service is None or status not in _SPOKEN and status < 500:
+        return None
+    error_code, fault_message = _SPOKEN.get(status, (soap.INTERNAL_SERVER_ERROR, ""))
+    content_type = header("Content-Type") or ""
+    version = soap.version_of(content_type)
+    action = action_of(header("SOAPAction"), content_type)
+    fault_id = str(uuid.uuid4())
+    log.info("SOAP fault %s on %s: %s for the server's %s %s (%s)", fault_id, path, error_code, status, code,
+             message)
+    operation = operation_named(service, action) if action else None
+    _count(metrics.soap_answered, service.key, operation or "-", error_code, 0.0)
+    body = soap.render_fault(version, soap.SoapFault(error_code, fault_message), fault_id,
+                             action if service.faults_name_method and action else None)
+    return 500, soap.CONTENT_TYPES[version], body
+
+
+_ADDRESS = re.compile(r'(<soap(?:12)?:address\s+location=")[^"]*(")')
+
+
+@cache
+def _wsdl_text(name: str) -> str:
+    return (resources.files("devupdate.wsus.soap") / "wsdl" / name).read_text("utf-8")
+
+
+def _wsdl(service: Service, edge: SoapEdge, https: bool) -> Response:
+    """The service's WSDL with every ``soap:address`` set to this server's public URL (the external
+    one over HTTPS, the internal one over plain HTTP) — never built from ``Host``."""
+    base = (edge.settings.public_external_url if https else edge.settings.public_internal_url).rstrip("/")
+    location = (base + service.paths[0]).replace("&", "&amp;").replace('"', "&quot;")
+    body = _ADDRESS.sub(lambda match: match.group(1) + location + match.group(2), _wsdl_text(service.wsdl))
+    response = Response(body.encode(), status=200, content_type="text/xml; charset=utf-8")
+    response.headers["Cache-Control"] = "private"
+    return response
