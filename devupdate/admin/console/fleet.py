@@ -1,0 +1,203 @@
+"""What the fleet looks like and what an action would change for it: the aggregates the web console's
+dashboard shows and the JSON API can serve — plain functions over the rules, the inventory and the
+compliance view, no Flask.
+
+- :func:`awaiting_approval` — rules with a pending version;
+- :func:`devices_seen` — devices that checked in during the last hours;
+- :func:`version_distribution` — installed versions per model and update type (the dashboard chart);
+- :func:`summary` — all of the above for the dashboard, with filestore usage;
+- :func:`preview` — the sentence a confirmation states before approve / reset / restore
+  ("All Polycom CX600 ENU phones will be offered CPE 4.0.7577.4366 (downgrade from 4.0.7577.4372)").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import peewee
+
+from devupdate.db import tuples, utcnow
+from devupdate.devices.inventory import Device
+from devupdate.packages.description import version_key
+from devupdate.rules.models import Rule
+
+ACTIONS = ("approve", "reset", "restore")
+UNKNOWN = "unknown"
+
+
+def awaiting_approval() -> list[Rule]:
+    """Rules with a pending version, oldest import first."""
+    return list(Rule.select().where(Rule.pending_version.is_null(False))
+                .order_by(Rule.pending_at, Rule.brand, Rule.model, Rule.locale))
+
+
+def devices_seen(hours: int = 24, *, now: dt.datetime | None = None) -> dict[str, int]:
+    """How many known devices checked for updates in the last ``hours`` (by network side)."""
+    since = (now or utcnow()) - dt.timedelta(hours=hours)
+    counts: dict[str, int] = dict(tuples(Device.select(Device.network, peewee.fn.COUNT(Device.id))
+                                         .where(Device.last_seen >= since).group_by(Device.network)))
+    return {"Hours": hours, "Devices": sum(counts.values()), "Internal": counts.get("internal", 0),
+            "External": counts.get("external", 0), "Known": Device.select().count()}
+
+
+def _sort_versions(versions: Counter, approved: set[str]) -> list[dict[str, Any]]:
+    def order(version: str):
+        key = version_key(version)
+        return (version == UNKNOWN, isinstance(key, str), tuple(-part for part in key) if isinstance(key, tuple)
+                else (), str(key))
+    return [{"Version": version, "Devices": count, "Approved": version in approved}
+            for version, count in sorted(versions.items(), key=lambda item: order(item[0]))]
+
+
+def version_distribution(groups: Iterable[tuple[dict[str, Any], int]]) -> list[dict[str, Any]]:
+    """Installed versions per (Brand, Model, UpdateType), from ``(compliance row, devices)`` pairs
+    (``compliance.fleet_groups()``, or ``(row, 1)`` per ``compliance.list_devices()`` row).
+
+    Managed devices count the version the compliance view found for each rule (``unknown`` when
+    the device did not report the module); devices no approved rule covers count the modules they
+    reported, by file stem (``CPE.nbt`` → ``CPE``). ``Approved`` marks approved versions, listed even
+    when no device runs them yet.
+    """
+    counts: dict[tuple[str, str, str], Counter] = defaultdict(Counter)
+    approved: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    names: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+    for row, devices in groups:
+        entries = [(u["UpdateType"], u["InstalledVersion"] or UNKNOWN, u["ApprovedVersion"]) for u in row["Updates"]]
+        if not entries:
+            entries = [(name.rsplit(".", 1)[0], version, None) for name, version in row["Versions"].items()]
+        for update_type, installed, approved_version in entries:
+            key = (row["Brand"].lower(), row["Model"].lower(), update_type.lower())
+            names.setdefault(key, (row["Brand"], row["Model"], update_type))
+            counts[key][installed] += devices
+            if approved_version:
+                approved[key].add(approved_version)
+    rows = []
+    for key in sorted(counts):
+        for version in approved[key]:
+            counts[key][version] += 0  # an approved version nobody runs yet is still shown, with 0
+        brand, model, update_type = names[key]
+        rows.append({"Brand": brand, "Model": model, "UpdateType": update_type,
+                     "Devices": sum(counts[key].values()), "ApprovedVersions": sorted(approved[key]),
+                     "Versions": _sort_versions(counts[key], approved[key])})
+    return rows
+
+
+def family_devices(rule: Rule) -> int:
+    """Known devices of the rule's family (``*`` locale: every locale)."""
+    query = Device.select().where(
+        (peewee.fn.LOWER(Device.device_type) == rule.device_type.lower())
+        & (peewee.fn.LOWER(Device.brand) == rule.brand.lower())
+        & (peewee.fn.LOWER(Device.model) == rule.model.lower())
+        & (peewee.fn.LOWER(Device.revision) == rule.revision.lower()))
+    if rule.locale != "*":
+        query = query.where(peewee.fn.LOWER(Device.locale) == rule.locale.lower())
+    return query.count()
+
+
+def family_device_counts(rules: list[Rule]) -> dict[str, int]:
+    """Known devices per rule (by rule id), from one grouped query over the inventory."""
+    lower = peewee.fn.LOWER
+    columns = (lower(Device.device_type), lower(Device.brand), lower(Device.model), lower(Device.revision),
+               lower(Device.locale))
+    counts: dict[tuple, int] = {}
+    for *family, count in tuples(Device.select(*columns, peewee.fn.COUNT(Device.id)).group_by(*columns)):
+        counts[tuple(family)] = count
+    result = {}
+    for rule in rules:
+        key = (rule.device_type.lower(), rule.brand.lower(), rule.model.lower(), rule.revision.lower())
+        result[rule.id] = sum(count for family, count in counts.items()
+                              if family[:4] == key and (rule.locale == "*" or family[4] == rule.locale.lower()))
+    return result
+
+
+def _direction(new: str, old: str | None) -> str:
+    if old is None:
+        return "nothing approved before"
+    new_key, old_key = version_key(new), version_key(old)
+    if new_key == old_key:
+        return f"same version as {old}"
+    if type(new_key) is type(old_key):
+        return f"{'upgrade' if new_key > old_key else 'downgrade'} from {old}"  # type: ignore[operator]
+    return f"replacing {old}"
+
+
+def family_label(rule: Rule) -> str:
+    """'Polycom CX600 ENU phones', 'Aastra 6725ip phones (every locale)'."""
+    noun = "phones" if rule.device_type.lower() == "ucphone" else f"{rule.device_type} devices"
+    if rule.locale == "*":
+        return f"{rule.brand} {rule.model} {noun} (every locale)"
+    return f"{rule.brand} {rule.model} {rule.locale} {noun}"
+
+
+def state_token(rule: Rule) -> str:
+    """The rule's versions as one string: a confirmation carries it so a changed rule is noticed."""
+    return "|".join(v or "-" for v in (rule.approved_version, rule.pending_version, rule.restore_version))
+
+
+def preview(rule: Rule, action: str, *, known_devices: int | None = None) -> dict[str, Any]:
+    """What ``action`` would change, in words: ``Summary`` (what the fleet receives afterwards),
+    ``Details`` (test devices, the restore version), ``Allowed`` and, when not allowed, ``Reason``
+    (the lifecycle's precondition, stated before anyone clicks)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+    fleet = family_label(rule)
+    what = f"{rule.update_type} "
+    approved, pending, restore = rule.approved_version, rule.pending_version, rule.restore_version
+    details: list[str] = []
+    if known_devices is not None:
+        details.append(f"{known_devices} such device{'s' if known_devices != 1 else ''} checked in so far.")
+    if action == "approve":
+        if pending is None:
+            return _refused(rule, action, "there is no pending version to approve; import a package first")
+        summary = f"All {fleet} will be offered {what}{pending} ({_direction(pending, approved)})."
+        if approved is not None:
+            details.append(f"{approved} becomes the restore version: rolling back returns to it.")
+        else:
+            details.append("There will be no restore version: rolling back would withdraw the update.")
+    elif action == "reset":
+        if pending is None:
+            return _refused(rule, action, "there is no pending version to reject")
+        if approved is None:
+            summary = (f"Pending {pending} is rejected. Nobody will be offered anything for this rule: "
+                       "it has no approved version.")
+        else:
+            summary = (f"Pending {pending} is rejected. All {fleet} keep being offered {what}{approved}; "
+                       f"test devices go back to it.")
+    else:
+        if approved is None:
+            return _refused(rule, action, "there is no approved version to roll back")
+        if restore is None:
+            summary = (f"Nobody will be offered anything for this rule: {approved} is withdrawn and there "
+                       "is no earlier version to return to.")
+        else:
+            summary = f"All {fleet} will be offered {what}{restore} ({_direction(restore, approved)})."
+            details.append("No restore version will remain: rolling back again would withdraw the update.")
+        if pending is not None:
+            details.append(f"Test devices keep being offered the pending {pending}.")
+    return {"Action": action, "Allowed": True, "Summary": summary, "Details": details, "State": state_token(rule)}
+
+
+def _refused(rule: Rule, action: str, reason: str) -> dict[str, Any]:
+    return {"Action": action, "Allowed": False, "Summary": "", "Details": [], "Reason": reason,
+            "State": state_token(rule)}
+
+
+def summary(store, service_name: str, *, hours: int = 24) -> dict[str, Any]:
+    """Everything the dashboard shows, in one call: rules awaiting approval, devices seen, the
+    compliance counts, the version distribution and the filestore usage per area."""
+    from devupdate.content.usage import usage_rows
+    from devupdate.devices.compliance import fleet_groups
+    from devupdate.rules.lifecycle import rule_dict
+
+    groups = fleet_groups()
+    compliance: Counter = Counter()
+    for row, devices in groups:
+        compliance[row["Status"]] += devices
+    return {"AwaitingApproval": [rule_dict(rule, service_name) for rule in awaiting_approval()],
+            "DevicesSeen": devices_seen(hours),
+            "Compliance": dict(compliance),
+            "VersionDistribution": version_distribution(groups),
+            "Storage": usage_rows(store)}

@@ -1,0 +1,1 @@
+"""Moving to devupdate from another server: ``devupdate migrate lync`` (lync.py, lyncexport.py)."""
