@@ -10,7 +10,7 @@ from flask import Flask, jsonify
 from devupdate import db
 from devupdate.devices.failures import FailureLimiter
 from devupdate.devices.snapshot import SnapshotHolder
-from devupdate.devices.users import DatabaseUserStore, HashGate
+from devupdate.devices.users import HashGate
 from devupdate.runtime import Runtime
 from devupdate.web.network import NetworkPolicy
 
@@ -27,8 +27,14 @@ def create_app(runtime: Runtime, *, background: bool = True) -> Flask:
     app.extensions["snapshots"] = SnapshotHolder(max_age=runtime.settings.snapshot_max_age)
     app.extensions["network"] = NetworkPolicy.from_settings(runtime.settings)
     settings = runtime.settings
-    app.extensions["users"] = DatabaseUserStore(gate=HashGate.for_threads(settings.threads,
-                                                                          settings.effective_password_check_slots))
+    from devupdate.devices import credentials
+    from devupdate.devices.access import SCHEMES_EXTENSION
+
+    gate = HashGate.for_threads(settings.threads, settings.effective_password_check_slots)
+    app.extensions["password_gate"] = gate  # shared by every scrypt run of the worker (devices, console)
+    users = credentials.user_store(settings, gate=gate)
+    app.extensions["users"] = users
+    app.extensions[SCHEMES_EXTENSION] = credentials.schemes(settings, users)
     app.extensions["auth_failures"] = FailureLimiter(settings.external_auth_failure_limit,
                                                      settings.external_auth_failure_window)
 
@@ -45,7 +51,10 @@ def create_app(runtime: Runtime, *, background: bool = True) -> Flask:
         from devupdate import health
 
         code, body = health.status(app.extensions["snapshots"])
-        return jsonify(body), code
+        response = jsonify(body)
+        # which rules generation this worker serves: a change is everywhere once every worker says so
+        response.headers["X-Snapshot-Generation"] = str(app.extensions["snapshots"].generation)
+        return response, code
 
     # --- server-level refusals on device paths: the device XML error body, not Flask's HTML ---------
     from devupdate.web import errors as web_errors
@@ -65,6 +74,39 @@ def create_app(runtime: Runtime, *, background: bool = True) -> Flask:
 
         app.extensions["log_cleanup"] = LogCleanupJob(runtime.store, runtime.settings.home)
         app.extensions["log_cleanup"].start()
+
+    # --- staged rollouts: the watch that halts them and starts their stages (one process at a time) ---
+    from devupdate.devices import rollout_watch  # also registers the rollout metrics
+
+    if background and runtime.settings.rollout_check_seconds:
+        app.extensions["rollout_watch"] = rollout_watch.RolloutWatchJob(runtime.settings.home,
+                                                                        runtime.settings.rollout_check_seconds)
+        app.extensions["rollout_watch"].start()
+        app.extensions.setdefault("shutdown", []).append(app.extensions["rollout_watch"].stop)
+
+    # --- WSUS front: the SOAP services (client, reporting, server sync) -----------------------------
+    from devupdate.wsus.soap import endpoint as wsus_soap
+
+    wsus_soap.install(app, runtime)
+    if background:  # the auto-approval rules, hourly in one process of the installation (W8)
+        from devupdate.wsus.targeting import autoapproval
+
+        app.extensions["wsus_auto_approval"] = autoapproval.start_job(
+            runtime.settings.home, runtime.settings.wsus_auto_approval_interval)
+        app.extensions.setdefault("shutdown", []).append(app.extensions["wsus_auto_approval"].stop)
+        from devupdate.wsus.compliance import store as compliance_store  # the event log's retention
+
+        app.extensions["wsus_event_prune"] = compliance_store.start_prune_job(runtime.settings)
+        app.extensions["shutdown"].append(app.extensions["wsus_event_prune"].stop)
+        if runtime.settings.wsus_upstream_url:  # the scheduled downstream sync (D1), one run at a time
+            from devupdate.wsus.downstream import service as downstream
+
+            app.extensions["wsus_sync"] = downstream.start_job(runtime.settings, runtime.store)
+            app.extensions["shutdown"].append(app.extensions["wsus_sync"].stop)
+    # --- WSUS front: /Content (every stored file by SHA-1) and /SelfUpdate ------------------------------
+    from devupdate.wsus import content as wsus_content
+
+    wsus_content.install(app, runtime)
 
     # --- admin: JSON API and metrics ------------------------------------------------------------
     from devupdate.admin import api, metrics_view

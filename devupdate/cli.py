@@ -90,18 +90,31 @@ clikit.set_runtime_opener(_open_runtime)
 from devupdate.admin import cli as _admin_cli  # noqa: E402
 from devupdate.admin.console.cli import admins as _console_admins  # noqa: E402
 from devupdate.audit.cli import audit as _audit  # noqa: E402
+from devupdate.backup.cli import group as _backup_group  # noqa: E402
 from devupdate.content.cli import filestore as _filestore  # noqa: E402
 from devupdate.devices import cli as _device_cli  # noqa: E402
 from devupdate.devices import cli_logs as _cli_logs  # noqa: E402
 from devupdate.devices.cli_config import config as _config  # noqa: E402
 from devupdate.dns.cli import group as _dns_group  # noqa: E402
 from devupdate.imports.cli import COMMANDS as _import_commands  # noqa: E402
+from devupdate.migrate.cli import group as _migrate_group  # noqa: E402
 from devupdate.rules.cli import COMMANDS as _rule_commands  # noqa: E402
 from devupdate.tls.cli import group as _cert_group  # noqa: E402
+from devupdate.wsus.cli import group as _wsus_group  # noqa: E402
+from devupdate.wsus.downstream.cli import COMMANDS as _downstream_commands  # noqa: E402
+from devupdate.wsus.targeting.cli import COMMANDS as _targeting_commands  # noqa: E402
 
 for _command in (*_import_commands, *_rule_commands, _config, _filestore, _audit, _device_cli.users,
                  _device_cli.devices, _admin_cli.group, _console_admins):
     main.add_command(_command)
+_rule_commands[0].commands["rollout"].add_command(_device_cli.rollout_check)  # type: ignore[attr-defined]
 main.add_command(_cli_logs.group, "logs")
 main.add_command(_dns_group, "dns")
 main.add_command(_cert_group, "cert")
+main.add_command(_wsus_group, "wsus")
+main.add_command(_backup_group, "backup")
+main.add_command(_migrate_group, "migrate")
+for _command in _targeting_commands:
+    _wsus_group.add_command(_command)
+for _command in _downstream_commands:
+    _wsus_group.add_command(_command)

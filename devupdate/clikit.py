@@ -10,7 +10,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,9 @@ from devupdate import numbers
 from devupdate.errors import DevupdateError
 from devupdate.packages.errors import PackageError
 from devupdate.settings import Settings
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar  # what click.progressbar() returns
 
 
 def actor() -> str:
@@ -84,7 +87,8 @@ class Main(click.Group):
 
 def _command_path(group: click.Group, prog_name: str, args: Any) -> str:
     """``devupdate rules approve`` from the arguments (click raises option errors without a context)."""
-    words, command = [prog_name], group
+    words = [prog_name]
+    command: click.Command = group
     for arg in sys.argv[1:] if args is None else args:
         if not isinstance(command, click.Group) or arg.startswith("-"):
             if isinstance(command, click.Group):
@@ -193,7 +197,8 @@ class Progress:
     """A byte progress bar on a terminal, silent otherwise (scripts, CI, pipes)."""
 
     def __init__(self, label: str):
-        self.label, self.bar = label, None
+        self.label = label
+        self.bar: ProgressBar[int] | None = None
         self.enabled = sys.stderr.isatty()
 
     def total(self, length: int) -> None:

@@ -23,6 +23,7 @@ log = logging.getLogger("devupdate.configuration")
 
 
 class ConfigSetting(BaseModel):
+    id = peewee.AutoField()
     scope = peewee.CharField(max_length=200)  # global | site:<name>
     key = peewee.CharField(max_length=100)
     value = peewee.TextField()
@@ -166,6 +167,32 @@ def effective(site: str | None = None) -> dict[str, object]:
                     log.warning("configuration %s/%s=%r ignored (%s); using %r — set it again with "
                                 "'devupdate config set'", scope, name, rows[(scope, name)][:40], exc, values[name])
     return values
+
+
+# --- typed reads of effective values: each key's parser (or default) makes its type -----------------
+
+def whole(values: Mapping[str, object], key: str) -> int:
+    """A size or duration setting, e.g. ``whole(effective(), "LogCleanUpInterval")``."""
+    value = values[key]
+    if not isinstance(value, int):
+        raise TypeError(f"configuration {key}={value!r}: expected a whole number")
+    return value
+
+
+def words(values: Mapping[str, object], key: str) -> list[str]:
+    """A list setting (``ValidLogFileTypes``, ``ValidLogFileExtensions``)."""
+    value = values[key]
+    if not isinstance(value, list):
+        raise TypeError(f"configuration {key}={value!r}: expected a list of words")
+    return value
+
+
+def optional_text(values: Mapping[str, object], key: str) -> str | None:
+    """A text setting whose absence means something (``LogCleanUpTimeOfDay``: none is every hour)."""
+    value = values.get(key)
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"configuration {key}={value!r}: expected text or none")
+    return value
 
 
 def show(site: str | None = None) -> dict[str, object]:

@@ -17,7 +17,8 @@ import datetime as dt
 import logging
 import os
 import select
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import peewee
@@ -32,6 +33,9 @@ SQLITE_PRAGMAS = {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 3000
 
 
 class BaseModel(peewee.Model):
+    """A table. A model keyed by peewee's automatic ``id`` spells it out (``id = peewee.AutoField()``,
+    the same column) so that the type checker knows it."""
+
     class Meta:
         database = database
         legacy_table_names = False
@@ -40,6 +44,12 @@ class BaseModel(peewee.Model):
 def utcnow() -> dt.datetime:
     """Naive UTC, the one form both databases store and compare the same way."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def tuples(query: peewee.BaseQuery) -> Iterable[tuple[Any, ...]]:
+    """``query.tuples()``: the rows as tuples. (peewee's stubs type ``tuples()`` as the query itself,
+    so a model query would seem to yield model instances.)"""
+    return query.tuples()
 
 
 def iso_utc(value: dt.datetime | None) -> str | None:
@@ -92,10 +102,12 @@ class ReconnectingPostgresqlDatabase(peewee.PostgresqlDatabase):
         if pid != self._pid:  # who holds a connection (and its advisory locks), as pg_stat_activity shows it
             self.connect_params["application_name"] = f"devupdate pid {pid}"
             self._pid = pid
-        return super()._connect()
+        # peewee's stubs leave out Database._connect, the hook connect() opens connections with
+        return super()._connect()  # type: ignore[misc]
 
     def cursor(self, named_cursor=None):
-        state = self._state
+        # peewee's stubs leave out Database._state, the per-thread connection state
+        state: peewee._ConnectionState = self._state  # type: ignore[attr-defined]
         if not state.closed and not state.transactions and _dropped(state.conn):
             log.info("database connection lost (server restarted or closed it); reconnecting")
             try:
@@ -109,6 +121,7 @@ class ReconnectingPostgresqlDatabase(peewee.PostgresqlDatabase):
 def open_database(url: str) -> peewee.Database:
     """Build (not connect) the database named by ``url`` and bind the proxy to it."""
     parts = urlsplit(url)
+    db: peewee.Database
     if parts.scheme == "sqlite":
         # sqlite:///relative.db and sqlite:////absolute/path.db, as SQLAlchemy spells them
         path = unquote(parts.path[1:])
@@ -143,6 +156,9 @@ def write_transaction() -> Iterator[None]:
             yield
 
 
-def locked(query: peewee.SelectQuery) -> peewee.SelectQuery:
+_Select = TypeVar("_Select", bound=peewee.Select)
+
+
+def locked(query: _Select) -> _Select:
     """Row lock for a read inside :func:`write_transaction` (SQLite already holds the write lock)."""
     return query if is_sqlite() else query.for_update()

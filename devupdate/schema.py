@@ -18,11 +18,19 @@ from devupdate.admin.tokens import ApiToken
 from devupdate.audit.models import AuditEvent
 from devupdate.configuration import ConfigSetting
 from devupdate.content.models import StoredObject
-from devupdate.db import BaseModel, database, is_sqlite, utcnow
+from devupdate.db import BaseModel, database, is_sqlite, tuples, utcnow
 from devupdate.devices.inventory import Device
+from devupdate.devices.reports import DeviceReport
 from devupdate.devices.users import ExternalUser
 from devupdate.imports.models import ImportJournal, ImportRecord
-from devupdate.rules.models import Generation, Rule, RuleVersion, TestDevice, VersionFile
+from devupdate.rules.models import Generation, RolloutDevice, Rule, RuleRollout, RuleVersion, TestDevice, VersionFile
+from devupdate.wsus.catalog.models import MODELS as WSUS_CATALOG
+from devupdate.wsus.client.models import MODELS as WSUS_COOKIES
+from devupdate.wsus.compliance.models import MODELS as WSUS_COMPLIANCE
+from devupdate.wsus.downstream.models import MODELS as WSUS_DOWNSTREAM
+from devupdate.wsus.targeting.models import MODELS as WSUS_TARGETING
+from devupdate.wsus.upstream.models import MODELS as WSUS_UPSTREAM
+from devupdate.wsus.upstream.models import ROLLUP_MODELS as WSUS_ROLLUP
 
 
 class SchemaVersion(BaseModel):
@@ -33,7 +41,9 @@ class SchemaVersion(BaseModel):
 
 MODELS: list[type[BaseModel]] = [Rule, Generation, StoredObject, RuleVersion, VersionFile, TestDevice, ConfigSetting,
                                  AuditEvent, ImportRecord, ImportJournal, Device, ApiToken,
-                                 AdminUser, SignInFailure, ExternalUser]
+                                 AdminUser, SignInFailure, ExternalUser, DeviceReport, RuleRollout, RolloutDevice,
+                                 *WSUS_CATALOG, *WSUS_COMPLIANCE, *WSUS_TARGETING, *WSUS_COOKIES, *WSUS_UPSTREAM,
+                                 *WSUS_DOWNSTREAM]
 
 
 @dataclass(frozen=True)
@@ -48,15 +58,119 @@ def _baseline(db: peewee.Database) -> None:
 
 
 def _index_object_sha1(db: peewee.Database) -> None:
-    from playhouse.migrate import SchemaMigrator, migrate
+    # peewee ships stubs for peewee itself, not for its playhouse extensions
+    from playhouse.migrate import SchemaMigrator, migrate  # type: ignore[import-untyped]
 
     migrate(SchemaMigrator.from_database(db).add_index(StoredObject._meta.table_name, ("sha1",), False))
+
+
+def _wsus_deleted_flag(db: peewee.Database) -> None:
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    from devupdate.wsus.catalog.models import Update
+
+    table = Update._meta.table_name
+    if "deleted" not in {column.name for column in db.get_columns(table)}:  # created by migration 4 of this code
+        migrate(SchemaMigrator.from_database(db).add_column(table, "deleted", Update.deleted))
+
+
+def _external_user_nt_hash(db: peewee.Database) -> None:
+    """NT hashes beside the scrypt hashes, so NTLM can verify; users from before get theirs when
+    their password is next set (a hash cannot be derived from another hash)."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    table = ExternalUser._meta.table_name
+    if "nt_hash" not in {column.name for column in db.get_columns(table)}:  # created by migration 3 of this code
+        migrate(SchemaMigrator.from_database(db).add_column(table, "nt_hash", ExternalUser.nt_hash))
+
+
+def _compliance_counters(db: peewee.Database) -> None:
+    """Each computer's counts per report column, kept on its status row from now on, filled once from
+    the state rows reported so far."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    from devupdate.wsus.compliance.models import COUNTERS, ComplianceState, ComputerStatus, counters_of
+
+    table = ComputerStatus._meta.table_name
+    have = {column.name for column in db.get_columns(table)}
+    migrator = SchemaMigrator.from_database(db)
+    migrate(*(migrator.add_column(table, name, getattr(ComputerStatus, name)) for name in COUNTERS
+              if name not in have))
+    totals: dict[str, dict[str, int]] = {}
+    query = ComplianceState.select(ComplianceState.client_id, ComplianceState.state,
+                                   peewee.fn.COUNT(ComplianceState.id)).group_by(ComplianceState.client_id,
+                                                                                ComplianceState.state)
+    for client_id, state, count in tuples(query):
+        for column in counters_of(state):
+            row = totals.setdefault(client_id, dict.fromkeys(COUNTERS, 0))
+            row[column] += count
+    for client_id, row in totals.items():
+        ComputerStatus.update(**row).where(ComputerStatus.client_id == client_id).execute()
+
+
+def _agent_status_time(db: peewee.Database) -> None:
+    """The newest AGENT_STATUS_30 per computer, from now on (empty: the rows' own times count)."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    from devupdate.wsus.compliance.models import ComputerStatus
+
+    table = ComputerStatus._meta.table_name
+    if "agent_status_at" not in {column.name for column in db.get_columns(table)}:
+        migrate(SchemaMigrator.from_database(db).add_column(table, "agent_status_at", ComputerStatus.agent_status_at))
+
+
+def _publish_phone_images(db: peewee.Database) -> None:
+    """Versions imported before the catalog existed become its updates too (C10), as an import would
+    have published them; removed rules' versions (awaiting cleanup) are not published."""
+    from devupdate.rules.catalog import publish_rules
+
+    publish_rules((rule, False) for rule in Rule.select().order_by(Rule.id))
+
+
+def _wsus_targeting(db: peewee.Database) -> None:
+    from devupdate.rules.catalog import sync_deployments
+    from devupdate.wsus.targeting.service import seed
+
+    db.create_tables(WSUS_TARGETING)
+    seed()
+    for rule in Rule.select().order_by(Rule.id):  # phone images imported before: deployments from their rules
+        sync_deployments(rule, rule.id, "devupdate")
+
+
+def _seed() -> None:
+    """Rows a new database starts with (the migrations that add their tables write them too)."""
+    from devupdate.wsus.targeting.service import seed
+
+    seed()
 
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "baseline: rules, images, test devices, configuration, audit trail, imports", _baseline),
     Migration(2, "stored objects indexed by SHA-1", _index_object_sha1),
     Migration(3, "external users in the database", lambda db: db.create_tables([ExternalUser])),
+    Migration(4, "the WSUS update catalog: revisions, fragments, files, relationships, categories",
+              lambda db: db.create_tables(WSUS_CATALOG)),
+    Migration(5, "WSUS catalog updates can be deleted (hidden, revisions kept) and restored", _wsus_deleted_flag),
+    Migration(6, "phone images imported before the catalog published as its updates", _publish_phone_images),
+    Migration(7, "WSUS compliance: reported events, the state per computer and update, computer status",
+              lambda db: db.create_tables(WSUS_COMPLIANCE)),
+    Migration(8, "WSUS targeting: target groups (the built-in ones), computers, deployments, EULA acceptance, "
+                 "auto-approval rules", _wsus_targeting),
+    Migration(9, "WSUS cookies: the server's identity and the cookie keys", lambda db: db.create_tables(WSUS_COOKIES)),
+    Migration(10, "WSUS compliance: each computer's counts per report column on its status row",
+              _compliance_counters),
+    Migration(11, "WSUS upstream role: the downstream servers that sync from this one",
+              lambda db: db.create_tables(WSUS_UPSTREAM[:1])),
+    Migration(12, "device API status reports", lambda db: db.create_tables([DeviceReport])),
+    Migration(13, "WSUS downstream sync: anchors per upstream, held revisions, marked files, the needed list, "
+                  "the run history", lambda db: db.create_tables(WSUS_DOWNSTREAM)),
+    Migration(14, "WSUS upstream role: the servers and computers downstream servers roll up",
+              lambda db: db.create_tables(WSUS_ROLLUP)),
+    Migration(15, "staged rollouts: their state per rule and the devices offered",
+              lambda db: db.create_tables([RuleRollout, RolloutDevice])),
+    Migration(16, "WSUS compliance: the time of each computer's newest status report (AGENT_STATUS_30)",
+              _agent_status_time),
+    Migration(17, "external users: the NT hash beside the scrypt hash (NTLM)", _external_user_nt_hash),
 ]
 
 
@@ -84,6 +198,7 @@ def upgrade(migrations: list[Migration] | None = None) -> list[str]:
         if version is None:
             database.create_tables([SchemaVersion])
             database.create_tables(MODELS)
+            _seed()
             SchemaVersion.create(version=latest, name=migrations[-1].name)
             return [f"created schema version {latest}"]
     for migration in migrations:

@@ -69,7 +69,7 @@ class DevupdateServer(BaseApplication):
             "threads": self.settings.threads,
             "graceful_timeout": self.settings.graceful_timeout,
             "timeout": 120,
-            "keepalive": 5,
+            "keepalive": self.settings.keepalive_timeout,
             "accesslog": None,
             "errorlog": "-",
             "loglevel": "info",
@@ -148,6 +148,9 @@ def run(settings: Settings, *, tls: bool = False, dns: bool = False) -> None:
         for warning in startup_check(settings):
             log.warning("certificate: %s", warning)
     open_runtime(settings, upgrade=True)  # once, in the master, before any worker starts
+    from devupdate.startup import announce
+
+    announce(settings, tls=tls, dns=dns)
     # --- admin: metrics — every worker (and the TLS listener's) counts in one shared directory ---
     from devupdate.audit.requestlog import safe_server_name
     from devupdate.metrics import prepare_multiprocess

@@ -31,7 +31,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 from urllib.parse import quote
 
 from .errors import FileStoreError, ObjectNotFound, QuotaExceeded, TooLarge, UnknownArea
@@ -51,6 +51,13 @@ _META_DIR = ".filestore"
 _MAX_SUFFIX = 100_000
 
 Progress = Callable[[int], None]
+
+
+class Readable(Protocol):
+    """A stream the store reads: ``read(n)`` (a binary file, a request body); ``readinto`` is used
+    when the stream has one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -155,8 +162,36 @@ class _Temp:
         self.size = 0
         self.sha256 = ""
         self.sha1 = ""
+        self._sync: threading.Thread | None = None
+        self._sync_errors: list[OSError] = []
+
+    def sync_in_background(self) -> None:
+        """Start the fsync of the written bytes on another thread (it releases the GIL): the writer
+        goes on with its next object while the disk catches up; :meth:`synced` waits for it."""
+        fd, errors = self.fd, self._sync_errors
+        assert fd is not None and self._sync is None
+
+        def run() -> None:  # holds no reference to the temp, so dropping one never waits here
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                errors.append(exc)
+
+        self._sync = threading.Thread(target=run, daemon=True, name="filestore-fsync")
+        self._sync.start()
+
+    def synced(self) -> None:
+        """Wait for a background fsync; re-raise its failure."""
+        if self._sync is not None:
+            self._sync.join()
+            self._sync = None
+        if self._sync_errors:
+            raise self._sync_errors[0]
 
     def close(self) -> None:
+        if self._sync is not None:  # never close a descriptor another thread still syncs
+            self._sync.join()
+            self._sync = None
         if self.fd is not None:
             os.close(self.fd)  # releases the flock
             self.fd = None
@@ -181,7 +216,8 @@ class _Temp:
 
 
 class Staged:
-    """An object written and fsynced to a temp file but not yet visible.
+    """An object written to a temp file but not yet visible; its fsync runs in the background and
+    :meth:`commit` waits for it.
 
     Lets an importer write every member of a package first and publish them
     only when all checks passed. The bytes count against the area quota until
@@ -434,9 +470,11 @@ class FileStore:
                 raise
             os.close(fd)
 
-    def _receive(self, a: _Area, stream: BinaryIO, *, size: int | None, progress: Progress | None,
-                 hashing: bool, max_size: int | None = None, relpath: str = "") -> _Temp:
-        """Stream into a fsynced temp file, reserving quota as bytes arrive."""
+    def _receive(self, a: _Area, stream: Readable, *, size: int | None, progress: Progress | None,
+                 hashing: bool, max_size: int | None = None, relpath: str = "",
+                 background_sync: bool = False) -> _Temp:
+        """Stream into a temp file, reserving quota as bytes arrive; fsynced before returning, or
+        with ``background_sync`` on another thread (``_Temp.synced`` waits for it)."""
         if size is not None:
             if size < 0:
                 raise ValueError(f"size must be >= 0, not {size}")
@@ -489,7 +527,10 @@ class FileStore:
             if pipe is not None:
                 pipe.close()
                 pipe = None
-            os.fsync(fd)
+            if background_sync:
+                t.sync_in_background()
+            else:
+                os.fsync(fd)
             t.size = written
             if h256 is not None and h1 is not None:
                 t.sha256, t.sha1 = h256.hexdigest(), h1.hexdigest()
@@ -501,11 +542,12 @@ class FileStore:
             raise
         return t
 
-    def stage(self, area: str, stream: BinaryIO, *, size: int | None = None,
+    def stage(self, area: str, stream: Readable, *, size: int | None = None,
               progress: Progress | None = None) -> Staged:
-        """Write and fsync an object without publishing it; see :class:`Staged`."""
+        """Write an object without publishing it (fsynced by :meth:`Staged.commit` at the latest);
+        see :class:`Staged`."""
         a = self._area(area)
-        t = self._receive(a, stream, size=size, progress=progress, hashing=True)
+        t = self._receive(a, stream, size=size, progress=progress, hashing=True, background_sync=True)
         if t.reserved != t.size:
             try:
                 with a.ledger.locked() as held:  # hold exactly what is on disk
@@ -516,7 +558,7 @@ class FileStore:
                 raise
         return Staged(self, t)
 
-    def put(self, area: str, stream: BinaryIO, *, size: int | None = None,
+    def put(self, area: str, stream: Readable, *, size: int | None = None,
             progress: Progress | None = None) -> StoredObject:
         """Store a stream content-addressed (SHA-256); ``size`` is a hint for early refusal.
 
@@ -528,6 +570,11 @@ class FileStore:
         return self._commit_object(t)
 
     def _commit_object(self, t: _Temp) -> StoredObject:
+        try:
+            t.synced()  # the bytes are on disk before the name is
+        except BaseException:
+            t.discard()
+            raise
         a, sha = t.area, t.sha256
         prefix = os.path.join(a.dir, sha[:2])
         target = os.path.join(prefix, sha)
@@ -649,7 +696,7 @@ class FileStore:
         """Where a named file lives; does not check it exists."""
         return Path(self._named(self._area(area), relpath)[1])
 
-    def write_named(self, area: str, relpath: str, stream: BinaryIO, *, overwrite: bool = False,
+    def write_named(self, area: str, relpath: str, stream: Readable, *, overwrite: bool = False,
                     max_size: int | None = None, size: int | None = None,
                     progress: Progress | None = None) -> str:
         """Store a stream under ``relpath``, atomically; returns the relpath used.
@@ -833,7 +880,7 @@ class FileStore:
         return True
 
 
-def _read_chunk(stream: BinaryIO, readinto: Callable[[memoryview], int | None] | None,
+def _read_chunk(stream: Readable, readinto: Callable[[memoryview], int | None] | None,
                 view: memoryview) -> memoryview | bytes:
     """Fill up to one chunk, so each chunk is one hash update and one write."""
     if readinto is not None:

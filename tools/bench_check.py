@@ -10,6 +10,8 @@ Both are driven by the same ``wrk`` run shape (a Lua script rotating through a f
 distinct POST bodies of real devices — some current, some outdated, some test devices), at the
 same connection count, one after the other, alternating (a b a b …). Prints checks/s of each,
 the ratio b ÷ a, and p50/p99 latency. Targets (issue 3): ratio ≥ 0.7, p99 ≤ 50 ms at 64 connections.
+(c) is the same server answering the device API's JSON check (``/api/device/v1/check``) for the
+same devices; its ratio to (a) is printed beside (b)'s, from the same run.
 
     python tools/bench_check.py [--seconds 10] [--rounds 2] [--connections 64] [--workers N] [--server-threads N]
                                 [--database-url postgresql://…] [--json]
@@ -39,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 RULES, DEVICES, TEST_DEVICES, BODIES = 1000, 100_000, 20, 5000
 APPROVED, PENDING, OLD = "4.0.7577.4372", "4.0.7577.4387", "4.0.7577.4366"
+JSON_PATH, JSON = "/api/device/v1/check", "application/json"
 BARE_BODY = (b'<?xml version="1.0" encoding="utf-8"?>\n<Response><NumOfFiles>0</NumOfFiles><Files/>'
              b"</Response>\n<!-- pad -->")[:100]
 LOCALES = ("ENU", "DEU", "FRA", "JPN")
@@ -47,9 +50,11 @@ LUA = r"""
 local bodies = {}
 local counter = 0
 local path = "/"
+local media = "text/xml; charset=utf-8"
 
 init = function(args)
   path = args[2]
+  if args[3] then media = args[3] end
   for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
   math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
   counter = math.random(#bodies)
@@ -57,7 +62,7 @@ end
 
 request = function()
   counter = counter % #bodies + 1
-  return wrk.format("POST", path, {["Content-Type"] = "text/xml; charset=utf-8"}, bodies[counter])
+  return wrk.format("POST", path, {["Content-Type"] = media}, bodies[counter])
 end
 
 done = function(summary, latency, requests)
@@ -244,12 +249,22 @@ def cpu_seconds(master: int) -> float:
     return total / tick
 
 
-def run_wrk(url: str, path: str, script: Path, bodies: Path, seconds: int, connections: int, threads: int) -> dict:
+def json_body(device: dict) -> str:
+    """The same device as the device API's check (one line: wrk's script reads one body per line)."""
+    d, f = device, device["family"]
+    mac = "-".join(d["mac"][i:i + 2] for i in range(0, 12, 2))
+    return json.dumps({"device": {"type": f[0], "brand": f[1], "model": f[2], "revision": f[3], "locale": f[4],
+                                  "mac": mac, "serial": d["serial"], "user": f"{d['serial'].lower()}@contoso.com"},
+                       "installed": [{"name": "CPE.nbt", "version": d["installed"]}]})
+
+
+def run_wrk(url: str, path: str, script: Path, bodies: Path, seconds: int, connections: int, threads: int,
+            media: str = "text/xml; charset=utf-8") -> dict:
     wrk = shutil.which("wrk")
     if not wrk:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     proc = subprocess.run([wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
-                           "-s", str(script), url, "--", str(bodies), path],
+                           "-s", str(script), url, "--", str(bodies), path, media],
                           capture_output=True, text=True, timeout=seconds + 60)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
@@ -280,6 +295,12 @@ def verify(port: int, bodies: list[str], playing: list[dict]) -> dict:
             raise SystemExit(f"device {device['mac']}: {n} files offered, expected {want}")
         counts["files" if n else "none"] += 1
         counts["test"] += device["mac"] in tests
+        conn.request("POST", JSON_PATH, body=json_body(device).encode(), headers={"Content-Type": JSON})
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        if response.status != 200 or [p["version"] for p in answer["packages"] if not p["current"]] != (
+                [target] if want else []):
+            raise SystemExit(f"device API check of {device['mac']} answered {response.status}: {answer}")
     return counts
 
 
@@ -324,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         bodies = [body(d) for d in playing]
         bodies_file, script = home / "bodies.txt", home / "rotate.lua"
         bodies_file.write_text("\n".join(bodies) + "\n")
+        json_file = home / "bodies.json.txt"
+        json_file.write_text("\n".join(json_body(d) for d in playing) + "\n")
         script.write_text(LUA)
 
         bare_port, check_port = free_port(), free_port()
@@ -338,16 +361,18 @@ def main(argv: list[str] | None = None) -> int:
         wait_ready(check_port, procs[1], check_log)
         checked = verify(check_port, bodies, playing)
 
-        targets = {"a": (f"http://127.0.0.1:{bare_port}", "/bare"),
-                   "b": (f"http://127.0.0.1:{check_port}", "/RequestHandler/ucdevice.upx")}
-        for url, path in targets.values():  # warm up: snapshot built, connections, caches
-            run_wrk(url, path, script, bodies_file, 3, args.connections, args.threads)
-        runs: dict[str, list[dict]] = {"a": [], "b": []}
-        masters = {"a": procs[0].pid, "b": procs[1].pid}
+        xml = "text/xml; charset=utf-8"
+        targets = {"a": (f"http://127.0.0.1:{bare_port}", "/bare", bodies_file, xml),
+                   "b": (f"http://127.0.0.1:{check_port}", "/RequestHandler/ucdevice.upx", bodies_file, xml),
+                   "c": (f"http://127.0.0.1:{check_port}", JSON_PATH, json_file, JSON)}
+        for url, path, source, media in targets.values():  # warm up: snapshot built, connections, caches
+            run_wrk(url, path, script, source, 3, args.connections, args.threads, media)
+        runs: dict[str, list[dict]] = {"a": [], "b": [], "c": []}
+        masters = {"a": procs[0].pid, "b": procs[1].pid, "c": procs[1].pid}
         for _ in range(args.rounds):
-            for name, (url, path) in targets.items():
+            for name, (url, path, source, media) in targets.items():
                 before = cpu_seconds(masters[name])
-                result = run_wrk(url, path, script, bodies_file, args.seconds, args.connections, args.threads)
+                result = run_wrk(url, path, script, source, args.seconds, args.connections, args.threads, media)
                 result["cpu_seconds"] = cpu_seconds(masters[name]) - before
                 runs[name].append(result)
 
@@ -363,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                     "p99_ms": round(max(r["p99_us"] for r in results) / 1000, 2),
                     "rounds_per_second": [round(r["rps"], 1) for r in results]}
 
-        a, b = combine(runs["a"]), combine(runs["b"])
+        a, b, c = combine(runs["a"]), combine(runs["b"]), combine(runs["c"])
         stop(procs[1])  # clean shutdown: audit log synced, inventory flushed
         from devupdate.audit import requestlog
 
@@ -376,8 +401,10 @@ def main(argv: list[str] | None = None) -> int:
             "database": "postgresql" if args.database_url else "sqlite", "seed_seconds": round(seeded, 1),
             "rules": RULES, "known_devices": DEVICES, "test_devices": TEST_DEVICES, "distinct_bodies": BODIES,
             "verified_answers": checked,
-            "a_bare_flask": a, "b_update_check": b,
+            "a_bare_flask": a, "b_update_check": b, "c_device_api_check": c,
             "ratio": round(b["checks_per_second"] / a["checks_per_second"], 3),
+            "json_ratio": round(c["checks_per_second"] / a["checks_per_second"], 3),
+            "json_to_xml_ratio": round(c["checks_per_second"] / b["checks_per_second"], 3),
             "cpu_ratio": round(a["server_cpu_us_per_request"] / b["server_cpu_us_per_request"], 3),
             "load_average": os.getloadavg(),
             "ratio_per_round": [round(rb["rps"] / ra["rps"], 3) for ra, rb in zip(runs["a"], runs["b"], strict=True)],
@@ -391,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{report['cpus']} CPUs, {workers} workers × {settings.threads} threads, "
                   f"{args.connections} connections, {args.rounds} × {args.seconds} s each, {report['database']}")
-            for label, r in (("(a) bare Flask route", a), ("(b) ucdevice.upx", b)):
+            for label, r in (("(a) bare Flask route", a), ("(b) ucdevice.upx", b), ("(c) /api/device/v1/check", c)):
                 print(f"{label:24} {r['checks_per_second']:9.1f} checks/s   p50 {r['p50_ms']:6.2f} ms   "
                       f"p90 {r['p90_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms   errors {r['errors']}   "
                       f"server CPU {r['server_cpu_us_per_request']:.0f} µs/request")
@@ -399,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'met' if report['meets_ratio'] else 'NOT met'}; p99 ≤ 50 ms: "
                   f"{'met' if report['meets_p99'] else 'NOT met'})")
             print(f"ratio per round          {' '.join(f'{r:.3f}' for r in report['ratio_per_round'])}")
+            print(f"ratio c ÷ a              {report['json_ratio']:.3f}   (the JSON check against the bare route; "
+                  f"c ÷ b {report['json_to_xml_ratio']:.3f})")
             print(f"CPU-time ratio a ÷ b     {report['cpu_ratio']:.3f}   (server CPU per request; less sensitive to "
                   f"other load on the machine: load average {report['load_average'][0]:.2f})")
             print(f"audit rows written       {audit_rows} in {report['audit_files']} file(s)")

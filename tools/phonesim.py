@@ -7,7 +7,11 @@ locale) and installed module versions. Modes:
 - ``single``  every phone checks once, one after the other;
 - ``storm``   every phone checks at the same moment (boot storm: ``--concurrency`` connections);
 - ``apply``   check, download every offered file, verify its size and SHA-256 against the answer,
-              install it (the phone now runs the offered version), check again.
+              install it (the phone now runs the offered version), check again;
+- ``rollout`` rounds of ``apply`` over the fleet during a staged rollout, ``--fail-share`` of the
+              phones failing (``--fail-mode`` stuck | report | fallback), ``--json-share`` of them on
+              the device API; with ``--rule`` and ``--token`` the server's rollout is read after each
+              round (``--advance`` starts the next stage through the API).
 
 Answers are parsed strictly (NumOfFiles must equal the number of File elements). Download URLs
 point at the service's public names; ``--map FROM=TO`` rewrites URL prefixes the way DNS and a
@@ -56,6 +60,8 @@ class Phone:
     locale: str
     modules: dict[str, str] = field(default_factory=dict)  # FileName -> installed Version
     user_id: str = ""
+    fallback_to: dict[str, str] | None = None  # rollout mode: the modules it falls back to after its next check
+    fell_back: bool = False
 
     @property
     def device_id(self) -> str:
@@ -79,6 +85,16 @@ class Phone:
                       "      <TimeStamp>2026-01-01T00:00:00Z</TimeStamp>", "    </Module>"]
         lines += ["  </Modules>", "</Request>", ""]
         return "\n".join(lines).encode()
+
+    def identity(self) -> dict[str, str]:
+        """The device object of the device API (``/api/device/v1``)."""
+        return {"type": self.device_type, "brand": self.vendor, "model": self.model, "revision": self.revision,
+                "locale": self.locale, "mac": self.mac, "serial": self.serial, "user": self.user_id}
+
+    def request_json(self) -> bytes:
+        """The device API's check: identity and installed packages (Lync module names work too)."""
+        installed = [{"name": name, "version": version} for name, version in sorted(self.modules.items())]
+        return json.dumps({"device": self.identity(), "installed": installed}).encode()
 
     def query(self) -> str:
         """The GET form of the same check."""
@@ -142,6 +158,29 @@ class CheckResult:
 
 class ProtocolError(Exception):
     pass
+
+
+@dataclass
+class JsonResult:
+    """An answer of the device API: status, the decoded JSON body, time taken, headers."""
+
+    status: int
+    document: dict
+    seconds: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def packages(self) -> list[dict]:
+        return list(self.document.get("packages", [])) if self.status == 200 else []
+
+    @property
+    def to_install(self) -> list[dict]:
+        """The packages the device does not run yet."""
+        return [p for p in self.packages if not p.get("current")]
+
+
+def api_prefix(external: bool = False) -> str:
+    return "/api/device-ext/v1" if external else "/api/device/v1"
 
 
 def parse_response(body: bytes) -> list[OfferedFile]:
@@ -237,6 +276,24 @@ class Client:
             return CheckResult(status, parse_response(body), seconds=seconds, headers=headers, body=body)
         return CheckResult(status, [], parse_error(body), seconds=seconds, headers=headers, body=body)
 
+    def check_json(self, phone: Phone, *, external: bool = False) -> JsonResult:
+        """The device API's check (``POST /api/device/v1/check``, or ``/api/device-ext/v1/check``)."""
+        started = time.perf_counter()
+        status, headers, body = self.request("POST", f"{self.base_url}{api_prefix(external)}/check",
+                                             phone.request_json(), {"Content-Type": "application/json"})
+        document = json.loads(body) if body else {}
+        return JsonResult(status, document, time.perf_counter() - started, headers)
+
+    def report(self, phone: Phone, package: str, version: str, state: str, *, code: str | int | None = None,
+               message: str | None = None, external: bool = False) -> JsonResult:
+        """A status report (``POST …/status``): downloading | downloaded | installed | failed."""
+        started = time.perf_counter()
+        payload = {"device": phone.identity(), "package": package, "version": version, "state": state,
+                   "code": code, "message": message}
+        status, headers, body = self.request("POST", f"{self.base_url}{api_prefix(external)}/status",
+                                             json.dumps(payload).encode(), {"Content-Type": "application/json"})
+        return JsonResult(status, json.loads(body) if body else {}, time.perf_counter() - started, headers)
+
     def download(self, offered: OfferedFile) -> bytes:
         status, _, data = self.request("GET", offered.url)
         if status != 200:
@@ -313,6 +370,175 @@ def apply_updates(client: Client, phones: list[Phone], *, concurrency: int = 8,
         return list(pool.map(one, phones))
 
 
+@dataclass
+class RolloutRound:
+    """One round of a rollout as the fleet saw it."""
+
+    checked: int = 0
+    offered: int = 0  # phones offered a version other than what they ran
+    installed: int = 0  # phones that took it this round
+    failed: int = 0  # phones that failed this round (stayed, reported failure, or fell back)
+    versions: dict[str, int] = field(default_factory=dict)  # version of the module -> phones running it
+    problems: list[str] = field(default_factory=list)
+
+
+#: how a failing phone fails: keeps the old version (the image never boots), says so through the device
+#: API, or boots the new one and falls back to the old at its next check
+FAIL_MODES = ("stuck", "report", "fallback")
+
+
+def rollout_round(client: Client, phones: list[Phone], *, module: str = "CPE.nbt",
+                  failing: dict[str, str] | None = None, use_json: bool = False, external: bool = False,
+                  concurrency: int = 8) -> RolloutRound:
+    """Every phone checks (the Lync XML check, or the device API with ``use_json``), downloads and
+    verifies what it is offered and installs it — except the phones in ``failing`` (device id → one
+    of :data:`FAIL_MODES`). Phones are changed in place; the round's counts come back."""
+    failing = failing or {}
+    result = RolloutRound()
+    lock = threading.Lock()
+    path = "/RequestHandlerExt/ucdevice.upx" if external else "/RequestHandler/ucdevice.upx"
+
+    def fetch(url: str, sha256: str) -> bool:
+        try:
+            status, _, data = client.request("GET", url)
+        except OSError as exc:
+            result.problems.append(f"GET {url}: {exc}")
+            return False
+        ok = status == 200 and hashlib.sha256(data).hexdigest() == sha256
+        if not ok:
+            result.problems.append(f"GET {url}: HTTP {status}, or SHA-256 differs from the one advertised")
+        return ok
+
+    def one(phone: Phone) -> None:
+        mode = failing.get(phone.device_id)
+        offers: list[tuple[str, str, list[tuple[str, str]], str | None]] = []  # (version, package, files, image)
+        if use_json:
+            answer = client.check_json(phone, external=external)
+            if answer.status != 200:
+                result.problems.append(f"{phone.device_id}: check answered {answer.status}")
+                return
+            for package in answer.to_install:
+                files = [(f["url"], f["sha256"]) for f in package["files"]]
+                image = next((f["name"] for f in package["files"] if f.get("signature")), None)
+                offers.append((package["version"], package["name"], files, image))
+        else:
+            checked = client.check(phone, path=path)
+            if checked.status != 200:
+                result.problems.append(f"{phone.device_id}: check answered {checked.status} {checked.code}")
+                return
+            if checked.files:
+                image_file = next((f for f in checked.files if f.signature_file_name), checked.files[0])
+                offers.append((image_file.version, "CPE", [(f.url, f.sha256) for f in checked.files],
+                               image_file.file_name))
+        took = failed = False
+        was_offered = bool(offers)
+        if phone.fallback_to is not None:  # this check reported the new image; now it falls back to the old
+            phone.modules, phone.fallback_to, phone.fell_back = phone.fallback_to, None, True
+            failed = True
+            offers = []
+        elif phone.fell_back:
+            offers = []  # it does not try again
+        for version, package, files, image in offers:
+            if use_json:
+                client.report(phone, package, version, "downloading", external=external)
+            if not all(fetch(url, sha) for url, sha in files):
+                continue
+            if use_json:
+                client.report(phone, package, version, "downloaded", external=external)
+            if mode == "stuck":
+                failed = True
+                continue
+            if mode == "report":
+                client.report(phone, package, version, "failed", code=-2147024784, message="image did not boot",
+                              external=external)
+                failed = True
+                continue
+            before = dict(phone.modules)
+            install(phone, OfferedFile(image or module, "x", version, "", "", 0, ""))
+            if use_json:
+                client.report(phone, package, version, "installed", external=external)
+            if mode == "fallback":
+                phone.fallback_to = before
+            took = True
+        with lock:
+            result.checked += 1
+            result.offered += was_offered
+            result.installed += took
+            result.failed += failed
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        list(pool.map(one, phones))
+    for phone in phones:
+        for version in phone.modules.values():
+            result.versions[version] = result.versions.get(version, 0) + 1
+    return result
+
+
+def served_generation(client: Client) -> int:
+    """The rules generation the worker answering a new connection serves (``/healthz``)."""
+    parts = urlsplit(client.base_url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.netloc, timeout=client.timeout)
+    try:
+        conn.request("GET", "/healthz")
+        response = conn.getresponse()
+        response.read()
+        return int(response.getheader("X-Snapshot-Generation", "-1"))
+    finally:
+        conn.close()
+
+
+def wait_generation(client: Client, before: int, timeout: float = 15.0) -> bool:
+    """Until 8 new connections in a row are served a newer generation than ``before`` (every worker
+    has the change), or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(served_generation(client) > before for _ in range(8)):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def rollout_mode(client: Client, phones: list[Phone], args: argparse.Namespace) -> dict:
+    """Rounds of checks and updates over a fleet, some of it failing, and the server's view of the rollout."""
+    rng = random.Random(args.seed)
+    failing = {p.device_id: args.fail_mode for p in rng.sample(phones, round(args.fail_share * len(phones)))}
+    json_ids = {p.device_id for p in rng.sample(phones, round(args.json_share * len(phones)))}
+    xml_phones = [p for p in phones if p.device_id not in json_ids]
+    json_phones = [p for p in phones if p.device_id in json_ids]
+
+    def api(method: str, path: str) -> dict | None:
+        if not (args.token and args.rule):
+            return None
+        status, _, body = client.request(method, f"{client.base_url}/api/v1{path}",
+                                         headers={"Authorization": f"Bearer {args.token}"})
+        return json.loads(body) if body else {"status": status}
+
+    rounds, problems = [], []
+    for number in range(1, args.rounds + 1):
+        began = time.perf_counter()
+        a = rollout_round(client, xml_phones, failing=failing, concurrency=args.concurrency)
+        b = rollout_round(client, json_phones, failing=failing, use_json=True, concurrency=args.concurrency)
+        versions = Counter(a.versions) + Counter(b.versions)
+        problems += a.problems + b.problems
+        row = {"round": number, "seconds": round(time.perf_counter() - began, 3), "checked": a.checked + b.checked,
+               "offered": a.offered + b.offered, "installed": a.installed + b.installed,
+               "failed": a.failed + b.failed, "versions": dict(sorted(versions.items()))}
+        server = api("GET", f"/rules/{args.rule}/rollout")
+        if server is not None:
+            row["server"] = {k: server.get(k) for k in ("State", "Stage", "Share", "Offered", "Updated", "Failed")}
+        rounds.append(row)
+        if args.advance and number < args.rounds:
+            before = served_generation(client)
+            moved = api("POST", f"/rules/{args.rule}/rollout/advance")
+            if moved is not None and "Stage" in moved:
+                wait_generation(client, before)
+        if args.round_interval and number < args.rounds:
+            time.sleep(args.round_interval)  # a tool pacing a fleet, not a test waiting for a condition
+    return {"mode": "rollout", "phones": len(phones), "failing": len(failing), "json_phones": len(json_phones),
+            "rounds": rounds, "problems": problems[:50]}
+
+
 def summarize(results: list[CheckResult], seconds: float) -> dict:
     latencies = sorted(r.seconds for r in results)
 
@@ -348,7 +574,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", required=True, help="Base URL of the service, e.g. http://127.0.0.1:8080")
-    parser.add_argument("--mode", choices=("single", "storm", "apply"), default="single")
+    parser.add_argument("--mode", choices=("single", "storm", "apply", "rollout"), default="single")
+    parser.add_argument("--rounds", type=int, default=5, help="rollout: rounds of checks (each phone once a round).")
+    parser.add_argument("--round-interval", type=float, default=0.0,
+                        help="rollout: seconds between rounds (the server's stages and watch run on its clock).")
+    parser.add_argument("--fail-share", type=float, default=0.0,
+                        help="rollout: share of the phones whose update fails (0-1).")
+    parser.add_argument("--fail-mode", choices=FAIL_MODES, default="stuck",
+                        help="rollout: stuck (stays on the old image), report (device API 'failed'), fallback.")
+    parser.add_argument("--json-share", type=float, default=0.0,
+                        help="rollout: share of the phones that use the device API instead of ucdevice.upx.")
+    parser.add_argument("--rule", help="rollout: the rule GUID; with --token, its rollout is read after each round.")
+    parser.add_argument("--token", help="rollout: an API token (operator) to read the rollout with.")
+    parser.add_argument("--advance", action="store_true",
+                        help="rollout: start the next stage after each round (needs an admin --token).")
     parser.add_argument("--devices", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=64, help="Connections for storm/apply (default 64).")
     parser.add_argument("--family", action="append", type=_family,
@@ -371,7 +610,10 @@ def main(argv: list[str] | None = None) -> int:
     client = Client(args.url, user=args.user, password=args.password, url_map=dict(args.map))
     path = "/RequestHandlerExt/ucdevice.upx" if args.external else "/RequestHandler/ucdevice.upx"
     started = time.perf_counter()
-    if args.mode == "apply":
+    if args.mode == "rollout":
+        report = rollout_mode(client, phones, args)
+        failed = bool(report["problems"])
+    elif args.mode == "apply":
         applied = apply_updates(client, phones, concurrency=args.concurrency, path=path)
         seconds = time.perf_counter() - started
         report = summarize([a.first for a in applied], seconds)

@@ -30,6 +30,7 @@ LAST_USED_RESOLUTION = dt.timedelta(seconds=60)  # at most one write per token p
 
 
 class ApiToken(BaseModel):
+    id = peewee.AutoField()
     name = peewee.CharField(max_length=100, unique=True)
     role = peewee.CharField(max_length=20)
     hash = peewee.CharField(max_length=64, unique=True)  # hex SHA-256 of the secret

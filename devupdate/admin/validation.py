@@ -12,13 +12,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from devupdate import numbers
+from devupdate.admin.schemas import SCHEMAS
 from devupdate.errors import DevupdateError
 
 _BOOLEANS = {"true": True, "false": False}
@@ -39,15 +40,11 @@ def _pattern(validator, pattern: str, instance: Any, schema: dict[str, Any]):
 _Validator = jsonschema.validators.extend(Draft202012Validator, {"pattern": _pattern})
 
 
-@functools.cache
-def _components() -> dict[str, Any]:
-    from devupdate.admin.openapi import SCHEMAS
-
-    return {"components": {"schemas": SCHEMAS}}
+_COMPONENTS = {"components": {"schemas": SCHEMAS}}  # what the schemas' $refs point into
 
 
 def _validator(schema: dict[str, Any]) -> Any:
-    return _Validator({**schema, **_components()})
+    return _Validator({**schema, **_COMPONENTS})
 
 
 def _shown(value: Any, limit: int = 60) -> str:
@@ -57,22 +54,25 @@ def _shown(value: Any, limit: int = 60) -> str:
 
 def _reason(error: ValidationError) -> str:
     """What the value must be, in words, from the failing keyword (and the schema's description)."""
-    keyword, expected, schema = error.validator, error.validator_value, error.schema
-    described = schema.get("description") if isinstance(schema, dict) else None
+    # Every error a validator reports carries its keyword's value and the failing instance, both any
+    # JSON value; only a hand-made ValidationError leaves them unset.
+    keyword, expected, instance = error.validator, cast(Any, error.validator_value), cast(Any, error.instance)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    described = schema.get("description")
     if keyword == "maxLength":
         return f"is longer than {expected} characters"
     if keyword == "minLength":
         return "must not be empty" if expected == 1 else f"must be at least {expected} characters"
-    if keyword in ("oneOf", "anyOf") and described and isinstance(error.instance, dict | list):
+    if keyword in ("oneOf", "anyOf") and described and isinstance(instance, dict | list):
         return described
     if keyword in ("pattern", "enum", "oneOf", "anyOf") and described:
-        return f"{_shown(error.instance)} refused: {described}"
+        return f"{_shown(instance)} refused: {described}"
     if keyword == "pattern":
-        return f"{_shown(error.instance)} does not match {expected}"
+        return f"{_shown(instance)} does not match {expected}"
     if keyword == "enum":
         return f"must be one of {', '.join(map(str, expected))}"
     if keyword == "type":
-        kinds = expected if isinstance(expected, list) else [expected]
+        kinds: list[str] = expected if isinstance(expected, list) else [expected]
         names = {"string": "a string", "integer": "a whole number (digits 0-9)", "number": "a number",
                  "boolean": "true or false", "array": "a list", "object": "an object", "null": "null"}
         wanted = "must be " + " or ".join(names.get(kind, kind) for kind in kinds)
@@ -88,7 +88,7 @@ def _reason(error: ValidationError) -> str:
         return error.message.replace(" is a required property", " is required")
     if keyword == "additionalProperties":
         known = ", ".join(schema.get("properties", {})) or "none"
-        unexpected = sorted(set(error.instance) - set(schema.get("properties", {})))
+        unexpected = sorted(set(instance) - set(schema.get("properties", {})))
         return f"unknown field {_shown(unexpected[0], 40) if unexpected else ''}; expected {known}"
     return error.message[:200]
 

@@ -10,6 +10,7 @@ from devupdate.db import BaseModel, utcnow
 class AuditEvent(BaseModel):
     """One admin action, with the state before and after (JSON), successful or refused."""
 
+    id = peewee.AutoField()
     at = peewee.DateTimeField(default=utcnow, index=True)
     actor = peewee.CharField(max_length=200)
     action = peewee.CharField(max_length=50, index=True)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from devupdate.content.areas import LOGS_AUDIT
-from devupdate.jobs import Retry
+from devupdate.jobs import PeriodicJob, Retry
 
 log = logging.getLogger("devupdate.requestlog")
 
@@ -197,9 +197,9 @@ class RequestLog:
         self._retired: list[tuple[int, float]] = []  # (fd, when it was replaced)
         self._room: int | None = None
         self._room_checked = 0.0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._job: PeriodicJob | None = None
+        self._next_sync = 0.0
+        self._next_config = 0.0
         self._closed = False
         self._config_retry = Retry("request audit log: reading the configuration", first=self.CONFIG_REFRESH_SECONDS,
                                    maximum=self.CONFIG_REFRESH_SECONDS, logger=log)
@@ -236,8 +236,8 @@ class RequestLog:
         self._unsynced += size
         if self._room is not None:
             self._room -= size
-        if self._unsynced >= self.limits.cache_limit:
-            self._wake.set()
+        if self._unsynced >= self.limits.cache_limit and self._job is not None:
+            self._job.wake()
 
     def _switch(self, now: float) -> int:
         """Under the lock: open today's file, or roll over if the current one passed the limit."""
@@ -274,7 +274,8 @@ class RequestLog:
         if self._fd >= 0:
             self._retired.append((self._fd, time.monotonic()))
             self._fd = -1
-            self._wake.set()
+            if self._job is not None:
+                self._job.wake()
         os.makedirs(self.directory, exist_ok=True)
         while True:
             relpath = file_relpath(self.server, self._day, self._index)
@@ -371,40 +372,37 @@ class RequestLog:
         self._room = None if usage.quota_bytes is None else usage.quota_bytes - usage.used_bytes
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="requestlog-sync", daemon=True)
-            self._thread.start()
+        """Sync every ``flush_seconds``, and early once ``cache_limit`` bytes are unsynced."""
+        if self._job is None:
+            now = time.monotonic()
+            self._next_sync = now + self.limits.flush_seconds
+            self._next_config = now + self.CONFIG_REFRESH_SECONDS
+            self._job = PeriodicJob("requestlog-sync", self._step, self.limits.flush_seconds,
+                                    first_delay=min(self.limits.flush_seconds, self.CONFIG_REFRESH_SECONDS))
+            self._job.start()
 
-    def _run(self) -> None:
-        next_sync = time.monotonic() + self.limits.flush_seconds
-        next_config = time.monotonic() + self.CONFIG_REFRESH_SECONDS
-        while not self._stop.is_set():
-            now = time.monotonic()
-            self._wake.wait(max(0.05, min(next_sync, next_config) - now))
-            self._wake.clear()
-            if self._stop.is_set():
-                break
-            now = time.monotonic()
-            if self.load_limits is not None and now >= next_config:
-                next_config = now + self.CONFIG_REFRESH_SECONDS
-                try:
-                    self.limits = self.load_limits()
-                    self._config_retry.succeeded()
-                except Exception as exc:  # noqa: BLE001 - keep the last good limits; logged once per outage
-                    self._config_retry.failed(exc)
-                next_sync = min(next_sync, now + self.limits.flush_seconds)
-            if now >= next_sync or self._unsynced >= self.limits.cache_limit:
-                self.sync()
-                next_sync = time.monotonic() + self.limits.flush_seconds
+    def _step(self) -> float:
+        """One wake-up: refresh the limits when due, sync when due or over the cache limit."""
+        now = time.monotonic()
+        if self.load_limits is not None and now >= self._next_config:
+            self._next_config = now + self.CONFIG_REFRESH_SECONDS
+            try:
+                self.limits = self.load_limits()
+                self._config_retry.succeeded()
+            except Exception as exc:  # noqa: BLE001 - keep the last good limits; logged once per outage
+                self._config_retry.failed(exc)
+            self._next_sync = min(self._next_sync, now + self.limits.flush_seconds)
+        if now >= self._next_sync or self._unsynced >= self.limits.cache_limit:
+            self.sync()
+            self._next_sync = time.monotonic() + self.limits.flush_seconds
+        return max(0.05, min(self._next_sync, self._next_config) - time.monotonic())
 
     def close(self) -> None:
         """Clean shutdown: stop the thread, fsync, close. Idempotent."""
         if self._closed:
             return
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+        if self._job is not None:
+            self._job.stop(wait=5)
         with self._lock:
             self._closed = True
             fd, self._fd = self._fd, -1

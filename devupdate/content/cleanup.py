@@ -5,6 +5,7 @@ from __future__ import annotations
 from devupdate.content import registry
 from devupdate.content.areas import IMAGES
 from devupdate.content.models import StoredObject
+from devupdate.db import tuples
 from filestore import FileStore
 
 
@@ -33,5 +34,5 @@ def remove_orphans(store: FileStore) -> int:
     listed = list(store.objects(IMAGES))
     if registry.busy_owners():
         return 0
-    known = {sha for (sha,) in StoredObject.select(StoredObject.sha256).tuples()}
+    known = {sha for (sha,) in tuples(StoredObject.select(StoredObject.sha256))}
     return sum(1 for sha256 in listed if sha256 not in known and store.delete(IMAGES, sha256))

@@ -4,10 +4,13 @@ log uploads.
 - ``Int`` routes (``/RequestHandler/…``, ``/DeviceUpdateFiles_Int/…``) answer only clients on the
   configured internal networks; the client address honours ``X-Forwarded-For`` only from trusted
   proxies (``NetworkPolicy``).
-- ``Ext`` routes (``/RequestHandlerExt/…``, ``/DeviceUpdateFiles_Ext/…``) need HTTP Basic
-  credentials checked against the user store: none → ``401`` with a ``WWW-Authenticate``
-  challenge, wrong → ``401``. With ``external_https_only`` (``serve --tls``) they refuse plain
-  HTTP with ``403`` before looking at credentials, which would otherwise travel in the clear.
+- ``Ext`` routes (``/RequestHandlerExt/…``, ``/DeviceUpdateFiles_Ext/…``) need credentials checked
+  against the user store: ``Negotiate`` / ``NTLM`` (the handshake Lync phones do, per connection,
+  :mod:`devupdate.devices.ntlm`) or HTTP ``Basic``, as ``external_auth_schemes`` offers them.
+  None → ``401`` with one ``WWW-Authenticate`` challenge per offered scheme, wrong → ``401``;
+  the NTLM legs before the last are ``401`` with the scheme's challenge token. With
+  ``external_https_only`` (``serve --tls``) they refuse plain HTTP with ``403`` before looking at
+  credentials, which would otherwise travel in the clear.
   A source with too many recent failures is refused with ``429`` and ``Retry-After`` before its
   password is checked (:mod:`devupdate.devices.failures`); when every password-hashing slot of the
   worker is taken the answer is ``503`` with ``Retry-After: 1`` at once, so guessing never holds
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,11 +32,16 @@ from flask import Response, current_app, g, request
 
 from devupdate import metrics
 from devupdate.devices.failures import FailureLimiter
+from devupdate.devices.ntlm import SCHEMES as CONNECTION_SCHEMES
+from devupdate.devices.ntlm import Handshakes
 from devupdate.devices.users import HashingBusy, UserStore, UserStoreUnavailable
+from devupdate.web import connection as connections
+from devupdate.web.connection import Connection
 from devupdate.web.errors import render_error
 from devupdate.web.network import NetworkPolicy
 
 REALM = "devupdate"
+SCHEMES_EXTENSION = "external_auth_schemes"
 CHALLENGE = f'Basic realm="{REALM}"'
 _SIDES = {"int": "Int", "internal": "Int", "ext": "Ext", "external": "Ext", "Int": "Int", "Ext": "Ext"}
 
@@ -47,12 +56,13 @@ class Refusal:
     client_address: str
     user: str = ""
     retry_after: int = 0  # seconds, for 429 and 503
+    challenges: tuple[str, ...] = (CHALLENGE,)  # WWW-Authenticate values of a 401
 
     def headers(self) -> list[tuple[str, str]]:
-        """Besides the XML body's own: the Basic challenge on 401, ``Retry-After`` when set."""
+        """Besides the XML body's own: the challenges on 401, ``Retry-After`` when set."""
         headers = [("Cache-Control", "no-store")]
         if self.status == 401:
-            headers.append(("WWW-Authenticate", CHALLENGE))
+            headers.extend(("WWW-Authenticate", challenge) for challenge in self.challenges)
         if self.retry_after:
             headers.append(("Retry-After", str(self.retry_after)))
         return headers
@@ -126,10 +136,79 @@ class _Locations:
 _locations = _Locations()
 
 
+@dataclass(frozen=True)
+class Schemes:
+    """The external side's authentication schemes, in the order they are offered, and the NTLM
+    handshakes of this worker (``None``: Negotiate and NTLM are not offered)."""
+
+    offered: tuple[str, ...] = ("Basic",)
+    handshakes: Handshakes | None = None
+
+    def challenges(self, connection: Connection | None) -> tuple[str, ...]:
+        """The 401's challenges: the connection schemes only where the server keeps connections."""
+        return tuple(CHALLENGE if scheme == "Basic" else scheme for scheme in self.offered
+                     if scheme == "Basic" or self.handshakes is not None and connection is not None)
+
+
+BASIC_ONLY = Schemes()
+_REASONS = {"BadCredentials": "bad-credentials", "NoHandshake": "no-handshake", "HandshakeExpired": "handshake-expired"}
+
+
 def decide(side: str, remote_addr: str | None, forwarded_for: str | None, authorization: str | None,
            network: NetworkPolicy, users: UserStore, *, url_scheme: str = "http",
-           forwarded_proto: str | None = None, limiter: FailureLimiter | None = None) -> Access | Refusal:
-    """The decision for one request on one side; ``limiter`` counts and refuses failed logins."""
+           forwarded_proto: str | None = None, limiter: FailureLimiter | None = None,
+           schemes: Schemes = BASIC_ONLY, connection: Connection | None = None) -> Access | Refusal:
+    """The decision for one request on one side; ``limiter`` counts and refuses failed logins;
+    ``connection`` is the request's (:mod:`devupdate.web.connection`), for NTLM and Negotiate."""
+    result = _decide(side, remote_addr, forwarded_for, authorization, network, users, url_scheme,
+                     forwarded_proto, limiter, schemes, connection)
+    if isinstance(result, Refusal) and result.status == 401 and result.challenges == (CHALLENGE,):
+        offered = schemes.challenges(connection)
+        if offered != result.challenges:
+            result = dataclasses.replace(result, challenges=offered)
+    return result
+
+
+def _throttled(limiter: FailureLimiter | None, address: str, user: str) -> Refusal | None:
+    wait = limiter.retry_after(address) if limiter is not None else 0
+    if not wait:
+        return None
+    metrics.auth_throttled("rate-limited")
+    return Refusal(429, "TooManyFailures", f"too many failed logins from {address}; retry in {wait} s",
+                   address, user[:256], retry_after=wait)
+
+
+def _connection_scheme(scheme: str, value: str, address: str, schemes: Schemes, connection: Connection | None,
+                       limiter: FailureLimiter | None, side: str) -> Access | Refusal:
+    """One leg of an NTLM or Negotiate handshake."""
+    canonical = next(name for name in CONNECTION_SCHEMES if name.lower() == scheme.lower())
+    throttled = _throttled(limiter, address, "")
+    if throttled is not None:
+        return throttled
+    assert schemes.handshakes is not None, "the caller checked that the scheme is offered"
+    try:
+        step = schemes.handshakes.step(canonical, value, connection)
+    except UserStoreUnavailable as exc:
+        return Refusal(503, "Unavailable", exc.message, address, retry_after=5)
+    if step.challenge:
+        return Refusal(401, "AuthenticationContinue", f"{canonical} handshake: answer the challenge on this "
+                       "connection", address, challenges=(step.challenge,))
+    if step.user:
+        return Access(address, step.user, side)
+    if step.failed_login:
+        if limiter is not None:
+            throttled = _throttled(limiter, address, "")
+            if throttled is not None:
+                return throttled
+            limiter.failed(address)
+        # bad-credentials, or no-handshake / handshake-expired: an AUTHENTICATE without its context
+        metrics.sign_in_failed("device", _REASONS.get(step.code, "bad-credentials"))
+    return Refusal(401, step.code, step.message, address)
+
+
+def _decide(side: str, remote_addr: str | None, forwarded_for: str | None, authorization: str | None,
+            network: NetworkPolicy, users: UserStore, url_scheme: str, forwarded_proto: str | None,
+            limiter: FailureLimiter | None, schemes: Schemes, connection: Connection | None) -> Access | Refusal:
     side = _SIDES.get(side) or canonical_side(side)
     address, internal = _locations.locate(network, remote_addr or "", forwarded_for)
     if side == "Int":
@@ -143,9 +222,17 @@ def decide(side: str, remote_addr: str | None, forwarded_for: str | None, author
     if authorization is None or not authorization.strip():
         return Refusal(401, "AuthenticationRequired", "credentials required: anonymous access is not supported",
                        address)
-    credentials = basic_credentials(authorization)
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() in ("ntlm", "negotiate"):
+        offered = any(name.lower() == scheme.lower() for name in schemes.offered)
+        if offered and schemes.handshakes is not None:
+            return _connection_scheme(scheme, value, address, schemes, connection, limiter, side)
+    credentials = basic_credentials(authorization) if "Basic" in schemes.offered else None
     if credentials is None:
-        return Refusal(401, "AuthenticationRequired", "HTTP Basic credentials required", address)
+        if schemes.handshakes is None:
+            return Refusal(401, "AuthenticationRequired", "HTTP Basic credentials required", address)
+        return Refusal(401, "AuthenticationRequired", f"credentials required: one of {', '.join(schemes.offered)}",
+                       address)
     user, password = credentials
     wait = limiter.retry_after(address) if limiter is not None else 0
     if wait:
@@ -169,6 +256,7 @@ def decide(side: str, remote_addr: str | None, forwarded_for: str | None, author
                 return Refusal(429, "TooManyFailures", f"too many failed logins from {address}; retry in {wait} s",
                                address, user[:256], retry_after=wait)
             limiter.failed(address)
+        metrics.sign_in_failed("device")
         return Refusal(401, "BadCredentials", "user name or password is wrong", address, user[:256])
     return Access(address, user, side)
 
@@ -179,7 +267,8 @@ def check_access(side: str) -> Access | Refusal:
     headers = request.headers
     return decide(side, request.remote_addr, headers.get("X-Forwarded-For"), headers.get("Authorization"),
                   ext["network"], ext["users"], url_scheme=request.scheme,
-                  forwarded_proto=headers.get("X-Forwarded-Proto"), limiter=ext.get("auth_failures"))
+                  forwarded_proto=headers.get("X-Forwarded-Proto"), limiter=ext.get("auth_failures"),
+                  schemes=ext.get(SCHEMES_EXTENSION, BASIC_ONLY), connection=connections.of(request.environ))
 
 
 def guard_request(side: str) -> tuple[str, str] | Response:

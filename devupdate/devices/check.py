@@ -13,21 +13,31 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from flask import Blueprint, Flask, Response, current_app, request
 
 from devupdate import metrics
-from devupdate.audit.requestlog import AuditRow, RequestLog, request_modules, response_modules
-from devupdate.devices.access import CHALLENGE, Refusal, decide
+from devupdate.audit.requestlog import (
+    AuditRow,
+    LogLimits,
+    RequestLog,
+    limits_from_configuration,
+    request_modules,
+    response_modules,
+)
+from devupdate.devices.access import BASIC_ONLY, CHALLENGE, SCHEMES_EXTENSION, Access, Refusal, Schemes, decide
 from devupdate.devices.failures import FailureLimiter
 from devupdate.devices.inventory import InventoryRecorder
+from devupdate.devices.reports import ReportRecorder
 from devupdate.devices.request import MAX_REQUEST_BYTES, RequestError, parse_query, parse_xml, raw_fields
 from devupdate.devices.response import render
 from devupdate.devices.snapshot import SnapshotHolder
 from devupdate.devices.users import UserStore
 from devupdate.selection import DeviceRequest, select
+from devupdate.web import connection as connections
 from devupdate.web.bodies import ENCODING, FRAMING, TOO_LARGE, BodyError, declared_length, read_all, refuse_encoding
 from devupdate.web.errors import render_error
 from devupdate.web.network import NetworkPolicy
@@ -51,6 +61,8 @@ class CheckService:
     network: NetworkPolicy
     users: UserStore
     auth_failures: FailureLimiter | None = None
+    schemes: Schemes = BASIC_ONLY
+    reports: ReportRecorder | None = None  # the device API's status reports
 
 
 # --- helpers (no Flask) ------------------------------------------------------------------------------
@@ -80,7 +92,7 @@ def answered_row(address: str, req: DeviceRequest, files, user: str) -> AuditRow
 
 # --- request edge ------------------------------------------------------------------------------------
 
-def _read_body(environ: dict) -> bytes:
+def read_body(environ: dict) -> bytes:
     """At most ``MAX_REQUEST_BYTES``; a larger declared length is refused before reading anything."""
     try:  # straight from the server's input (it bounds it by Content-Length and decodes chunking)
         refuse_encoding(environ)
@@ -118,12 +130,14 @@ class Answer:
     status: int
     body: bytes
     retry_after: int = 0
+    content_type: str = CONTENT_TYPE
+    challenges: tuple[str, ...] = (CHALLENGE,)  # WWW-Authenticate values of a 401
 
     def headers(self) -> list[tuple[str, str]]:
-        headers = [("Content-Type", CONTENT_TYPE), ("Cache-Control", "no-store"),
+        headers = [("Content-Type", self.content_type), ("Cache-Control", "no-store"),
                    ("Content-Length", str(len(self.body)))]
         if self.status == 401:
-            headers.append(("WWW-Authenticate", CHALLENGE))
+            headers.extend(("WWW-Authenticate", challenge) for challenge in self.challenges)
         if self.retry_after:
             headers.append(("Retry-After", str(self.retry_after)))
         return headers
@@ -145,18 +159,34 @@ def answer(service: CheckService, side: str, environ: dict) -> Answer:
         return _error(500, "InternalError", "the update check failed; see the server log")
 
 
+def access_of(service: CheckService, side: str, environ: dict) -> Access | Refusal:
+    """Who may ask on ``side``: the one access decision of every device request served from WSGI
+    (the Lync check and the device API), so a change to external authentication applies to both."""
+    return decide(side, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"),
+                  environ.get("HTTP_AUTHORIZATION"), service.network, service.users,
+                  url_scheme=environ.get("wsgi.url_scheme", "http"),
+                  forwarded_proto=environ.get("HTTP_X_FORWARDED_PROTO"), limiter=service.auth_failures,
+                  schemes=service.schemes, connection=connections.of(environ))
+
+
+OUTCOME = "devupdate.check_outcome"  # environ key: the check's outcome, for the request log
+
+
+def _counted(environ: dict, side: str, outcome: str, files: int, started: float) -> None:
+    environ[OUTCOME] = outcome
+    metrics.check_answered(side, outcome, files, time.perf_counter() - started)
+
+
 def _answer(service: CheckService, side: str, environ: dict) -> Answer:
     started = time.perf_counter()
-    access = decide(side, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"),
-                    environ.get("HTTP_AUTHORIZATION"), service.network, service.users,
-                    url_scheme=environ.get("wsgi.url_scheme", "http"),
-                    forwarded_proto=environ.get("HTTP_X_FORWARDED_PROTO"), limiter=service.auth_failures)
+    access = access_of(service, side, environ)
     is_get = environ["REQUEST_METHOD"] in ("GET", "HEAD")
     if isinstance(access, Refusal):
         fields = _query_fields(_query(environ)[0]) if is_get else {}
         service.audit.write(refused_row(access.client_address, fields, access.status, access.code, access.user))
-        metrics.check_answered(side, "refused", 0, time.perf_counter() - started)
-        return Answer(access.status, render_error(access.code, access.message), access.retry_after)
+        _counted(environ, side, "refused", 0, started)
+        return Answer(access.status, render_error(access.code, access.message), access.retry_after,
+                      challenges=access.challenges)
     address, user, side = access.client_address, access.user, access.side
     body = b""
     try:
@@ -164,23 +194,23 @@ def _answer(service: CheckService, side: str, environ: dict) -> Answer:
             args, modules = _query(environ)
             req = parse_query(args, modules)
         else:
-            body = _read_body(environ)
+            body = read_body(environ)
             req = parse_xml(body)
         files = select(service.snapshots.current, req)
         payload = render(files, service.base_urls[side], side)
     except RequestError as exc:
         fields = _query_fields(_query(environ)[0]) if is_get else raw_fields_from_xml(body) if body else {}
         service.audit.write(refused_row(address, fields, exc.status, exc.code, user))
-        metrics.check_answered(side, "invalid", 0, time.perf_counter() - started)
+        _counted(environ, side, "invalid", 0, started)
         return _error(exc.status, exc.code, exc.message)
     except Exception:  # noqa: BLE001 - a bug or a broken connection must still be logged and answered
         log.exception("update check failed")
         service.audit.write(refused_row(address, {}, 500, "InternalError", user))
-        metrics.check_answered(side, "error", 0, time.perf_counter() - started)
+        _counted(environ, side, "error", 0, started)
         return _error(500, "InternalError", "the update check failed; see the server log")
     service.audit.write(answered_row(address, req, files, user))
     service.inventory.observe(req, address, side, user)
-    metrics.check_answered(side, "offered" if files else "current", len(files), time.perf_counter() - started)
+    _counted(environ, side, "offered" if files else "current", len(files), started)
     return Answer(200, payload)
 
 
@@ -201,8 +231,11 @@ def check_external() -> Response:
     return _view("Ext")
 
 
-_STATUS = {200: "200 OK", 400: "400 BAD REQUEST", 401: "401 UNAUTHORIZED", 403: "403 FORBIDDEN",
-           413: "413 REQUEST ENTITY TOO LARGE", 429: "429 TOO MANY REQUESTS", 500: "500 INTERNAL SERVER ERROR",
+Handler = Callable[[CheckService, str, dict], Answer]
+Route = tuple[str, Handler, tuple[str, ...]]  # side, handler, methods
+_STATUS = {200: "200 OK", 202: "202 ACCEPTED", 400: "400 BAD REQUEST", 401: "401 UNAUTHORIZED",
+           403: "403 FORBIDDEN", 404: "404 NOT FOUND", 413: "413 REQUEST ENTITY TOO LARGE",
+           415: "415 UNSUPPORTED MEDIA TYPE", 429: "429 TOO MANY REQUESTS", 500: "500 INTERNAL SERVER ERROR",
            503: "503 SERVICE UNAVAILABLE"}
 _SIDE_OF = {"/RequestHandler/ucdevice.upx": "Int", "/RequestHandlerExt/ucdevice.upx": "Ext"}
 
@@ -215,15 +248,19 @@ class CheckFastPath:
     blueprint above serves the very same function for everything else (other methods, and when
     app-level request hooks must see every request, e.g. JSON request logs)."""
 
-    def __init__(self, app, service: CheckService):
+    def __init__(self, app, service: CheckService, routes: Mapping[str, Route] | None = None):
         self.app = app
         self.service = service
+        #: path → (side, handler, methods): the Lync check, and what else is served the same way
+        self.routes: dict[str, Route] = {path: (side, answer, ("GET", "POST")) for path, side in _SIDE_OF.items()}
+        self.routes.update(routes or {})
 
     def __call__(self, environ: dict, start_response):
-        side = _SIDE_OF.get(environ.get("PATH_INFO", ""))
-        if side is None or environ.get("REQUEST_METHOD") not in ("GET", "POST"):
+        found = self.routes.get(environ.get("PATH_INFO", ""))
+        if found is None or environ.get("REQUEST_METHOD") not in found[2]:
             return self.app(environ, start_response)
-        result = answer(self.service, side, environ)
+        side, handler, _ = found
+        result = handler(self.service, side, environ)
         start_response(_STATUS.get(result.status) or f"{result.status} ERROR", result.headers())
         return [result.body]
 
@@ -246,7 +283,6 @@ def install(app: Flask, runtime, *, background: bool = True) -> CheckService:
     """Register the check routes and the case-insensitive path middleware; start the audit log's
     sync thread and the inventory's flush thread; register their flush for shutdown."""
     from devupdate import configuration
-    from devupdate.audit.requestlog import LogLimits, limits_from_configuration
     from devupdate.devices.paths import DevicePathMiddleware
 
     settings = runtime.settings
@@ -264,10 +300,12 @@ def install(app: Flask, runtime, *, background: bool = True) -> CheckService:
         limits = LogLimits()
     audit = RequestLog(runtime.store, settings.effective_server_name, limits=limits, load_limits=load_limits)
     inventory = InventoryRecorder()
+    reports = ReportRecorder()
     service = CheckService(snapshots=app.extensions["snapshots"], audit=audit, inventory=inventory,
                            base_urls={"Int": settings.public_internal_url, "Ext": settings.public_external_url},
                            network=app.extensions["network"], users=app.extensions["users"],
-                           auth_failures=app.extensions.get("auth_failures"))
+                           auth_failures=app.extensions.get("auth_failures"), reports=reports,
+                           schemes=app.extensions.get(SCHEMES_EXTENSION, BASIC_ONLY))
     app.extensions[EXTENSION] = service
     from devupdate.devices.paths import canonical_path
     from devupdate.web import errors as web_errors
@@ -282,11 +320,16 @@ def install(app: Flask, runtime, *, background: bool = True) -> CheckService:
 
     web_errors.on_refusal(EXTENSION, server_refused)
     app.register_blueprint(bp)
+    from devupdate.devices import deviceapi
+
+    app.register_blueprint(deviceapi.bp)
     # outermost first: spelling of the path, then (unless every request must pass Flask's hooks) the check
-    inner = app.wsgi_app if settings.json_logs else CheckFastPath(app.wsgi_app, service)
-    app.wsgi_app = DevicePathMiddleware(inner)
+    inner = app.wsgi_app if settings.json_logs else CheckFastPath(app.wsgi_app, service, deviceapi.ROUTES)
+    # Flask's documented way to wrap the WSGI app; its hints declare wsgi_app a method only
+    app.wsgi_app = DevicePathMiddleware(inner)  # type: ignore[method-assign]
     if background:
         audit.start()
         inventory.start()
-    app.extensions.setdefault("shutdown", []).extend([inventory.close, audit.close])
+        reports.start()
+    app.extensions.setdefault("shutdown", []).extend([inventory.close, reports.close, audit.close])
     return service

@@ -23,6 +23,7 @@ import os
 import time
 from pathlib import Path
 
+from devupdate import configuration
 from devupdate.devices.logs import ConfigCache, cleanup, config_cache
 from devupdate.jobs import NodeLock, PeriodicJob, Retry
 
@@ -114,8 +115,8 @@ class LogCleanupJob:
         self._state = self._load()  # another holder (after a lost lock, another node) may have run since
         now = time.time() if now is None else now
         config = self.config.get()
-        time_of_day = config.get("LogCleanUpTimeOfDay")
-        days = int(config["LogCleanUpInterval"])  # type: ignore[call-overload]
+        time_of_day = configuration.optional_text(config, "LogCleanUpTimeOfDay")
+        days = configuration.whole(config, "LogCleanUpInterval")
         last = self.last_run
         if last is None and time_of_day is not None:  # a new installation waits for its first hh:mm
             if not isinstance(self._state.get("first_seen"), int | float):

@@ -11,9 +11,10 @@ from devupdate.clikit import actor, handle_errors, print_json, print_table, read
 
 
 def user_store(settings):
-    from devupdate.devices.users import DatabaseUserStore
+    """The built-in store (the directory's users are managed in the directory)."""
+    from devupdate.devices.credentials import database_store
 
-    return DatabaseUserStore()
+    return database_store(settings)
 
 
 def add_user(store, name: str, password: str, *, replace: bool, actor: str) -> dict:
@@ -45,8 +46,8 @@ def remove_user(store, name: str, *, actor: str) -> dict:
 def users() -> None:
     """Users who may use the external paths (/RequestHandlerExt, /DeviceUpdateFiles_Ext).
 
-    Stored as scrypt hashes in the database (every node shares them); running servers pick up
-    changes within seconds.
+    Stored as scrypt hashes in the database (every node shares them), with the NT hash NTLM needs
+    while NTLM or Negotiate is offered; running servers pick up changes within seconds.
     """
 
 
@@ -67,10 +68,11 @@ def users_add(name: str, password_stdin: bool, replace: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
 def users_list(as_json: bool) -> None:
-    """User names (never hashes)."""
+    """User names (never hashes); NTLM says whether the user has an NT hash (NTLM and Negotiate
+    need one; a user whose password was set before they existed gets it when it is set again)."""
     rt = runtime()
-    rows = [{"Name": name} for name in user_store(rt.settings).names()]
-    print_json(rows) if as_json else print_table(rows, ["Name"])
+    rows = [{"Name": name, "NTLM": has_nt} for name, has_nt in user_store(rt.settings).listing()]
+    print_json(rows) if as_json else print_table(rows, ["Name", "NTLM"])
 
 
 @users.command("remove")
@@ -91,16 +93,30 @@ def devices() -> None:
 
 
 @devices.command("list")
-@click.option("--model", help="Only this model (case-insensitive).")
-@click.option("--outdated", is_flag=True, help="Only devices running something other than an approved version.")
+@click.option("--model", help="Only this model (case-insensitive; '*' matches anything, e.g. 'CX*').")
+@click.option("--status", type=click.Choice(["current", "outdated", "unmanaged"], case_sensitive=False),
+              help="Only devices of this compliance status.")
+@click.option("--outdated", is_flag=True, help="Only devices running something other than an approved version "
+              "(--status outdated).")
+@click.option("--not-seen-since", "not_seen", metavar="AGE",
+              help="Only devices whose last check is older than AGE: 30d, 12h, 2w (a bare number: days).")
+@click.option("--search", help="Only devices whose MAC (any spelling), serial or user ID contains this.")
+@click.option("--sort", default="device", show_default=True,
+              help="device, model, brand, user, first-seen, last-seen or checks; a leading '-' sorts descending.")
+@click.option("--limit", type=click.IntRange(1), help="At most this many devices.")
+@click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many devices.")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
-def devices_list(model: str | None, outdated: bool, as_json: bool) -> None:
+def devices_list(model: str | None, status: str | None, outdated: bool, not_seen: str | None, search: str | None,
+                 sort: str, limit: int | None, offset: int, as_json: bool) -> None:
     """Known devices with their compliance status (Current, Outdated, Unmanaged)."""
-    from devupdate.devices.compliance import list_devices
+    from devupdate.devices.compliance import list_devices, parse_age, parse_sort
 
+    age = parse_age(not_seen) if not_seen else None
+    parse_sort(sort)
     runtime()
-    rows = list_devices(model=model, outdated=outdated)
+    rows = list_devices(model=model, outdated=outdated, status=status, not_seen_since=age, search=search, sort=sort,
+                        limit=limit, offset=offset)
     if as_json:
         print_json(rows)
         return
@@ -111,3 +127,42 @@ def devices_list(model: str | None, outdated: bool, as_json: bool) -> None:
         row["Approved"] = " ".join(f"{u['UpdateType']}={u['ApprovedVersion']}" for u in shown)
         row["Test"] = "yes" if row["TestDevice"] else ""
     print_table(rows, ["DeviceId", "Model", "Locale", "Status", "Installed", "Approved", "Test", "LastSeen"])
+
+
+@devices.command("show")
+@click.argument("device")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def devices_show(device: str, as_json: bool) -> None:
+    """One device by MAC, serial or DeviceId: identity, versions over time, logs, audit-trail rows."""
+    from devupdate.devices.compliance import device_detail
+
+    rt = runtime()
+    detail = device_detail(device, store=rt.store)
+    if as_json:
+        print_json(detail)
+        return
+    for key in ("DeviceId", "MACAddress", "SerialNumber", "Brand", "Model", "Revision", "Locale", "UserID",
+                "Address", "Network", "FirstSeen", "LastSeen", "Checks", "Status", "TestDevice"):
+        click.echo(f"{key:13} {detail[key] if detail[key] is not None else '-'}")
+    click.echo("")
+    print_table(detail["History"], ["Package", "Version", "State", "FirstReported", "LastReported"])
+    if detail["Logs"]:
+        click.echo("")
+        print_table(detail["Logs"], ["Type", "FileName", "Size", "LastWriteTime"])
+    if detail["Audit"]:
+        click.echo("")
+        print_table(detail["Audit"], ["Time", "Actor", "Action", "Target"])
+
+
+@click.command("check")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def rollout_check(as_json: bool) -> None:
+    """Evaluate every rollout now: count devices offered / updated / failed, halt at the threshold, start
+    the next stage when it is due (what the server's rollout-watch job does every rollout_check_seconds)."""
+    from devupdate.devices.rollout_watch import evaluate
+
+    runtime()
+    rows = evaluate()
+    print_json(rows) if as_json else print_table(rows, ["RuleId", "State", "Stage", "Offered", "Updated", "Failed"])

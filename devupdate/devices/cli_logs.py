@@ -40,7 +40,7 @@ def logs_cleanup(days_back: int | None, as_json: bool) -> None:
 
     rt = runtime()
     if days_back is None:
-        days_back = int(configuration.effective()["LogCleanUpInterval"])  # type: ignore[call-overload]
+        days_back = configuration.whole(configuration.effective(), "LogCleanUpInterval")
     report = cleanup(rt.store, days_back)
     if as_json:
         print_json(report.as_dict())

@@ -8,14 +8,18 @@ devices included (they are marked, since they may legitimately run a pending ver
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from typing import Any
 
 import peewee
+from prometheus_client.core import GaugeMetricFamily
 
-from devupdate.db import iso_utc
+from devupdate import metrics
+from devupdate.db import iso_utc, utcnow
 from devupdate.devices.inventory import Device
+from devupdate.errors import DevupdateError
 from devupdate.packages.description import version_key
 from devupdate.selection import DeviceRequest, Module, Snapshot, family, installed_version, is_test_device
 
@@ -107,29 +111,83 @@ def search_condition(text: str) -> peewee.Expression:
     return condition
 
 
+STATUSES = {CURRENT.lower(): CURRENT, OUTDATED.lower(): OUTDATED, UNMANAGED.lower(): UNMANAGED}
+#: what ``sort`` accepts (``-`` in front: descending)
+SORTS: dict[str, Any] = {"device": Device.device_id, "model": Device.model, "brand": Device.brand,
+                         "user": Device.user_id, "first-seen": Device.first_seen,
+                         "last-seen": Device.last_seen, "checks": Device.checks}
+_AGE = re.compile(r"([0-9]{1,4})([hdw]?)")
+_AGE_UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "": dt.timedelta(days=1),
+              "w": dt.timedelta(weeks=1)}
+
+
+def parse_age(text: str) -> dt.timedelta:
+    """``30d``, ``12h``, ``2w`` or a bare number of days, as a duration (``--not-seen-since``)."""
+    match = _AGE.fullmatch(text.strip().lower())
+    if not match:
+        raise DevupdateError(f"{text[:40]!r} is not an age: write a number of days, hours or weeks such as "
+                             "30d, 12h or 2w", code="bad-age")
+    return int(match.group(1)) * _AGE_UNITS[match.group(2)]
+
+
+def parse_status(text: str) -> str:
+    status = STATUSES.get(text.strip().lower())
+    if status is None:
+        raise DevupdateError(f"{text[:40]!r} is not a status: use current, outdated or unmanaged", code="bad-status")
+    return status
+
+
+def parse_sort(text: str) -> str:
+    if text.lstrip("-") not in SORTS:
+        raise DevupdateError(f"{text[:40]!r} is not a sort key: use one of {', '.join(SORTS)} "
+                             "(a leading '-' sorts descending)", code="bad-sort")
+    return text
+
+
+def device_query(*, model: str | None = None, search: str | None = None, not_seen_since: dt.timedelta | None = None,
+                 sort: str = "device", now: dt.datetime | None = None) -> Any:
+    """The inventory rows matching the filters the database can answer, in ``sort`` order (ties by DeviceId)."""
+    column = SORTS[parse_sort(sort).lstrip("-")]
+    order = [column.desc() if sort.startswith("-") else column.asc()]
+    if column is not Device.device_id:
+        order.append(Device.device_id)
+    query = Device.select().order_by(*order)
+    if model:
+        if "*" in model:
+            query = query.where(peewee.fn.LOWER(Device.model) ** model.lower().replace("*", "%"))
+        else:
+            query = query.where(peewee.fn.LOWER(Device.model) == model.lower())
+    if search and search.strip():
+        query = query.where(search_condition(search))
+    if not_seen_since is not None:
+        query = query.where(Device.last_seen < (now or utcnow()) - not_seen_since)
+    return query
+
+
 def list_devices(*, model: str | None = None, outdated: bool = False, snapshot: Snapshot | None = None,
-                 limit: int | None = None, offset: int = 0, search: str | None = None) -> list[dict[str, Any]]:
-    """Known devices ordered by ``DeviceId``; ``model`` matches case-insensitively; ``outdated``
-    keeps only devices running something other than an approved version; ``search`` keeps devices
-    whose MAC, serial or user ID contains the text (see :func:`search_condition`). A page
-    (``limit``/``offset``) reads only as far as it needs."""
+                 limit: int | None = None, offset: int = 0, search: str | None = None, status: str | None = None,
+                 not_seen_since: dt.timedelta | None = None, sort: str = "device",
+                 now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Known devices, the one listing of the CLI, the API and the console: ``model`` matches
+    case-insensitively (``*`` wildcards); ``status`` keeps devices of one compliance status
+    (``outdated`` is ``status="Outdated"``); ``search`` keeps devices whose MAC, serial or user ID
+    contains the text (see :func:`search_condition`); ``not_seen_since`` keeps devices whose last check
+    is older than that; ``sort`` is a key of :data:`SORTS`. A page (``limit``/``offset``) reads only
+    as far as it needs."""
     if snapshot is None:
         from devupdate.devices.snapshot import build_snapshot
 
         snapshot = build_snapshot()
+    wanted = OUTDATED if outdated else (parse_status(status) if status else None)
     update_types = _update_types()
-    query = Device.select().order_by(Device.device_id)
-    if model:
-        query = query.where(peewee.fn.LOWER(Device.model) == model.lower())
-    if search and search.strip():
-        query = query.where(search_condition(search))
-    if not outdated and (offset or limit is not None):
+    query = device_query(model=model, search=search, not_seen_since=not_seen_since, sort=sort, now=now)
+    if wanted is None and (offset or limit is not None):
         query = query.offset(offset).limit(limit if limit is not None else -1)
         offset = 0
     rows = []
     for device in query.iterator():
         entry = device_status(snapshot, device, update_types)
-        if outdated and entry["Status"] != OUTDATED:
+        if wanted is not None and entry["Status"] != wanted:
             continue
         if offset:
             offset -= 1
@@ -137,4 +195,117 @@ def list_devices(*, model: str | None = None, outdated: bool = False, snapshot: 
         rows.append(entry)
         if limit is not None and len(rows) >= limit:
             break
+    _attach_reports(rows)
     return rows
+
+
+def _attach_reports(rows: list[dict[str, Any]]) -> None:
+    """Each update's latest device API status report (``LastReport``, ``None`` without one): a device
+    that reported ``failed`` for the approved version shows it here, beside what it runs."""
+    from devupdate.devices.reports import DeviceReport
+
+    latest: dict[tuple[str, str], Any] = {}
+    ids = [row["DeviceId"] for row in rows]
+    for start in range(0, len(ids), 500):
+        query = DeviceReport.select().where(DeviceReport.device_id.in_(ids[start:start + 500]))
+        for report in query.order_by(DeviceReport.reported_at, DeviceReport.id):
+            latest[(report.device_id, report.rule_id)] = report
+    for row in rows:
+        for update in row["Updates"]:
+            found = latest.get((row["DeviceId"], update["RuleId"]))
+            update["LastReport"] = None if found is None else {
+                "Version": found.version, "State": found.state, "Code": found.code or None,
+                "Message": found.message or None, "Time": iso_utc(found.reported_at)}
+
+
+def find_device(text: str) -> Device:
+    """One inventory row by DeviceId, MAC (any spelling) or serial; a clear 404 otherwise."""
+    raw = text.strip()
+    mac = re.sub(r"[-:.\s]", "", raw).upper()
+    device = Device.get_or_none((Device.device_id == raw.upper()) | (Device.device_id == mac)
+                                | ((Device.serial == raw.upper()) & (Device.serial != "")))
+    if device is None:
+        raise DevupdateError(f"no known device {raw[:80]!r}: give its MAC address, serial number or DeviceId "
+                             "as 'devupdate devices list' shows it", status=404, code="not-found")
+    return device
+
+
+def device_detail(text: str, *, store=None, audit_rows: int = 20) -> dict[str, Any]:
+    """Everything the device page shows: the compliance row, the versions it reported per module over
+    time (the device API's status reports: first and last report of each version), its uploaded logs and
+    the audit-trail rows that name it (test-device entries by MAC or serial, newest first)."""
+    from devupdate.audit.models import AuditEvent
+    from devupdate.audit.trail import event_dict
+    from devupdate.devices.reports import DeviceReport
+
+    device = find_device(text)
+    from devupdate.devices.snapshot import build_snapshot
+
+    entry = device_status(build_snapshot(), device, _update_types())
+    _attach_reports([entry])
+    history = [{"Package": r.package, "Version": r.version, "State": r.state, "RuleId": r.rule_id,
+                "FirstReported": iso_utc(r.first_reported), "LastReported": iso_utc(r.reported_at),
+                "Code": r.code or None, "Message": r.message or None}
+               for r in DeviceReport.select().where(DeviceReport.device_id == device.device_id)
+               .order_by(DeviceReport.first_reported.desc(), DeviceReport.id.desc()).limit(200)]
+    for name, version in sorted(entry["Versions"].items()):  # what it reports now, seen until its last check
+        history.append({"Package": name, "Version": version, "State": "reported", "RuleId": None,
+                        "FirstReported": None, "LastReported": entry["LastSeen"], "Code": None, "Message": None})
+    names = [value for value in (device.mac, device.serial, device.device_id) if value]
+    condition = None
+    for value in names:
+        part = (AuditEvent.target.contains(value) | AuditEvent.after.contains(value)
+                | AuditEvent.before.contains(value))
+        condition = part if condition is None else condition | part
+    audit = [event_dict(e) for e in AuditEvent.select().where(condition).order_by(AuditEvent.id.desc())
+             .limit(audit_rows)] if condition is not None else []
+    logs_found: list[dict[str, Any]] = []
+    if store is not None:
+        from devupdate.devices.logs import list_logs
+
+        logs_found = [f.as_dict() for f in list_logs(store, device=device.device_id)]
+    return {**entry, "History": history, "Logs": logs_found, "Audit": audit}
+
+
+# --- scrape-time gauges (devupdate.metrics) --------------------------------------------------------
+
+def _metrics() -> list[GaugeMetricFamily]:
+    """Compliance per rule and installed version from the grouped fleet (a few hundred groups at
+    100,000 devices), the fleet by status, and how long each pending version has waited."""
+    from devupdate.rules.models import Rule
+
+    rules = {rule.id: rule for rule in Rule.select(Rule.id, Rule.brand, Rule.model, Rule.locale, Rule.pending_version,
+                                                   Rule.pending_at)}
+
+    def name(rule_id: str) -> str:
+        rule = rules.get(rule_id)
+        return f"{rule.brand} {rule.model} {rule.locale}" if rule else rule_id
+
+    per_version: dict[tuple[str, str, str], int] = {}
+    by_status = {CURRENT: 0, OUTDATED: 0, UNMANAGED: 0}
+    for row, devices in fleet_groups():
+        by_status[row["Status"]] += devices
+        for update in row["Updates"]:
+            key = (update["RuleId"], update["InstalledVersion"] or "none", update["Status"].lower())
+            per_version[key] = per_version.get(key, 0) + devices
+    rule_devices = GaugeMetricFamily("devupdate_rule_devices", "Known devices of each rule's family with an approved "
+                                     "version, by the version they run and whether it is the approved one",
+                                     labels=["rule_id", "rule", "version", "status"])
+    for (rule_id, version, status), devices in sorted(per_version.items()):
+        rule_devices.add_metric([rule_id, name(rule_id), version, status], devices)
+    fleet = GaugeMetricFamily("devupdate_devices_by_status", "Known devices by compliance: current (every approved "
+                              "version installed), outdated (would be offered one), unmanaged (no approved rule)",
+                              labels=["status"])
+    for status, devices in by_status.items():
+        fleet.add_metric([status.lower()], devices)
+    since = GaugeMetricFamily("devupdate_rule_pending_since_timestamp_seconds", "Unix time each pending version "
+                              "arrived (alert on rules waiting for approval too long)",
+                              labels=["rule_id", "rule", "version"])
+    for rule in rules.values():
+        if rule.pending_version and rule.pending_at:
+            since.add_metric([rule.id, name(rule.id), rule.pending_version],
+                             rule.pending_at.replace(tzinfo=dt.UTC).timestamp())
+    return [rule_devices, fleet, since]
+
+
+metrics.register_state("compliance", _metrics)

@@ -27,18 +27,18 @@ import datetime as dt
 import logging
 import os
 import re
-from typing import BinaryIO
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.http import http_date
-from werkzeug.wsgi import FileWrapper
+from werkzeug.wrappers import Response as BaseResponse
 
 from devupdate import metrics
 from devupdate.content.areas import IMAGES
 from devupdate.devices.access import guard_request
 from devupdate.selection import DownloadEntry
-from devupdate.web.byteranges import BLOCK, FileSlice, multipart_body, parse_ranges, precondition, range_applies
+from devupdate.web.byteranges import precondition
 from devupdate.web.errors import render_error
+from devupdate.web.filesend import file_answer
 
 log = logging.getLogger("devupdate.downloads")
 
@@ -71,14 +71,16 @@ def _suspicious(subpath: str, raw_uri: str) -> bool:
     return any(token in raw_path for token in _RAW_FORBIDDEN)
 
 
-def _file_body(file: BinaryIO | FileSlice) -> object:
-    wrapper = request.environ.get("wsgi.file_wrapper", FileWrapper)
-    return wrapper(file, BLOCK)
+def _not_satisfiable(size: int) -> Response:
+    response = _refuse(416, "RangeNotSatisfiable", f"no requested range lies within the {size} bytes",
+                       Content_Range=f"bytes */{size}")
+    response.headers["Accept-Ranges"] = "bytes"
+    return response
 
 
 # --- the view ------------------------------------------------------------------------------------
 
-def _common_headers(response: Response, entry: DownloadEntry, modified: int, side: str) -> Response:
+def _common_headers(response: BaseResponse, entry: DownloadEntry, modified: int, side: str) -> BaseResponse:
     headers = response.headers
     headers["ETag"] = f'"{entry.sha256}"'
     headers["Last-Modified"] = http_date(dt.datetime.fromtimestamp(modified, dt.UTC))
@@ -88,7 +90,7 @@ def _common_headers(response: Response, entry: DownloadEntry, modified: int, sid
     return response
 
 
-def serve(side: str, subpath: str) -> Response:
+def serve(side: str, subpath: str) -> BaseResponse:
     guard = guard_request(side)
     if isinstance(guard, Response):
         return guard
@@ -107,7 +109,7 @@ def serve(side: str, subpath: str) -> Response:
     runtime = current_app.extensions["devupdate"]
     prefix = runtime.settings.accel_redirect_prefix
     if prefix:
-        response = Response(b"", status=200, mimetype="application/octet-stream")
+        response: BaseResponse = Response(b"", status=200, mimetype="application/octet-stream")
         response.headers["X-Accel-Redirect"] = f"/{prefix.strip('/')}/{entry.sha256[:2]}/{entry.sha256}"
         return _common_headers(response, entry, modified, side)
 
@@ -123,31 +125,8 @@ def serve(side: str, subpath: str) -> Response:
                       subpath, entry.sha256, size, entry.size)
             file.close()
             return _refuse(503, "ImageDamaged", "image damaged in the store; the administrator has been told")
-        ranges = None
-        headers = request.headers
-        if request.method == "GET" and "Range" in headers and range_applies(headers, entry.sha256, modified):
-            ranges = parse_ranges(headers["Range"], size)
-        if ranges == []:
-            file.close()
-            response = _refuse(416, "RangeNotSatisfiable", f"no requested range lies within the {size} bytes",
-                               Content_Range=f"bytes */{size}")
-            response.headers["Accept-Ranges"] = "bytes"
-            return response
-        if ranges and len(ranges) == 1:
-            first, last = ranges[0]
-            length = last - first + 1
-            response = Response(_file_body(FileSlice(file, first, length)), status=206,
-                                mimetype="application/octet-stream", direct_passthrough=True)
-            response.headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-            response.headers["Content-Length"] = str(length)
-        elif ranges:
-            body, length, content_type = multipart_body(file, ranges, size)
-            response = Response(body, status=206, content_type=content_type, direct_passthrough=True)
-            response.headers["Content-Length"] = str(length)
-        else:
-            response = Response(_file_body(file), status=200, mimetype="application/octet-stream",
-                                direct_passthrough=True)
-            response.headers["Content-Length"] = str(size)
+        response = file_answer(file, size, method=request.method, headers=request.headers, environ=request.environ,
+                               etag=entry.sha256, modified=modified, not_satisfiable=_not_satisfiable)
     except BaseException:
         file.close()
         raise

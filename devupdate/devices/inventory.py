@@ -14,7 +14,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import peewee
 from prometheus_client.core import GaugeMetricFamily
@@ -35,6 +37,7 @@ class Device(BaseModel):
     Written far more often than read (every check of every device), so the only index is the
     unique ``device_id`` the upsert needs: each further index roughly doubled the write cost."""
 
+    id = peewee.AutoField()
     device_id = peewee.CharField(max_length=80, unique=True)
     mac = peewee.CharField(max_length=12, default="")
     serial = peewee.CharField(max_length=64, default="")
@@ -155,6 +158,7 @@ def upsert_values(rows: list[tuple], batch: int = 500) -> None:
     costs what the database needs (~30 µs a row on SQLite)."""
     if not rows:
         return
+    execute: Callable[..., Any] | None
     if db.is_sqlite():
         sql, execute = _upsert_sql("(" + ", ".join("?" for _ in COLUMNS) + ")"), None
     else:

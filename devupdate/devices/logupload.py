@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import errno
 import logging
-from typing import BinaryIO
+from typing import IO
 from xml.sax.saxutils import escape
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
+from devupdate import configuration, metrics
 from devupdate.devices.access import guard_request
 from devupdate.devices.logs import CLIENT_AREA, canonical_type, check_extension, config_cache, device_id, safe_name
 from devupdate.errors import DevupdateError
@@ -70,7 +71,7 @@ class BodyError(Exception):
 class _RawBody:
     """The request body as sent; refuses an empty body or one shorter than its Content-Length."""
 
-    def __init__(self, stream: BinaryIO, expected: int | None):
+    def __init__(self, stream: IO[bytes], expected: int | None):
         self._stream = stream
         self._expected = expected
         self._count = 0
@@ -101,7 +102,7 @@ class _RawBody:
 class _MultipartBody:
     """The one file part of a ``multipart/form-data`` body, streamed (never held in memory)."""
 
-    def __init__(self, stream: BinaryIO, boundary: str):
+    def __init__(self, stream: IO[bytes], boundary: str):
         self._raw = _RawBody(stream, None)
         self._decoder = MultipartDecoder(boundary.encode("latin-1"), max_parts=MAX_PARTS)
         self._pending = bytearray()
@@ -181,6 +182,9 @@ class _MultipartBody:
         return out
 
 
+_STORED_BYTES = "devupdate.log_upload_bytes"  # environ key: what the upload stored, for the counter
+
+
 def _error(status: int, code: str, message: str) -> Response:
     response = Response(render_error(code, message), status=status, content_type="text/xml; charset=utf-8")
     response.headers["Cache-Control"] = "no-store"
@@ -199,6 +203,13 @@ def _created(log_type: str, device: str, relpath: str, size: int) -> Response:
 
 
 def upload(side: str) -> Response:
+    """The upload view, counted by side and status (:func:`metrics.log_uploaded`)."""
+    response = _upload(side)
+    metrics.log_uploaded(side, response.status_code, request.environ.get(_STORED_BYTES, 0))
+    return response
+
+
+def _upload(side: str) -> Response:
     guard = guard_request(side)
     if isinstance(guard, Response):
         return guard
@@ -211,16 +222,17 @@ def upload(side: str) -> Response:
     except Exception:
         log.exception("log upload: configuration unavailable")
         return _error(503, "Unavailable", "the service cannot read its configuration; try again later")
-    max_size = int(config["MaxLogFileSize"])  # type: ignore[call-overload]
+    max_size = configuration.whole(config, "MaxLogFileSize")
     try:
-        log_type = canonical_type(args.get("type") or args.get("logtype"), config["ValidLogFileTypes"])
+        log_type = canonical_type(args.get("type") or args.get("logtype"),
+                                  configuration.words(config, "ValidLogFileTypes"))
         device = device_id(args.get("mac") or args.get("macaddress"),
                            args.get("serial") or args.get("serialnumber"))
         given = args.get("name") or args.get("filename")
         name = ""
         if given is not None and given.strip():
             name = safe_name(given)
-            check_extension(name, config["ValidLogFileExtensions"])
+            check_extension(name, configuration.words(config, "ValidLogFileExtensions"))
         try:
             bodies.refuse_encoding(request.environ)  # stored as sent: a gzip body would be a wrong log
         except bodies.BodyError as exc:
@@ -241,7 +253,7 @@ def upload(side: str) -> Response:
                 if not filename.strip():
                     return _error(400, "MissingFileName", "name the file: ?name=<file> or a filename in the part")
                 name = safe_name(filename)
-                check_extension(name, config["ValidLogFileExtensions"])
+                check_extension(name, configuration.words(config, "ValidLogFileExtensions"))
             hint = None
         else:
             if not name:
@@ -272,6 +284,7 @@ def upload(side: str) -> Response:
             return _error(507, "InsufficientStorage", "the server's disk is full")
         raise
     size = body.size
+    request.environ[_STORED_BYTES] = size
     log.info("log upload from %s stored as %s (%d bytes)", client, stored, size)
     return _created(log_type, device, stored, size)
 

@@ -10,11 +10,9 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
-
 from devupdate.devices.locales import KNOWN_LOCALES
 from devupdate.selection import DeviceRequest, Module
+from devupdate.web import safexml
 
 MAX_REQUEST_BYTES = 64 * 1024
 _MAC_SEPARATORS = re.compile(r"[-:.]")
@@ -35,36 +33,6 @@ class RequestError(Exception):
         self.code, self.message, self.status = code, message, status
 
 
-# The common case — UTF-8, no DOCTYPE, no comment — is parsed with the C ElementTree parser, about
-# three times faster than defusedxml (which must use the pure-Python parser to hook expat). It is
-# just as safe: without the two bytes "<!" a UTF-8 document cannot declare a DTD or an entity, so
-# nothing but the five predefined entities and character references can ever be expanded; and
-# without NUL bytes, a BOM or a declared encoding other than UTF-8, expat reads it as UTF-8.
-# Anything else (UTF-16, another declared encoding, a DOCTYPE, a comment, CDATA) goes to defusedxml.
-_DECLARATION = re.compile(rb"\A<\?xml\s[^<>]{0,200}?\?>")
-_ENCODING = re.compile(rb"\bencoding\s*=\s*[\"']([A-Za-z0-9._-]{1,40})[\"']")
-_UTF8 = frozenset((b"utf-8", b"utf8"))
-_COMMON = (b'<?xml version="1.0" encoding="utf-8"?>', b'<?xml version="1.0" encoding="UTF-8"?>',
-           b"<?xml version='1.0' encoding='utf-8'?>", b"<?xml version='1.0' encoding='UTF-8'?>")
-
-
-def _plain_utf8(body: bytes) -> bool:
-    """True when ``body`` cannot declare a DTD or an entity and is read by expat as UTF-8."""
-    if b"<!" in body or b"\x00" in body:  # no NUL: expat cannot detect UTF-16/32 without a BOM either
-        return False
-    if body.startswith(b"\xef\xbb\xbf"):
-        body = body[3:]
-    if body.startswith(_COMMON):
-        return True
-    if body.startswith(b"<?xml"):
-        declaration = _DECLARATION.match(body)
-        if declaration is None:
-            return False
-        encoding = _ENCODING.search(declaration.group())
-        return encoding is None or encoding.group(1).lower() in _UTF8
-    return body.startswith(b"<")
-
-
 _TAGS: dict[object, str] = {}
 
 
@@ -79,16 +47,12 @@ def _local(tag: object) -> str:
 
 
 def _parse_root(body: bytes) -> ET.Element:
-    if _plain_utf8(body):
-        try:
-            return ET.fromstring(body)
-        except Exception:  # ParseError and friends
-            raise RequestError("MalformedXml", "request body is not well-formed XML") from None
+    """The root element (the safe XML reader; no limits: the body is at most 64 KiB), or a refusal."""
     try:
-        return fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException:
-        raise RequestError("ForbiddenXml", "DTD and entity declarations are not accepted") from None
-    except Exception:  # ParseError, ValueError on odd encodings
+        return safexml.parse(body)
+    except safexml.XmlRefused as exc:
+        if exc.reason == safexml.DTD:
+            raise RequestError("ForbiddenXml", "DTD and entity declarations are not accepted") from None
         raise RequestError("MalformedXml", "request body is not well-formed XML") from None
 
 
@@ -145,6 +109,20 @@ def parse_query(args: Mapping[str, str], module_values: list[str]) -> DeviceRequ
     return _build(fields, modules)
 
 
+def validate_module(module: Module) -> None:
+    """A module's name, version and time stamp, or the refusal (the audit log's cell separators too)."""
+    if not module.file_name:
+        raise RequestError("BadModule", "each Module needs a FileName")
+    if not _MODULE_FILE_NAME.match(module.file_name):
+        raise RequestError("BadModule", "module FileName: at most 100 characters, no control characters, "
+                                        "'/', '\\', '#' and ';'")
+    if not _MODULE_TIMESTAMP.match(module.timestamp):
+        raise RequestError("BadModule", f"module {module.file_name}: TimeStamp: at most 100 characters, no "
+                                        "control characters, '#' and ';'")
+    if module.version and not _VERSION.match(module.version):
+        raise RequestError("BadModule", f"module {module.file_name}: Version must be dot-separated numbers")
+
+
 def normalize_mac(text: str) -> str:
     return _MAC_SEPARATORS.sub("", text).upper()
 
@@ -175,16 +153,13 @@ def _build(fields: dict[str, str], modules: list[Module]) -> DeviceRequest:
     if len(modules) > 64:
         raise RequestError("TooManyModules", "at most 64 modules per request")
     for module in modules:
-        if not module.file_name:
-            raise RequestError("BadModule", "each Module needs a FileName")
-        if not _MODULE_FILE_NAME.match(module.file_name):
-            raise RequestError("BadModule", "module FileName: at most 100 characters, no control characters, "
-                                            "'/', '\\', '#' and ';'")
-        if not _MODULE_TIMESTAMP.match(module.timestamp):
-            raise RequestError("BadModule", f"module {module.file_name}: TimeStamp: at most 100 characters, no "
-                                            "control characters, '#' and ';'")
-        if module.version and not _VERSION.match(module.version):
-            raise RequestError("BadModule", f"module {module.file_name}: Version must be dot-separated numbers")
+        validate_module(module)
     return DeviceRequest(device_type=values["devicetype"], mac=mac, serial=serial, vendor=values["vendor"],
                          model=values["model"], revision=revision, locale=locale,
                          user_id=fields.get("userid", "")[:256], modules=tuple(modules))
+
+
+def build_request(fields: dict[str, str], modules: list[Module]) -> DeviceRequest:
+    """The validation every form of the check shares (XML, the GET form, the device API's JSON):
+    ``fields`` keyed by the lower-case XML element names."""
+    return _build(fields, modules)

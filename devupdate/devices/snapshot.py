@@ -16,9 +16,10 @@ from collections import defaultdict
 from devupdate import db
 from devupdate.content.models import StoredObject
 from devupdate.jobs import PeriodicJob, Retry
+from devupdate.rules import rollout
 from devupdate.rules.lifecycle import current_generation
-from devupdate.rules.models import Rule, RuleVersion, TestDevice, VersionFile
-from devupdate.selection import DownloadEntry, OfferedFile, RuleEntry, Snapshot, VersionEntry, family
+from devupdate.rules.models import Rule, RuleRollout, RuleVersion, TestDevice, VersionFile
+from devupdate.selection import DownloadEntry, OfferedFile, RolloutEntry, RuleEntry, Snapshot, VersionEntry, family
 
 log = logging.getLogger("devupdate.snapshot")
 
@@ -34,26 +35,32 @@ def build_snapshot() -> Snapshot:
             files_by_version[item.rule_version_id].append(item)
         rules = list(Rule.select())
         tests = list(TestDevice.select())
+        rollouts = {r.rule_id: r for r in RuleRollout.select().where(RuleRollout.state.in_(rollout.ACTIVE))}
 
     downloads: dict[str, DownloadEntry] = {}
     offered: dict[int, VersionEntry] = {}
     images_by_rule: dict[str, set[str]] = defaultdict(set)
     for version in versions.values():
         entries = []
+        imported = db.iso_utc(version.imported_at)
+        assert imported is not None  # imported_at is NOT NULL
         for item in files_by_version.get(version.id, []):
             path = f"{version.path_prefix}/{item.file_name}"
             downloads[path.lower()] = DownloadEntry(item.blob.sha256, item.blob.size, version.imported_at.timestamp())
             entries.append(OfferedFile(item.file_name, item.signature_file_name, version.version,
-                                       db.iso_utc(version.imported_at), path, item.blob.size, item.blob.sha256))
+                                       imported, path, item.blob.size, item.blob.sha256))
             if item.role == "image":
                 images_by_rule[version.rule_id].add(item.file_name.lower())
         # images first, each followed by its catalog, as the phones expect
         entries.sort(key=lambda f: (f.signature_file_name is None, f.file_name.lower()))
         ordered = []
-        for image in (f for f in entries if f.signature_file_name):
+        for image in entries:
+            catalog = image.signature_file_name
+            if not catalog:
+                continue
             ordered.append(image)
             ordered.extend(f for f in entries if f.signature_file_name is None and
-                           f.file_name.lower() == image.signature_file_name.lower())
+                           f.file_name.lower() == catalog.lower())
         ordered.extend(f for f in entries if f not in ordered)
         offered[version.id] = VersionEntry(version.version, tuple(ordered))
 
@@ -61,11 +68,18 @@ def build_snapshot() -> Snapshot:
         found = versions.get((rule.id, version)) if version else None
         return offered.get(found.id) if found else None
 
+    def staged(rule: Rule) -> RolloutEntry | None:
+        found = rollouts.get(rule.id)
+        if found is None or found.version != rule.approved_version:
+            return None
+        return RolloutEntry(rollout.current_share(found), entry(rule, found.previous))
+
     by_family: dict[tuple, list[RuleEntry]] = defaultdict(list)
     for rule in rules:
         by_family[family(rule.device_type, rule.brand, rule.model, rule.revision, rule.locale)].append(
             RuleEntry(rule.id, rule.update_type.lower(), frozenset(images_by_rule[rule.id]),
-                      entry(rule, rule.approved_version), entry(rule, rule.pending_version)))
+                      entry(rule, rule.approved_version), entry(rule, rule.pending_version),
+                      rollout=staged(rule), name=rule.update_type))
     return Snapshot(
         generation=generation,
         rules={key: tuple(value) for key, value in by_family.items()},
@@ -90,6 +104,11 @@ class SnapshotHolder:
         self._created = time.monotonic()
         self.job = PeriodicJob("snapshot-refresh", self._step, poll_seconds,
                                retry=Retry("snapshot refresh", first=0.1, maximum=1.0, logger=log))
+
+    @property
+    def generation(self) -> int:
+        """The generation served now (-1 before the first load); never loads."""
+        return self._snapshot.generation
 
     @property
     def current(self) -> Snapshot:

@@ -14,6 +14,12 @@ bounded share of the request threads, and a check that finds every slot taken fo
 (:class:`HashingBusy`). Checks of the same (user, password) that arrive together — a boot storm of
 phones sharing one account — share one scrypt run; a success is remembered for ``CACHE_SECONDS``,
 a failure for ``FAILURE_CACHE_SECONDS`` (so repeating one wrong password costs no scrypt either).
+
+For NTLM (:mod:`devupdate.devices.ntlm`) the store also keeps each user's NT hash (MD4 of the
+UTF-16 password, what NTLM is keyed with): written whenever a password is set, wrapped with
+``nt_hash_key`` (AES key wrap) when that setting is given. It is password-equivalent for NTLM, so
+a store given ``store_nt_hash=False`` (NTLM switched off) writes none. Users whose password was
+set before this existed have none until it is set again; NTLM refuses them (Basic still works).
 """
 
 from __future__ import annotations
@@ -44,7 +50,54 @@ DUMMY_HASH = (f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_B64(os.urandom(16)).de
 
 
 class UserStore(Protocol):
+    """A credential source of the external side: Basic checks a password; NTLM needs the NT hash."""
+
     def verify(self, name: str, password: str) -> bool: ...
+
+    def nt_hash(self, name: str) -> bytes | None:
+        """The user's NT hash; ``None`` for an unknown user, one without a hash, or a source that
+        cannot hand hashes out (a directory). Raises :class:`UserStoreUnavailable`."""
+        ...
+
+
+NT_PLAIN, NT_WRAPPED = "nt$", "ntw$"
+
+
+def nt_hash_of(password: str) -> bytes:
+    """MD4 of the UTF-16LE password (MS-NLMP NTOWFv1), computed by pyspnego (OpenSSL 3 has no MD4)."""
+    from spnego._ntlm_raw.crypto import ntowfv1
+
+    return ntowfv1(password)
+
+
+def encode_nt_hash(digest: bytes, key: bytes | None) -> str:
+    if key is None:
+        return NT_PLAIN + digest.hex()
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+
+    return NT_WRAPPED + _B64(aes_key_wrap(key, digest)).decode()
+
+
+def decode_nt_hash(encoded: str | None, key: bytes | None) -> bytes | None:
+    """The 16 bytes, or ``None`` when there is none, it is malformed, or it is wrapped under a key
+    this process does not have (set ``nt_hash_key`` as on the node that wrote it)."""
+    if not encoded:
+        return None
+    try:
+        if encoded.startswith(NT_PLAIN):
+            digest = bytes.fromhex(encoded[len(NT_PLAIN):])
+        elif encoded.startswith(NT_WRAPPED) and key is not None:
+            from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
+
+            try:
+                digest = aes_key_unwrap(key, base64.b64decode(encoded[len(NT_WRAPPED):]))
+            except InvalidUnwrap:
+                return None
+        else:
+            return None
+    except (ValueError, TypeError):
+        return None
+    return digest if len(digest) == 16 else None
 
 
 class HashingBusy(DevupdateError):
@@ -127,6 +180,7 @@ class ExternalUser(BaseModel):
 
     name = peewee.CharField(primary_key=True, max_length=128)
     password_hash = peewee.CharField(max_length=255)
+    nt_hash = peewee.CharField(max_length=255, null=True)  # for NTLM; see the module docstring
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
 
@@ -150,16 +204,18 @@ class DatabaseUserStore:
     FAILURE_CACHE_SECONDS = 10
     MAX_CACHED = 10_000
 
-    def __init__(self, *, gate: HashGate | None = None):
+    def __init__(self, *, gate: HashGate | None = None, nt_key: bytes | None = None, store_nt_hash: bool = True):
         self.gate = gate
-        self._hashes: dict[str, tuple[str | None, float]] = {}  # name → (hash or None, read at)
+        self.nt_key, self.store_nt_hash = nt_key, store_nt_hash
+        self._hashes: dict[str, tuple[tuple[str, str | None] | None, float]] = {}  # name → (hashes or None, read at)
         self._cache: dict[bytes, float] = {}  # keyed digest of a verified (user, password) → expiry
         self._failed: dict[bytes, float] = {}  # keyed digest of a refused (user, password, hash) → expiry
         self._key = os.urandom(32)
         self._lock = threading.Lock()
         self._running: dict[bytes, _Shared] = {}  # token → the scrypt run other callers wait for
 
-    def _lookup(self, name: str) -> str | None:
+    def _lookup(self, name: str) -> tuple[str, str | None] | None:
+        """(scrypt hash, stored NT hash) of ``name``, ``None`` for an unknown name."""
         now = time.monotonic()
         known = self._hashes.get(name)
         if known is not None and now - known[1] < self.LOOKUP_SECONDS:
@@ -173,17 +229,23 @@ class DatabaseUserStore:
             raise UserStoreUnavailable("the user store is unavailable (database: "
                                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}); "
                                        "retry shortly") from None
-        encoded = row.password_hash if row is not None else None
+        found = (row.password_hash, row.nt_hash) if row is not None else None
         with self._lock:
             if len(self._hashes) >= self.MAX_CACHED:
                 self._hashes.clear()
-            self._hashes[name] = (encoded, now)
-        return encoded
+            self._hashes[name] = (found, now)
+        return found
+
+    def nt_hash(self, name: str) -> bytes | None:
+        """Raises :class:`UserStoreUnavailable` when the user cannot be read."""
+        found = self._lookup(name) if _NAME.match(name) else None
+        return decode_nt_hash(found[1], self.nt_key) if found is not None else None
 
     def verify(self, name: str, password: str) -> bool:
         """Raises :class:`HashingBusy` when the gate has no free slot in time, and
         :class:`UserStoreUnavailable` when the user cannot be read (nothing was checked)."""
-        encoded = self._lookup(name) if _NAME.match(name) else None
+        found = self._lookup(name) if _NAME.match(name) else None
+        encoded = found[0] if found is not None else None
         token = hmac.new(self._key, f"{name}\0{password}\0{encoded}".encode(), hashlib.sha256).digest()
         now = time.monotonic()
         if encoded is not None and self._cache.get(token, 0.0) > now:
@@ -221,7 +283,12 @@ class DatabaseUserStore:
     # --- management (devupdate users add|list|remove); callers hold the transaction ----------------
 
     def names(self) -> list[str]:
-        return [name for (name,) in ExternalUser.select(ExternalUser.name).order_by(ExternalUser.name).tuples()]
+        return [name for (name,) in db.tuples(ExternalUser.select(ExternalUser.name).order_by(ExternalUser.name))]
+
+    def listing(self) -> list[tuple[str, bool]]:
+        """(name, has an NT hash) of every user: one without signs in with Basic until its password is set."""
+        query = ExternalUser.select(ExternalUser.name, ExternalUser.nt_hash).order_by(ExternalUser.name)
+        return [(name, bool(nt)) for (name, nt) in db.tuples(query)]
 
     def add(self, name: str, password: str, *, replace: bool = False) -> None:
         if not _NAME.match(name):
@@ -232,10 +299,11 @@ class DatabaseUserStore:
         if existing is not None and not replace:
             raise Conflict(f"user {name!r} exists; remove it first or use --replace", code="duplicate-user")
         encoded = hash_password(password)
+        nt = encode_nt_hash(nt_hash_of(password), self.nt_key) if self.store_nt_hash else None
         if existing is None:
-            ExternalUser.create(name=name, password_hash=encoded)
+            ExternalUser.create(name=name, password_hash=encoded, nt_hash=nt)
         else:
-            existing.password_hash, existing.updated_at = encoded, utcnow()
+            existing.password_hash, existing.nt_hash, existing.updated_at = encoded, nt, utcnow()
             existing.save()
 
     def remove(self, name: str) -> None:
@@ -256,8 +324,8 @@ def import_user_file(path: Path) -> int:
             if _NAME.match(name) and encoded.startswith("scrypt$"):
                 users[name] = encoded
     with write_transaction():
-        present = {n for (n,) in ExternalUser.select(ExternalUser.name).where(
-            ExternalUser.name.in_(list(users) or [""])).tuples()}
+        present = {n for (n,) in db.tuples(ExternalUser.select(ExternalUser.name).where(
+            ExternalUser.name.in_(list(users) or [""])))}
         added = [name for name in users if name not in present]
         for name in added:  # another node sharing the data directory may import the same file
             ExternalUser.insert(name=name, password_hash=users[name]).on_conflict_ignore().execute()

@@ -72,17 +72,19 @@ def serve(host: str | None, port: int | None, rate_limit: float | None, authorit
 
 
 def _stop_with_parent(responder, parent_pid: int) -> None:
-    """A responder started by ``serve --dns`` must not outlive a killed parent holding port 53."""
+    """A responder started by ``serve --dns`` must not outlive a killed parent holding port 53:
+    the ``dns-parent-watch`` job looks every second whether this process has been orphaned."""
     import os
-    import threading
-    import time
+
+    from devupdate.jobs import PeriodicJob
 
     def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1)
-        responder.request_stop()
+        if os.getppid() != parent_pid:
+            responder.request_stop()
+            job.stop()
 
-    threading.Thread(target=watch, name="dns-parent-watch", daemon=True).start()
+    job = PeriodicJob("dns-parent-watch", watch, 1.0, first_delay=0)
+    job.start()
 
 
 @group.command("records")

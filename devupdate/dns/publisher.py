@@ -134,7 +134,8 @@ def parse_server(text: str) -> tuple[str, int, str]:
     if not host or not 0 < port < 65536:
         raise PublishError(f"--server {text!r}: expected HOST[:PORT]")
     try:
-        address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0]
+        # an IPv4 or IPv6 socket address: its first item is the address text
+        address = str(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0])
     except socket.gaierror as exc:
         raise PublishError(f"--server {host}: cannot resolve the name ({exc.strerror}); give its IP address") from exc
     label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -175,13 +176,13 @@ class _Session:
         except dns.exception.DNSException as exc:
             raise PublishError(f"{self.label}: unusable answer ({exc})") from exc
 
-    def query(self, name: dns.name.Name, rdtype: int) -> dns.message.Message:
+    def query(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
         message = dns.message.make_query(name, rdtype)
         message.flags &= ~dns.flags.RD  # ask the zone's own data, never a recursive guess
         return self.exchange(message)
 
 
-def _rcode_error(label: str, zone: str, rcode: int, doing: str) -> PublishError:
+def _rcode_error(label: str, zone: str, rcode: dns.rcode.Rcode, doing: str) -> PublishError:
     refused = (f"the server refuses updates to zone {zone} with this key: allow them with update-policy or "
                "allow-update for the key (BIND), or secure dynamic updates (Windows)" if doing == "updating" else
                f"the server does not serve zone {zone} to this client (wrong --zone or server, or allow-query)")
@@ -195,7 +196,8 @@ def _rcode_error(label: str, zone: str, rcode: int, doing: str) -> PublishError:
     return PublishError(f"{label}: {text} while {doing}: {hints.get(rcode, 'see the server log')}")
 
 
-def _current(session: _Session, zone: str, name: dns.name.Name, rdtype: int) -> tuple[set[str], int | None]:
+def _current(session: _Session, zone: str, name: dns.name.Name,
+             rdtype: dns.rdatatype.RdataType) -> tuple[set[str], int | None]:
     response = session.query(name, rdtype)
     rcode = response.rcode()
     if rcode == dns.rcode.NXDOMAIN:

@@ -51,6 +51,7 @@ import dns.rrset
 
 from devupdate.dns.records import RecordSet
 from devupdate.errors import DevupdateError
+from devupdate.jobs import PeriodicJob, Retry
 
 log = logging.getLogger("devupdate.dns")
 
@@ -63,6 +64,14 @@ _MAX_BUCKETS = 100_000  # per-source state bound; spoofed floods of new sources 
 _A, _AAAA, _NS, _SOA, _ANY, _OPT = (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.NS, dns.rdatatype.SOA,
                                     dns.rdatatype.ANY, dns.rdatatype.OPT)
 _NO_TRANSFER = (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
+
+
+def _wire(name: dns.name.Name) -> bytes:
+    """``name`` in wire format (dnspython types ``to_wire()`` as ``bytes | None``: None is only
+    returned when it writes into a file)."""
+    wire = name.to_wire()
+    assert wire is not None, "to_wire() without a file returns the bytes"
+    return wire
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,7 @@ class _Tables:
         self.authoritative = authoritative
         self.max_udp_size = max_udp_size
         self.opt = struct.pack("!BHHIH", 0, _OPT, max_udp_size, 0, 0)  # root, OPT, payload, v0 no DO, no rdata
-        self.nodes: dict[dns.name.Name, dict[int, dns.rrset.RRset]] = {}
+        self.nodes: dict[dns.name.Name, dict[dns.rdatatype.RdataType, dns.rrset.RRset]] = {}
         wanted = records.zone_records(serial) if authoritative else records.address_records()
         for record in wanted:
             name = dns.name.from_text(record.name)
@@ -116,7 +125,8 @@ class _Tables:
         rrset = self.nodes.get(zone, {}).get(_SOA)
         return [rrset] if rrset is not None else []
 
-    def lookup(self, qname: dns.name.Name, rdtype: int) -> tuple[int, bool, list, list, list]:
+    def lookup(self, qname: dns.name.Name,
+               rdtype: dns.rdatatype.RdataType) -> tuple[dns.rcode.Rcode, bool, list, list, list]:
         """(rcode, aa, answer, authority, additional) for one IN question."""
         zone = self.zone_of(qname)
         node = self.nodes.get(qname)
@@ -177,21 +187,23 @@ class _Tables:
 
     # --- fast path -----------------------------------------------------------------------------
 
-    def _render(self, qname: dns.name.Name, rdtype: int) -> _Entry:
+    def _render(self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> _Entry:
         query = dns.message.make_query(qname, rdtype, use_edns=False)
         query.flags = 0
         wire = self.respond(query.to_wire(), False)
+        assert wire is not None, "a single-question query of our own is always answered"
         flags, _qd, an, ns, ar = struct.unpack("!HHHHH", wire[2:12])
-        return _Entry(flags, an, ns, ar, wire[12 + len(qname.to_wire()) + 4:])
+        return _Entry(flags, an, ns, ar, wire[12 + len(_wire(qname)) + 4:])
 
     def _build_fast_path(self) -> None:
         self.names: dict[bytes, tuple[dict[int, tuple], tuple]] = {}
         for name, node in self.nodes.items():
             if self.zone_of(name) is None:
                 continue
-            types = {t: self._compile(self._render(name, t)) for t in (*node, _ANY, _A, _AAAA, _SOA, _NS)}
+            types: dict[int, tuple] = {t: self._compile(self._render(name, t))
+                                       for t in (*node, _ANY, _A, _AAAA, _SOA, _NS)}
             nodata = self._compile(self._render(name, dns.rdatatype.TXT))
-            self.names[name.to_wire().lower()] = (types, nodata)
+            self.names[_wire(name).lower()] = (types, nodata)
         self.zone_wires: dict[bytes, tuple] = {}
         for zone in self.zones:  # NXDOMAIN: SOA owner written in full, the qname varies
             soa = self._soa(zone) if self.authoritative else []
@@ -200,7 +212,7 @@ class _Tables:
                 rrset.to_wire(tail)
             rcode = dns.rcode.NXDOMAIN if self.authoritative else dns.rcode.REFUSED
             aa = dns.flags.AA if self.authoritative else 0
-            self.zone_wires[zone.to_wire().lower()] = self._compile(
+            self.zone_wires[_wire(zone).lower()] = self._compile(
                 _Entry(dns.flags.QR | aa | rcode, 0, len(soa), 0, tail.getvalue()))
         self.refused = self._compile(_Entry(dns.flags.QR | dns.rcode.REFUSED, 0, 0, 0, b""))
 
@@ -327,6 +339,9 @@ class DnsResponder:
     ``records_provider`` is called at start and every ``reload_interval`` seconds (and by
     ``reload()``); when the record set it returns differs, the answers are rebuilt and swapped in,
     so changing ``DEVUPDATE_DNS_ADDRESSES`` in the config file takes effect without a restart.
+    The periodic reload (and the rate limiter's pruning of idle sources) is the ``dns-reload``
+    :class:`~devupdate.jobs.PeriodicJob`: its runs are in the job metrics, and a reload that fails
+    keeps the previous records, logged once per outage and once when it works again.
     """
 
     def __init__(self, records_provider: Callable[[], RecordSet], host: str = "127.0.0.1", port: int = 53, *,
@@ -344,6 +359,7 @@ class DnsResponder:
         self._tables: _Tables | None = None
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._job: PeriodicJob | None = None
         self._udp: socket.socket | None = None
         self._tcp: socket.socket | None = None
         self._connections = threading.BoundedSemaphore(TCP_MAX_CONNECTIONS)
@@ -374,10 +390,14 @@ class DnsResponder:
         self._bind()
         self._stopping.clear()
         self._threads = [threading.Thread(target=self._udp_loop, name="dns-udp", daemon=True),
-                         threading.Thread(target=self._tcp_loop, name="dns-tcp", daemon=True),
-                         threading.Thread(target=self._housekeeping, name="dns-reload", daemon=True)]
+                         threading.Thread(target=self._tcp_loop, name="dns-tcp", daemon=True)]
         for thread in self._threads:
             thread.start()
+        interval = self.reload_interval or RELOAD_INTERVAL
+        self._job = PeriodicJob("dns-reload", self._housekeeping, interval,
+                                retry=Retry("dns: reload of the records (the previous ones are kept)", first=interval,
+                                            maximum=interval, logger=log))
+        self._job.start()
         return self
 
     def serve_forever(self) -> None:
@@ -396,6 +416,9 @@ class DnsResponder:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._job is not None:
+            self._job.stop(wait=2)
+            self._job = None
         for sock in (self._udp, self._tcp):
             if sock is not None:
                 try:
@@ -455,6 +478,7 @@ class DnsResponder:
 
     def _udp_loop(self) -> None:
         sock, stopping = self._udp, self._stopping
+        assert sock is not None, "start() binds before the loops run"
         recvfrom, sendto, limiter, monotonic = sock.recvfrom, sock.sendto, self.limiter, time.monotonic
         while True:
             try:
@@ -476,7 +500,9 @@ class DnsResponder:
                             pass
                     continue
             try:
-                reply = self._tables.answer(data, True)
+                tables = self._tables  # read per packet: reload() swaps it
+                assert tables is not None, "start() loads the records before the loops run"
+                reply = tables.answer(data, True)
             except Exception:  # never let one packet stop the server
                 log.exception("dns: failed to answer a %d-byte query from %s", len(data), source[0])
                 reply = None
@@ -489,9 +515,11 @@ class DnsResponder:
                 pass
 
     def _tcp_loop(self) -> None:
+        listener = self._tcp
+        assert listener is not None, "start() binds before the loops run"
         while not self._stopping.is_set():
             try:
-                conn, source = self._tcp.accept()
+                conn, source = listener.accept()
             except OSError:
                 if self._stopping.is_set():
                     return
@@ -515,7 +543,9 @@ class DnsResponder:
                 if data is None:
                     return
                 try:
-                    reply = self._tables.answer(data, False)
+                    tables = self._tables  # read per query: reload() swaps it
+                    assert tables is not None, "start() loads the records before the loops run"
+                    reply = tables.answer(data, False)
                 except Exception:
                     log.exception("dns: failed to answer a %d-byte TCP query", len(data))
                     reply = None
@@ -531,14 +561,12 @@ class DnsResponder:
             self._connections.release()
 
     def _housekeeping(self) -> None:
-        while not self._stopping.wait(self.reload_interval or 5.0):
-            if self.reload_interval:
-                try:
-                    self.reload()
-                except Exception as exc:  # a broken config file must not take discovery down
-                    log.warning("dns: keeping the previous records, reload failed: %s", exc)
-            if self.limiter is not None:
-                self.limiter.prune(time.monotonic())
+        """One run of the ``dns-reload`` job: forget idle rate-limited sources, re-read the records.
+        A reload that raises (a config file half edited) keeps the answers being served."""
+        if self.limiter is not None:
+            self.limiter.prune(time.monotonic())
+        if self.reload_interval:
+            self.reload()
 
 
 def _recv_exactly(conn: socket.socket, count: int) -> bytes | None:

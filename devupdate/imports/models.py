@@ -7,12 +7,13 @@ from prometheus_client.core import CounterMetricFamily
 
 from devupdate import metrics
 from devupdate.content import registry
-from devupdate.db import BaseModel, utcnow
+from devupdate.db import BaseModel, tuples, utcnow
 
 
 class ImportRecord(BaseModel):
     """One import attempt, kept for the admin (successes, no-ops and refusals)."""
 
+    id = peewee.AutoField()
     started_at = peewee.DateTimeField(default=utcnow)
     finished_at = peewee.DateTimeField(null=True)
     actor = peewee.CharField(max_length=200)
@@ -29,6 +30,7 @@ class ImportRecord(BaseModel):
 class ImportJournal(BaseModel):
     """Objects an unfinished import may have written; removed in the import's own transaction."""
 
+    id = peewee.AutoField()
     host = peewee.CharField(max_length=255)
     pid = peewee.IntegerField()
     started_at = peewee.DateTimeField(default=utcnow)
@@ -42,8 +44,8 @@ registry.register_in_flight("imports", lambda: ImportJournal.select().exists())
 def _metrics() -> list[CounterMetricFamily]:
     imports = CounterMetricFamily("devupdate_imports", "Cab imports by outcome (imported, nothing-new, "
                                   "refused), from the CLI and the API", labels=["outcome"])
-    counts = dict(ImportRecord.select(ImportRecord.outcome, peewee.fn.COUNT(ImportRecord.id))
-                  .group_by(ImportRecord.outcome).tuples())
+    counts: dict[str, int] = dict(tuples(ImportRecord.select(ImportRecord.outcome, peewee.fn.COUNT(ImportRecord.id))
+                                         .group_by(ImportRecord.outcome)))
     for outcome in ("imported", "nothing-new", "refused"):
         imports.add_metric([outcome], counts.pop(outcome, 0))
     for outcome, count in counts.items():

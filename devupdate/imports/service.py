@@ -4,8 +4,8 @@ The order is what makes it safe:
 1. read and validate the package (nothing stored yet);
 2. stage every image and catalog into the filestore (temp files, hashed while written);
 3. journal the objects about to appear, then rename them into place;
-4. one database transaction: blobs, rules, versions, the import record, the audit row — and the
-   journal row's deletion.
+4. one database transaction: blobs, rules, versions, their WSUS catalog updates, the import record,
+   the audit row — and the journal row's deletion.
 A crash before 4 commits leaves a journal row; the next start deletes the objects it names that
 no committed row references. A refusal at any step discards what was staged.
 """
@@ -43,9 +43,11 @@ from devupdate.packages import (
 )
 from devupdate.packages.errors import SIZE_CODES
 from devupdate.processes import pid_alive
+from devupdate.rules.catalog import publish_rules, sync_deployments
 from devupdate.rules.lifecycle import bump_generation, rule_key, sync_version_refs
 from devupdate.rules.models import Rule, RuleVersion, VersionFile
 from devupdate.settings import Settings
+from devupdate.wsus.downstream.models import refuse_if_replica
 from filestore import FileStore, QuotaExceeded
 
 JOURNAL_STALE_SECONDS = 24 * 3600
@@ -81,7 +83,7 @@ def _hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def import_cab(store: FileStore, settings: Settings, path: Path, *, actor: str, file_name: str | None = None,
+def import_cab(store: FileStore, settings: Settings, path: Path | str, *, actor: str, file_name: str | None = None,
                progress: Callable[[int], None] | None = None,
                on_total: Callable[[int], None] | None = None) -> ImportResult:
     """Import one cab; raises DevupdateError (recorded in the audit trail) when refused."""
@@ -89,6 +91,7 @@ def import_cab(store: FileStore, settings: Settings, path: Path, *, actor: str, 
     digest = _BackgroundHash(Path(path))
     size = 0
     try:
+        refuse_if_replica("phone packages")  # imported upstream, they come with the sync
         size = Path(path).stat().st_size
         if size > settings.max_cab_size:
             raise TooLarge(f"{file_name} is {size} bytes, above the limit of {settings.max_cab_size}; "
@@ -274,6 +277,10 @@ def _finish(result: ImportResult, actor: str, *, created: dict[str, Any], update
         for update in updates:
             touched.append(_apply_update(update, staged, actor, entry.id) if staged else
                            {"Id": update.id, "Version": update.version, "Change": "unchanged"})
+        if staged:  # their catalog updates (C10), after every rule lock is held: rules, then the catalog
+            publish_rules([(Rule.get_by_id(rule["Id"]), rule["Change"] == "created") for rule in touched])
+            for rule_id in sorted({rule["Id"] for rule in touched}):
+                sync_deployments(Rule.get_by_id(rule_id), rule_id, actor)
         changed = [rule for rule in touched if rule["Change"] != "unchanged"]
         result.outcome = "imported" if changed else "nothing-new"
         result.rules, result.record_id = touched, entry.id

@@ -14,6 +14,7 @@ from typing import Any
 from devupdate.audit.trail import record
 from devupdate.content import cleanup as content
 from devupdate.db import utcnow, write_transaction
+from devupdate.rules.catalog import release_versions
 from devupdate.rules.lifecycle import bump_generation
 from devupdate.rules.models import RuleVersion
 from filestore import FileStore
@@ -23,6 +24,7 @@ def cleanup_files(store: FileStore, *, grace_seconds: int, actor: str) -> dict[s
     cutoff = utcnow() - dt.timedelta(seconds=grace_seconds)
     with write_transaction():
         expired = list(RuleVersion.select().where(RuleVersion.unreferenced_since < cutoff))
+        release_versions(expired)  # their catalog updates no longer hold the bytes
         for version in expired:
             version.delete_instance(recursive=True)
         if expired:

@@ -23,14 +23,19 @@ def rules() -> None:
 
 
 @rules.command("list")
+@click.option("--brand", help="Only this brand (case-insensitive; '*' matches anything).")
+@click.option("--model", help="Only this model (case-insensitive; '*' matches anything, e.g. 'CX*').")
+@click.option("--locale", help="Only this locale (case-insensitive).")
+@click.option("--state", type=click.Choice(["pending", "approved", "none"]),
+              help="Only rules with a pending version, an approved version, or neither.")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
-def rules_list(as_json: bool) -> None:
-    """All rules with their approved, pending and restore versions."""
+def rules_list(brand: str | None, model: str | None, locale: str | None, state: str | None, as_json: bool) -> None:
+    """Rules with their approved, pending and restore versions."""
     from devupdate.rules.lifecycle import list_rules, rule_dict
 
     name = runtime().settings.effective_service_name
-    rows = [rule_dict(rule, name) for rule in list_rules()]
+    rows = [rule_dict(rule, name) for rule in list_rules(brand=brand, model=model, locale=locale, state=state)]
     print_json(rows) if as_json else print_table(rows, RULE_COLUMNS)
 
 
@@ -40,11 +45,14 @@ def rules_list(as_json: bool) -> None:
 @handle_errors
 def rules_show(rule: str, as_json: bool) -> None:
     """One rule in full, with its imported versions."""
+    from devupdate.rules import rollout
     from devupdate.rules.lifecycle import resolve, rule_dict, rule_versions
 
     rt = runtime()
     found = resolve(rule)
-    data = {**rule_dict(found, rt.settings.effective_service_name), "Versions": rule_versions(found.id)}
+    staged = rollout.of_rule(found.id)
+    data = {**rule_dict(found, rt.settings.effective_service_name), "Versions": rule_versions(found.id),
+            "Rollout": rollout.describe(staged) if staged is not None else None}
     print_json(data) if as_json else print_record(data)
 
 
@@ -57,6 +65,10 @@ def _rule_action(name: str, help_text: str, action_name: str) -> None:
         from devupdate.rules import lifecycle
 
         rt = runtime()
+        if action_name == "remove":
+            removed = lifecycle.remove(rule, actor())
+            print_json(removed) if as_json else click.echo(f"removed rule {removed['Id']}")
+            return
         if action_name == "restore":
             try:
                 result = lifecycle.restore(rule, actor(), withdraw=yes)
@@ -65,9 +77,6 @@ def _rule_action(name: str, help_text: str, action_name: str) -> None:
                                      code=refusal.code) from None
         else:
             result = getattr(lifecycle, action_name)(rule, actor())
-        if action_name == "remove":
-            print_json(result) if as_json else click.echo(f"removed rule {result['Id']}")
-            return
         data = lifecycle.rule_dict(result, rt.settings.effective_service_name)
         if as_json:
             print_json(data)
@@ -81,8 +90,98 @@ def _rule_action(name: str, help_text: str, action_name: str) -> None:
                      "withdrawn and the fleet is offered nothing for this rule.")(command)
 
 
-_rule_action("approve", "Approve the pending version (the old approved version becomes the restore version).",
-             "approve")
+@rules.command("approve")
+@click.argument("rule")
+@click.option("--rollout", "stages", metavar="STAGES", help="Roll out in stages, e.g. 5%,25%,100%: each device falls "
+              "in a stable bucket; the rest keep the previous approved version; test devices get it at once.")
+@click.option("--every", default="24h", show_default=True, help="Time between stages (30m, 24h, 2d).")
+@click.option("--halt-at", default="2%", show_default=True, help="Halt when this share of the devices offered failed.")
+@click.option("--fail-after-checks", default=3, show_default=True, type=click.IntRange(1, 1000),
+              help="A device offered the new version that still runs the old one after this many checks failed.")
+@click.option("--fail-after", default="48h", show_default=True, help="… or after this long.")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def rules_approve(rule: str, stages: str | None, every: str, halt_at: str, fail_after_checks: int, fail_after: str,
+                  as_json: bool) -> None:
+    """Approve the pending version (the old approved version becomes the restore version)."""
+    from devupdate.rules import lifecycle, rollout
+    from devupdate.rules.rollout_plan import Plan
+
+    rt = runtime()
+    plan = Plan.parse(stages, every, halt_at, fail_after_checks, fail_after) if stages else None
+    result = lifecycle.approve(rule, actor(), plan)
+    data = lifecycle.rule_dict(result, rt.settings.effective_service_name)
+    staged = rollout.of_rule(result.id)
+    if staged is not None:
+        data["Rollout"] = rollout.describe(staged)
+    if as_json:
+        print_json(data)
+        return
+    click.echo(f"approved rule {data['Id']}: approved={data['ApprovedVersion'] or '-'} "
+               f"pending={data['PendingVersion'] or '-'} restore={data['RestoreVersion'] or '-'}")
+    if staged is not None:
+        info = data["Rollout"]
+        click.echo(f"rollout: {info['Share']} of the fleet now, stages {','.join(info['Stages'])} every "
+                   f"{info['Every']}, halts at {info['HaltAt']} failed; the rest keep "
+                   f"{info['PreviousVersion'] or 'nothing'}")
+
+
+# --- staged rollouts -----------------------------------------------------------------------------
+
+@rules.group("rollout")
+def rollout_group() -> None:
+    """Staged rollouts (started by 'rules approve RULE --rollout 5%,25%,100%'): show, resume, advance, abort."""
+
+
+@rollout_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def rollout_list(as_json: bool) -> None:
+    """Every rollout with its stage and devices offered / updated / failed."""
+    from devupdate.rules.rollout_actions import list_rollouts
+
+    runtime()
+    rows = list_rollouts()
+    print_json(rows) if as_json else print_table(rows, ["RuleId", "Version", "State", "Stage", "Share", "Offered",
+                                                        "Updated", "Failed", "NextStageAt"])
+
+
+@rollout_group.command("show")
+@click.argument("rule")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def rollout_show(rule: str, as_json: bool) -> None:
+    """One rule's rollout."""
+    from devupdate.rules.rollout_actions import show
+
+    runtime()
+    data = show(rule)
+    print_json(data) if as_json else print_record(data)
+
+
+def _rollout_action(name: str, help_text: str) -> None:
+    @rollout_group.command(name, help=help_text)
+    @click.argument("rule")
+    @click.option("--json", "as_json", is_flag=True)
+    @handle_errors
+    def command(rule: str, as_json: bool) -> None:
+        from devupdate.rules import lifecycle, rollout_actions
+
+        rt = runtime()
+        if name == "abort":
+            restored = rollout_actions.abort(rule, actor())
+            data = lifecycle.rule_dict(restored, rt.settings.effective_service_name)
+            print_json(data) if as_json else click.echo(
+                f"aborted the rollout of rule {data['Id']}: approved={data['ApprovedVersion'] or '-'} again")
+            return
+        data = getattr(rollout_actions, name)(rule, actor())
+        print_json(data) if as_json else click.echo(
+            f"rollout of rule {data['RuleId']}: {data['State']}, stage {data['Stage']} ({data['Share']})")
+
+
+_rollout_action("resume", "Resume a halted rollout (the failures so far are accepted; new ones count).")
+_rollout_action("advance", "Start the next stage now instead of waiting.")
+_rollout_action("abort", "Abort = restore: the fleet goes back to the previous version; the rollout ends.")
 _rule_action("reset", "Reject the pending version; test devices go back to the approved one.", "reset")
 _rule_action("restore", "Roll back to the restore version (with none, refused unless --yes: the fleet would be "
              "offered nothing).", "restore")

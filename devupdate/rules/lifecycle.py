@@ -9,13 +9,20 @@ one rule at once serialize, and the second sees the first's result.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
+
+import peewee
 
 from devupdate.audit.trail import record
 from devupdate.db import iso_utc, locked, utcnow, write_transaction
 from devupdate.errors import Conflict, DevupdateError, NotFound
+from devupdate.rules import rollout
+from devupdate.rules.catalog import decline_rule, sync_deployments
 from devupdate.rules.models import Generation, Rule, RuleVersion
+from devupdate.rules.rollout_plan import Plan
+from devupdate.wsus.downstream.models import refuse_if_replica
 
 _GUID_CHARS = re.compile(r"^[0-9a-f-]+$")
 MIN_PREFIX = 4  # a shorter prefix picks a rule by luck, not by intent
@@ -51,9 +58,34 @@ def state(rule: Rule) -> dict[str, str | None]:
             "RestoreVersion": rule.restore_version}
 
 
-def list_rules() -> list[Rule]:
-    return list(Rule.select().order_by(Rule.device_type, Rule.brand, Rule.model, Rule.revision,
-                                       Rule.locale, Rule.update_type))
+RULE_STATES = ("pending", "approved", "none")
+
+
+def _like(column, pattern: str):
+    """Case-insensitive match; ``*`` matches anything (``'CX*'``)."""
+    text = pattern.lower()
+    return peewee.fn.LOWER(column) ** text.replace("*", "%") if "*" in text else peewee.fn.LOWER(column) == text
+
+
+def list_rules(*, brand: str | None = None, model: str | None = None, locale: str | None = None,
+               state: str | None = None) -> list[Rule]:
+    """Rules in family order; ``brand``/``model``/``locale`` match case-insensitively with ``*`` wildcards,
+    ``state`` keeps rules with a pending version, an approved one, or neither — the one selection of
+    ``rules list`` and the bulk actions."""
+    query = Rule.select().order_by(Rule.device_type, Rule.brand, Rule.model, Rule.revision, Rule.locale,
+                                   Rule.update_type)
+    for column, value in ((Rule.brand, brand), (Rule.model, model), (Rule.locale, locale)):
+        if value:
+            query = query.where(_like(column, value))
+    if state == "pending":
+        query = query.where(Rule.pending_version.is_null(False))
+    elif state == "approved":
+        query = query.where(Rule.approved_version.is_null(False))
+    elif state == "none":
+        query = query.where(Rule.pending_version.is_null() & Rule.approved_version.is_null())
+    elif state:
+        raise DevupdateError(f"{state[:40]!r} is not a rule state: use pending, approved or none", code="bad-state")
+    return list(query)
 
 
 def resolve(ref: str, *, lock: bool = False) -> Rule:
@@ -103,8 +135,12 @@ def sync_version_refs(rule_id: str, referenced: set[str | None]) -> None:
             RuleVersion.update(unreferenced_since=now).where(RuleVersion.id == version.id).execute()
 
 
-def _act(ref: str, actor: str, action: str, change: Callable[[Rule], None]) -> Rule:
+def _act(ref: str, actor: str, action: str, change: Callable[[Rule], None],
+         then: Callable[[Rule], None] | None = None) -> Rule:
+    """``change`` the locked rule; ``then`` runs in the same transaction after it was saved (its
+    rollout starts or ends there: reset, restore and remove end one, approve replaces it)."""
     try:
+        refuse_if_replica("rule states")
         with write_transaction():
             rule = resolve(ref, lock=True)
             before = state(rule)
@@ -115,6 +151,8 @@ def _act(ref: str, actor: str, action: str, change: Callable[[Rule], None]) -> R
             sync_version_refs(rule.id, set(after.values()))
             bump_generation()
             record(actor, f"rule.{action}", rule.id, before=before, after=after)
+            (then or (lambda r: rollout.end(r.id, actor, f"rule {action}")))(rule)
+            sync_deployments(rule, rule.id, actor)  # its WSUS deployments (C10)
     except DevupdateError as refusal:
         record_refusal(actor, f"rule.{action}", ref, refusal)
         raise
@@ -127,8 +165,15 @@ def record_refusal(actor: str, action: str, target: str, refusal: DevupdateError
         record(actor, action, target, outcome="refused", detail=refusal.as_dict())
 
 
-def approve(ref: str, actor: str) -> Rule:
-    """Pending becomes approved; the previous approved version is kept as the restore version."""
+def approve(ref: str, actor: str, plan: Plan | None = None, *, now: float | None = None) -> Rule:
+    """Pending becomes approved; the previous approved version is kept as the restore version. With
+    a ``plan`` the fleet gets it in stages (``rollout_plan``); test devices get it at once either way."""
+    def then(rule: Rule) -> None:
+        if plan is None:
+            rollout.end(rule.id, actor, "approved without a rollout")
+        else:
+            rollout.start(rule, plan, actor, time.time() if now is None else now)
+
     def change(rule: Rule) -> None:
         if rule.pending_version is None:
             raise Conflict(f"rule {rule.id} has no pending version to approve; import a package first",
@@ -137,7 +182,7 @@ def approve(ref: str, actor: str) -> Rule:
             rule.restore_version, rule.restore_at, rule.restore_by = rule.approved_version, utcnow(), actor
         rule.approved_version, rule.approved_at, rule.approved_by = rule.pending_version, utcnow(), actor
         rule.pending_version, rule.pending_at, rule.pending_by = None, utcnow(), actor
-    return _act(ref, actor, "approve", change)
+    return _act(ref, actor, "approve", change, then)
 
 
 def reset(ref: str, actor: str) -> Rule:
@@ -170,13 +215,39 @@ def restore(ref: str, actor: str, *, withdraw: bool = True) -> Rule:
     return _act(ref, actor, "restore", change)
 
 
+def adopt(ref: str, actor: str, *, approved: str | None, pending: str | None, restore: str | None) -> Rule:
+    """Take over a rule's three versions from another server (``devupdate migrate lync``): each one
+    given must have been imported for this rule. Audited as ``rule.adopt`` with before and after."""
+    def change(rule: Rule) -> None:
+        imported = {version.version for version in
+                    RuleVersion.select(RuleVersion.version).where(RuleVersion.rule_id == rule.id)}
+        for column, version in (("ApprovedVersion", approved), ("PendingVersion", pending),
+                                ("RestoreVersion", restore)):
+            if version is not None and version not in imported:
+                raise Conflict(f"rule {rule.id}: {column} {version} was never imported; import the cab that has it",
+                               code="version-not-imported")
+        now = utcnow()
+        if rule.approved_version != approved:
+            rule.approved_version, rule.approved_at, rule.approved_by = approved, now, actor
+        if rule.pending_version != pending:
+            rule.pending_version, rule.pending_at, rule.pending_by = pending, now, actor
+        if rule.restore_version != restore:
+            rule.restore_version, rule.restore_at, rule.restore_by = restore, now, actor
+    return _act(ref, actor, "adopt", change)
+
+
 def remove(ref: str, actor: str) -> dict[str, Any]:
-    """Delete the rule; its images become unreferenced and leave after the cleanup grace period."""
+    """Delete the rule; its images become unreferenced and leave after the cleanup grace period, and
+    the catalog updates of its versions are declined."""
     try:
+        refuse_if_replica("rule states")
         with write_transaction():
             rule = resolve(ref, lock=True)
             before = {"Id": rule.id, "Key": rule.key, **state(rule)}
             sync_version_refs(rule.id, set())
+            decline_rule(rule.id)  # its catalog updates (C10)
+            sync_deployments(None, rule.id, actor)
+            rollout.end(rule.id, actor, "rule removed")
             rule.delete_instance()
             bump_generation()
             record(actor, "rule.remove", rule.id, before=before, after=None)

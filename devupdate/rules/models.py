@@ -6,9 +6,9 @@ import peewee
 from prometheus_client.core import GaugeMetricFamily
 
 from devupdate import metrics
-from devupdate.content import registry
+from devupdate.content import names, registry
 from devupdate.content.models import StoredObject
-from devupdate.db import BaseModel, utcnow
+from devupdate.db import BaseModel, tuples, utcnow
 
 
 class Rule(BaseModel):
@@ -39,12 +39,15 @@ class RuleVersion(BaseModel):
     """An imported version of a rule. Kept without a foreign key so a removed rule's images
     stay downloadable for the cleanup grace period."""
 
+    id = peewee.AutoField()
     rule_id = peewee.CharField(max_length=36, index=True)
     version = peewee.CharField(max_length=64)
     path_prefix = peewee.CharField(max_length=700, index=True)  # DeviceType/Brand/Model/Revision/Locale/Version
     imported_at = peewee.DateTimeField(default=utcnow)
     import_id = peewee.IntegerField(null=True)
     unreferenced_since = peewee.DateTimeField(null=True, index=True)
+
+    files: peewee.ModelSelect[VersionFile]  # the backref VersionFile.rule_version makes
 
     class Meta:
         indexes = ((("rule_id", "version"), True),)
@@ -53,12 +56,16 @@ class RuleVersion(BaseModel):
 class VersionFile(BaseModel):
     """One file of a rule version: an image with its catalog, or a catalog."""
 
+    id = peewee.AutoField()
     rule_version = peewee.ForeignKeyField(RuleVersion, backref="files", on_delete="CASCADE")
     file_name = peewee.CharField(max_length=255)
     signature_file_name = peewee.CharField(null=True, max_length=255)
     role = peewee.CharField(max_length=10)  # image | catalog | file
     blob = peewee.ForeignKeyField(StoredObject, backref="uses", on_delete="RESTRICT", column_name="sha256",
                                   object_id_name="blob_id")
+    # the keys behind the two references, read without loading the rows (peewee's id accessors)
+    rule_version_id: int
+    blob_id: str
 
     class Meta:
         indexes = ((("rule_version", "file_name"), True),)
@@ -68,6 +75,7 @@ class TestDevice(BaseModel):
     """A device that receives pending versions before the fleet (management.md §2)."""
 
     __test__ = False  # not a pytest class
+    id = peewee.AutoField()
     name = peewee.CharField(max_length=200)
     scope = peewee.CharField(max_length=200, default="global")  # global | site:<name>
     identifier_type = peewee.CharField(max_length=20)  # MACAddress | SerialNumber
@@ -77,6 +85,49 @@ class TestDevice(BaseModel):
 
     class Meta:
         indexes = ((("scope", "name"), True),)
+
+
+class RuleRollout(BaseModel):
+    """A staged rollout of a rule's approved version (``rules approve --rollout``): one row per rule,
+    ended (deleted) by reset, restore and remove, replaced by the next approve. ``stage_times`` holds
+    when each stage started (JSON list of POSIX seconds), so a device's offer time is known."""
+
+    rule_id = peewee.CharField(primary_key=True, max_length=36)
+    version = peewee.CharField(max_length=64)  # the approved version being rolled out
+    previous = peewee.CharField(null=True, max_length=64)  # what the rest of the fleet keeps
+    stages = peewee.CharField(max_length=200)  # basis points, comma-separated, e.g. 500,2500,10000
+    stage = peewee.IntegerField(default=0)
+    stage_times = peewee.TextField(default="[]")
+    every = peewee.IntegerField()  # seconds
+    halt_at = peewee.IntegerField()  # basis points
+    fail_after_checks = peewee.IntegerField(default=3)
+    fail_after = peewee.IntegerField(default=48 * 3600)  # seconds
+    state = peewee.CharField(max_length=12, default="running")  # running | halted | completed
+    started_at = peewee.DateTimeField(default=utcnow)
+    started_by = peewee.CharField(max_length=200, default="")
+    halted_at = peewee.DateTimeField(null=True)
+    reason = peewee.TextField(default="")
+    acknowledged = peewee.IntegerField(default=0)  # failures a resume accepted
+    offered = peewee.IntegerField(default=0)  # as last evaluated
+    updated = peewee.IntegerField(default=0)
+    failed = peewee.IntegerField(default=0)
+    evaluated_at = peewee.DateTimeField(null=True)
+
+
+class RolloutDevice(BaseModel):
+    """A device a rollout has offered the new version to, as the watch saw it."""
+
+    id = peewee.AutoField()
+    rule_id = peewee.CharField(max_length=36)
+    device_id = peewee.CharField(max_length=80)
+    offered_at = peewee.FloatField()  # POSIX seconds
+    checks_at_offer = peewee.BigIntegerField()  # the inventory's check count then
+    seen_new = peewee.BooleanField(default=False)
+    outcome = peewee.CharField(max_length=10, default="waiting")  # waiting | updated | failed
+    reason = peewee.CharField(max_length=10, default="")  # reported | fallback | stuck
+
+    class Meta:
+        indexes = ((("rule_id", "device_id"), True),)
 
 
 class Generation(BaseModel):
@@ -89,6 +140,9 @@ class Generation(BaseModel):
 
 # Rule versions own their files' objects until cleanup removes the version (files cleanup).
 registry.register_references("rule versions", lambda: VersionFile.select(VersionFile.blob))
+# ... and name them for /Content: a phone image and its catalog are reachable by SHA-1 as .nbt / .cat.
+names.register_names("rule versions", lambda sha1: tuples(VersionFile.select(VersionFile.blob, VersionFile.file_name)
+                                                          .join(StoredObject).where(StoredObject.sha1 == sha1)))
 
 
 def _metrics() -> list[GaugeMetricFamily]:

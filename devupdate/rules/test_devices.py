@@ -45,9 +45,11 @@ def scope_of(site: str | None) -> str:
 
 
 def identifier_of(mac: str | None, serial: str | None) -> tuple[str, str]:
-    if (mac is None) == (serial is None):
-        raise DevupdateError("give exactly one of --mac or --serial", code="bad-identifier")
-    return ("MACAddress", normalize_mac(mac)) if mac is not None else ("SerialNumber", normalize_serial(serial))
+    if mac is not None and serial is None:
+        return "MACAddress", normalize_mac(mac)
+    if serial is not None and mac is None:
+        return "SerialNumber", normalize_serial(serial)
+    raise DevupdateError("give exactly one of --mac or --serial", code="bad-identifier")
 
 
 def device_dict(device: TestDevice) -> dict[str, Any]:

@@ -24,12 +24,14 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import crypto
 
@@ -75,10 +77,19 @@ class Issued:
         return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption())
 
+    @property
+    def certificate(self) -> x509.Certificate:
+        """The certificate, for a key that has one (a CSR's key has none yet)."""
+        if self.cert is None:
+            raise ValueError("a key issued with a CSR has no certificate")
+        return self.cert
+
     def cert_pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
 
     def csr_pem(self) -> bytes:
+        if self.csr is None:
+            raise ValueError("a key issued with a certificate has no CSR")
         return self.csr.public_bytes(serialization.Encoding.PEM)
 
 
@@ -155,8 +166,8 @@ def create_server_cert(ca: Issued, names: list[str], days: int = DEFAULT_SERVER_
     names = _check_names(names)
     key = generate_key()
     start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    ca_ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    cert = (x509.CertificateBuilder().subject_name(_name(names[0])).issuer_name(ca.cert.subject)
+    ca_ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    cert = (x509.CertificateBuilder().subject_name(_name(names[0])).issuer_name(ca.certificate.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
             .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
@@ -216,11 +227,23 @@ def load_ca(paths: TlsPaths) -> Issued | None:
     except (ValueError, TypeError) as exc:
         raise CertificateError(f"{paths.ca_cert} / {paths.ca_key}: unreadable CA ({exc}); "
                                "move them away to create a new CA") from exc
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise CertificateError(f"{paths.ca_key}: not an RSA or EC key, which the CA signs with; "
+                               "move the CA files away to create a new CA")
     return Issued(key, cert)
 
 
+class Created(TypedDict):
+    """What ``cert create`` did: the names certified, the files written, notes for the admin."""
+
+    names: list[str]
+    written: list[str]
+    notes: list[str]
+    csr: bool
+
+
 def create_files(settings, directory: Path | None = None, days: int = DEFAULT_SERVER_DAYS,
-                 csr: bool = False) -> dict[str, object]:
+                 csr: bool = False) -> Created:
     """What ``cert create`` does: reuse or make the CA, then issue (or request) the server cert."""
     paths = tls_paths(settings, directory)
     names = required_names(settings)
@@ -355,6 +378,11 @@ def _verify_with_ca(leaf: x509.Certificate, extra: list[x509.Certificate], ancho
     return None
 
 
+def _public_der(key: PublicKeyTypes | CertificatePublicKeyTypes) -> bytes:
+    """A public key as its SubjectPublicKeyInfo, equal for equal keys of any type."""
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def startup_check(settings, cert_path: Path | str | None = None) -> list[str]:
     """Warnings for ``serve`` to log at start; never raises (a bad certificate is for TLS to refuse)."""
     paths = tls_paths(settings)
@@ -371,7 +399,7 @@ def startup_check(settings, cert_path: Path | str | None = None) -> list[str]:
         try:
             key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
             leaf = load_certificates(cert_path)[0]
-            if key.public_key().public_numbers() != leaf.public_key().public_numbers():
+            if _public_der(key.public_key()) != _public_der(leaf.public_key()):
                 warnings.append(f"TLS key {key_path} does not belong to certificate {cert_path}: "
                                 "re-create both with devupdate cert create")
         except (ValueError, TypeError, AttributeError) as exc:

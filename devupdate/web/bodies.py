@@ -12,8 +12,8 @@ XML error, the API's JSON error) from ``reason``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, BinaryIO
+from collections.abc import Callable, Mapping
+from typing import IO, Any
 
 from devupdate.numbers import is_digits
 from devupdate.web.framing import FramingError
@@ -28,6 +28,23 @@ class BodyError(Exception):
     def __init__(self, reason: str, status: int, message: str, code: str = ""):
         super().__init__(message)
         self.reason, self.status, self.message, self.code = reason, status, message, code
+
+
+#: path → the largest body any request to it may have (``None``: no opinion), asked by the server's
+#: event loop as soon as a head arrives, so a larger ``Content-Length`` is refused before the loop
+#: buffers any of the body (features register theirs when their app is created, in each worker)
+_path_limits: dict[str, Callable[[str], int | None]] = {}
+
+
+def register_path_limit(name: str, limit: Callable[[str], int | None]) -> None:
+    """``name`` (the feature) → its limit; registering again replaces it (a new app, new settings)."""
+    _path_limits[name] = limit
+
+
+def path_limit(path: str) -> int | None:
+    """The smallest limit a registered feature sets for ``path``, or ``None``."""
+    limits = [value for value in (limit(path) for limit in _path_limits.values()) if value is not None]
+    return min(limits) if limits else None
 
 
 def declared_length(environ: Mapping[str, Any]) -> int | None:
@@ -46,7 +63,7 @@ def refuse_encoding(environ: Mapping[str, Any]) -> None:
 class BoundedBody:
     """The request body as a readable stream of at most ``limit`` bytes (``None``: no limit here)."""
 
-    def __init__(self, stream: BinaryIO, *, limit: int | None, announced: int | None):
+    def __init__(self, stream: IO[bytes], *, limit: int | None, announced: int | None):
         if limit is not None and announced is not None and announced > limit:
             raise BodyError(TOO_LARGE, 413, f"the body is {announced} bytes, above the limit of {limit}")
         self.stream, self.limit, self.announced, self.total = stream, limit, announced, 0
@@ -67,7 +84,7 @@ class BoundedBody:
         return data
 
 
-def read_all(stream: BinaryIO, *, limit: int, announced: int | None) -> bytes:
+def read_all(stream: IO[bytes], *, limit: int, announced: int | None) -> bytes:
     """The whole body, at most ``limit`` bytes."""
     body = BoundedBody(stream, limit=limit, announced=announced)
     chunks = []

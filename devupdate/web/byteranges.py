@@ -8,14 +8,23 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import Iterator, Mapping
-from typing import BinaryIO
+from collections.abc import Iterator
+from typing import BinaryIO, Protocol
 
 from werkzeug.http import parse_date, parse_etags
 
 MAX_RANGES = 32
 BLOCK = 1 << 20  # bytes per read of a multipart body
 _DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+class HeaderLookup(Protocol):
+    """The request headers as read here: a ``Mapping[str, str]`` or werkzeug's ``Headers`` (which is
+    no Mapping), looked up by name."""
+
+    def __contains__(self, key: str, /) -> bool: ...
+    def __getitem__(self, key: str, /) -> str: ...
+    def get(self, key: str, /) -> str | None: ...
 
 
 def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
@@ -125,7 +134,7 @@ def _date(value: str | None) -> int | None:
     return int(parsed.timestamp()) if parsed is not None else None
 
 
-def precondition(headers: Mapping[str, str], etag: str, modified: int) -> int | None:
+def precondition(headers: HeaderLookup, etag: str, modified: int) -> int | None:
     """412 / 304 per RFC 9110 §13.2.2 for a file whose strong ETag value is ``etag`` and whose
     modification time is ``modified`` (Unix seconds), or None to go on."""
     if "If-Match" in headers:
@@ -145,7 +154,7 @@ def precondition(headers: Mapping[str, str], etag: str, modified: int) -> int | 
     return None
 
 
-def range_applies(headers: Mapping[str, str], etag: str, modified: int) -> bool:
+def range_applies(headers: HeaderLookup, etag: str, modified: int) -> bool:
     """``If-Range``: the range counts only when the validator still matches."""
     value = headers.get("If-Range")
     if value is None:

@@ -78,12 +78,40 @@ def error_body(path: str, status: int, code: str, message: str) -> tuple[str, by
     return "text/plain; charset=utf-8", f"{status} {REASONS.get(status, 'Error')}: {message}\n".encode()
 
 
+#: name → speaker(path, status, code, message, header) → (status, content type, body), or ``None``
+#: when the path is not the feature's. A feature whose protocol has its own error form (the SOAP
+#: services' faults) answers the server's refusals of its paths in it; ``header`` looks up a
+#: header of the refused request (``None`` when absent or when the head could not be read).
+Speaker = Callable[[str, int, str, str, Callable[[str], str | None]], tuple[int, str, bytes] | None]
+_speakers: dict[str, Speaker] = {}
+
+
+def register_vocabulary(name: str, speaker: Speaker) -> None:
+    """``name`` (the feature) → its speaker; registering again replaces it (a new app)."""
+    _speakers[name] = speaker
+
+
+def _no_header(_name: str) -> str | None:
+    return None
+
+
 def refusal(path: str, status: int, code: str, message: str, *, close: bool = True,
-            headers: tuple[tuple[str, str], ...] = ()) -> bytes:
+            headers: tuple[tuple[str, str], ...] = (), header: Callable[[str], str | None] = _no_header) -> bytes:
     """A whole HTTP/1.1 response refusing a request to ``path``."""
+    for speaker in list(_speakers.values()):
+        spoken = speaker(path, status, code, message, header)
+        if spoken is not None:
+            status, content_type, body = spoken
+            return response(status, content_type, body, headers=headers, close=close, cache="private")
     content_type, body = error_body(path, status, code, message)
+    return response(status, content_type, body, headers=headers, close=close)
+
+
+def response(status: int, content_type: str, body: bytes, *, headers: tuple[tuple[str, str], ...] = (),
+             close: bool = True, cache: str = "no-store") -> bytes:
+    """A whole HTTP/1.1 response, as the server's loop sends it without the application."""
     lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}", f"Content-Type: {content_type}",
-             f"Content-Length: {len(body)}", "Cache-Control: no-store"]
+             f"Content-Length: {len(body)}", f"Cache-Control: {cache}"]
     lines += [f"{name}: {value}" for name, value in headers]
     if close:
         lines.append("Connection: close")

@@ -94,3 +94,14 @@ def parse(raw: bytes) -> Head:
     return Head(method=method.decode("latin-1"), path=path_of(target), http11=http11, length=length,
                 chunked=chunked, expect_continue=http11 and expect == b"100-continue",
                 forwarded=b"\r\n".join(kept) + b"\r\n\r\n")
+
+
+def header(head: Head, name: str) -> str | None:
+    """The value of the first header ``name`` (any case) of ``head``, blanks stripped; ``None`` when
+    absent. Framing headers are not kept (see :attr:`Head.forwarded`)."""
+    wanted = name.lower().encode("latin-1")
+    for line in head.forwarded.split(b"\r\n")[1:]:
+        key, colon, value = line.partition(b":")
+        if colon and key.strip(b" \t").lower() == wanted:
+            return value.strip(b" \t").decode("latin-1")
+    return None

@@ -14,6 +14,10 @@ thread, under deadlines:
   (trusted proxies exempt): more are answered ``429`` with ``Retry-After``;
 - larger bodies (image uploads, big logs) stream in a thread, at most half of the threads at a
   time, under the same deadlines; the others wait (``503`` after ``send_timeout``);
+- requests a feature gates (:mod:`devupdate.web.admission`; the SOAP services) go to a thread
+  only when their class has a free slot; otherwise they wait in the loop, holding no thread, for
+  at most the class's wait, and beyond its queue they are turned away at once by the loop in the
+  feature's own vocabulary (``ServerBusy``);
 - file downloads: the thread sends the headers, the loop sends the file as fast as the client
   reads (``sendfile``; over TLS block by block); a client that reads nothing for ``send_timeout``
   seconds is dropped.
@@ -33,8 +37,10 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol, cast
 
 from gunicorn import sock as gsock
 from gunicorn import util
@@ -43,22 +49,53 @@ from gunicorn.http import wsgi
 from gunicorn.http.parser import RequestParser
 from gunicorn.workers.gthread import ThreadWorker
 
-from devupdate.web import sources
+from devupdate.web import admission, sources
+from devupdate.web.bodies import path_limit
+from devupdate.web.connection import CONNECTION, Connection
 from devupdate.web.errors import refusal, refused
 from devupdate.web.framing import ChunkedDecoder, FramingError
-from devupdate.web.head import Head, parse, path_so_far
+from devupdate.web.head import Head, header, parse, path_so_far
 
 BUFFER_LIMIT = 256 * 1024  # bodies up to this size are read by the loop; larger ones stream in a thread
 MAX_HEAD = 64 * 1024
 RECV = 256 * 1024
 LINGER = 2.0  # after a refusal: how long the rest of the request is read and dropped before closing
 SWEEP = 0.25
+_CLIENT_GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)  # the peer stopped reading or went away
 _STATUS = ((http_errors.LimitRequestLine, 414, "RequestLineTooLong"),
            (http_errors.LimitRequestHeaders, 431, "HeadersTooLarge"),
            (http_errors.UnsupportedTransferCoding, 501, "UnsupportedTransferCoding"),
            (http_errors.ExpectationFailed, 417, "ExpectationFailed"),
            (http_errors.ParseException, 400, "BadRequest"))
 KEEP, CLOSE = "keep", "close"
+
+
+def _no_header(_name: str) -> str | None:
+    return None
+
+
+class WorkerSettings(Protocol):
+    """What the worker reads of the service's settings (the web kit does not import them)."""
+
+    @property
+    def header_timeout(self) -> float: ...
+    @property
+    def body_timeout(self) -> float: ...
+    @property
+    def min_body_rate(self) -> float: ...
+    @property
+    def send_timeout(self) -> float: ...
+    @property
+    def max_connections_per_source(self) -> int: ...
+    @property
+    def trusted_proxies(self) -> Iterable[str]: ...
+
+
+class _ServedApplication(Protocol):
+    """The gunicorn application that starts this worker (``devupdate.server.DevupdateServer``)."""
+
+    @property
+    def settings(self) -> WorkerSettings: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +107,7 @@ class Limits:
     per_source: int = 64
 
     @classmethod
-    def from_settings(cls, settings) -> Limits:
+    def from_settings(cls, settings: WorkerSettings) -> Limits:
         return cls(settings.header_timeout, settings.body_timeout, settings.min_body_rate,
                    settings.send_timeout, settings.max_connections_per_source)
 
@@ -79,13 +116,14 @@ class Conn:
     """One client connection and where its current request stands."""
 
     __slots__ = ("sock", "client", "server", "bucket", "refuse", "buf", "state", "deadline", "events", "head",
-                 "body", "decoder", "raw", "body_started", "out", "job", "requests", "streaming", "eof")
+                 "body", "decoder", "raw", "body_started", "out", "job", "requests", "streaming", "eof", "claim",
+                 "pending", "queued_at", "scope")
 
     def __init__(self, sock, client, server, bucket, refuse):
         self.sock, self.client, self.server = sock, client, server
         self.bucket, self.refuse = bucket, refuse
         self.buf = bytearray()
-        self.state = "head"  # handshake | head | body | queued | busy | send | closing
+        self.state = "head"  # handshake | head | body | queued | admission | busy | send | closing
         self.deadline = 0.0
         self.events = 0
         self.head: Head | None = None
@@ -98,6 +136,10 @@ class Conn:
         self.requests = 0
         self.streaming = False
         self.eof = False
+        self.claim: admission.Claim | None = None  # the gate slot this request holds, or waits for
+        self.pending: io.BytesIO | None = None  # the body of a request waiting for admission
+        self.queued_at = 0.0
+        self.scope = Connection()  # what lives as long as this connection (connection-bound authentication)
 
 
 @dataclass
@@ -126,10 +168,12 @@ class StreamBody:
 
     def __init__(self, conn: Conn, limits: Limits):
         head = conn.head
+        assert head is not None, "a body streams only after its head was read"
         self._sock = conn.sock
         self._limits = limits
         self._decoder = conn.decoder
-        self._left = None if head.chunked else head.length - len(conn.body)  # raw bytes still to come
+        # raw bytes still to come (a body that is not chunked has a length: Head.has_body)
+        self._left: int | None = None if head.chunked else (head.length or 0) - len(conn.body)
         self._pending = bytearray(conn.body)
         self._raw = bytes(conn.buf)
         self._started = conn.body_started or time.monotonic()
@@ -148,9 +192,11 @@ class StreamBody:
             if self._decoder.done:
                 self.complete, self.leftover = True, self._decoder.leftover
             return
-        use = raw[:self._left]
+        left = self._left
+        assert left is not None, "without a decoder the body has a length"
+        use = raw[:left]
         self.leftover += raw[len(use):]
-        self._left -= len(use)
+        self._left = left - len(use)
         self._pending += use
         self.complete = self._left == 0
 
@@ -210,7 +256,8 @@ class DevupdateWorker(ThreadWorker):
     """See the module docstring."""
 
     def init_process(self):
-        settings = self.app.settings
+        # gunicorn types the application as its base class; ours is the server that carries the settings
+        settings = cast(_ServedApplication, self.app).settings
         self.limits = Limits.from_settings(settings)
         self._trusted = sources.Exempt(settings.trusted_proxies)
         self.sources = sources.table()
@@ -220,6 +267,7 @@ class DevupdateWorker(ThreadWorker):
         self.streaming = 0
         self.max_streaming = max(1, self.cfg.threads // 2)
         self.waiting: deque[Conn] = deque()
+        self.admitting: dict[admission.Gate, deque[Conn]] = {}
         self._local = threading.local()
         self._ssl = gsock.ssl_context(self.cfg) if self.cfg.is_ssl else None
         self._last_sweep = 0.0
@@ -235,6 +283,9 @@ class DevupdateWorker(ThreadWorker):
             # the body as the loop read it; framed as the client sent it (a decoded chunked body still
             # has no length: the application reads it to its end, wsgi.input_terminated)
             environ["wsgi.input"] = self._local.body
+            environ[CONNECTION] = self._local.scope
+            if self._local.admitted is not None:
+                environ[admission.ADMITTED] = self._local.admitted
             environ.pop("CONTENT_LENGTH", None)
             head = self._local.head
             if head.chunked:
@@ -247,7 +298,9 @@ class DevupdateWorker(ThreadWorker):
     # --- the loop ------------------------------------------------------------------------------------
 
     def run(self):
-        self.poller.register(self.method_queue.fileno(), selectors.EVENT_READ,
+        queue = self.method_queue.fileno()
+        assert queue is not None, "init_process() opened the method queue's pipe"
+        self.poller.register(queue, selectors.EVENT_READ,
                              lambda fileobj, _mask: self.method_queue.run_callbacks(fileobj))
         for listener in self.sockets:
             listener.setblocking(False)
@@ -262,7 +315,7 @@ class DevupdateWorker(ThreadWorker):
                     else:
                         self.poller.unregister(listener)
                 accepting = want
-            self._dispatch(1.0)
+            self._dispatch(self._next_wake(1.0))
             if not self.is_parent_alive():
                 break
         if accepting:
@@ -298,10 +351,24 @@ class DevupdateWorker(ThreadWorker):
             else:
                 key.data(key.fileobj, mask)
         now = time.monotonic()
+        for gate, waiting in list(self.admitting.items()):  # oldest first: one wait for all of a gate's
+            while waiting and waiting[0].deadline <= now:
+                first = waiting[0]
+                if first.state == "admission" and first in self.conns:
+                    self._expire(first)  # turned away: leaves the queue
+                if waiting and waiting[0] is first:  # never left behind at the head of the queue
+                    waiting.popleft()
+                    gate.leave_queue()
         if now - self._last_sweep >= SWEEP:
             self._last_sweep = now
             for conn in [c for c in self.conns if c.deadline <= now and c.state != "busy"]:
                 self._expire(conn)
+
+    def _next_wake(self, longest: float) -> float:
+        """How long the loop may sleep: ``longest``, or until the first admission wait runs out (a
+        request turned away after its wait gets its answer then, not at the next sweep)."""
+        firsts = [waiting[0].deadline for waiting in self.admitting.values() if waiting]
+        return min(longest, max(0.0, min(firsts) - time.monotonic())) if firsts else longest
 
     def _watch(self, conn: Conn, events: int) -> None:
         if events == conn.events:
@@ -412,9 +479,11 @@ class DevupdateWorker(ThreadWorker):
             self._refuse(conn, 400, "IncompleteRequest", "the request head ended before its blank line",
                          path_so_far(conn.buf))
         else:
+            head = conn.head
+            assert head is not None, "past the head state a request head was read"
             got = conn.decoder.size if conn.decoder else len(conn.body)
-            of = "" if conn.decoder else f" of {conn.head.length}"
-            self._refuse(conn, 400, "IncompleteBody", f"the body ended after {got}{of} bytes", conn.head.path)
+            of = "" if conn.decoder else f" of {head.length}"
+            self._refuse(conn, 400, "IncompleteBody", f"the body ended after {got}{of} bytes", head.path)
 
     def _advance(self, conn: Conn) -> None:
         if conn.state == "head":
@@ -441,7 +510,7 @@ class DevupdateWorker(ThreadWorker):
                 wait = str(int(self.limits.header_timeout))
                 self._refuse(conn, 429, "TooManyConnections",
                              f"more than {self.limits.per_source} open connections from your address; "
-                             f"close some and retry after {wait} s", head.path, (("Retry-After", wait),))
+                             f"close some and retry after {wait} s", head.path, (("Retry-After", wait),), head)
                 return
             conn.head, conn.body, conn.raw = head, bytearray(), 0
             conn.decoder = ChunkedDecoder() if head.chunked else None
@@ -450,6 +519,11 @@ class DevupdateWorker(ThreadWorker):
             conn.body_started = now
             if not head.has_body:
                 self._run(conn)
+                return
+            limit = path_limit(head.path) if head.length is not None else None
+            if limit is not None and head.length is not None and head.length > limit:
+                self._refuse(conn, 413, "ContentTooLarge", f"the body is {head.length} bytes, above the limit "
+                             f"of {limit}", head.path)
                 return
             if head.length is not None and head.length > BUFFER_LIMIT:
                 self._stream(conn)
@@ -463,6 +537,7 @@ class DevupdateWorker(ThreadWorker):
                     pass
         if conn.state != "body" or not conn.buf:
             return
+        assert conn.head is not None, "in the body state a request head was read"
         conn.raw += len(conn.buf)
         conn.deadline = conn.body_started + self.limits.body_timeout + conn.raw / self.limits.min_body_rate
         if conn.decoder is not None:
@@ -470,7 +545,7 @@ class DevupdateWorker(ThreadWorker):
             try:
                 conn.body += conn.decoder.feed(data)
             except FramingError as exc:
-                self._refuse(conn, exc.status, exc.error_code, exc.message, conn.head.path)
+                self._refuse(conn, exc.status, exc.error_code, exc.message, conn.head.path, head=conn.head)
                 return
             if conn.decoder.done:
                 conn.buf = bytearray(conn.decoder.leftover)
@@ -478,6 +553,7 @@ class DevupdateWorker(ThreadWorker):
             elif len(conn.body) > BUFFER_LIMIT:
                 self._stream(conn)
             return
+        assert conn.head.length is not None, "a body that is not chunked has a length"
         need = conn.head.length - len(conn.body)
         conn.body += conn.buf[:need]
         del conn.buf[:need]
@@ -492,7 +568,71 @@ class DevupdateWorker(ThreadWorker):
         self._watch(conn, 0)
         body = io.BytesIO(bytes(conn.body))
         conn.body = bytearray()
+        head = conn.head
+        assert head is not None, "a request runs once its head was read"
+        claim = admission.claim(head.method, head.path, lambda name: header(head, name))
+        if claim is not None:
+            if claim.gate.try_take():
+                conn.claim = claim
+                claim.admitted(0.0)
+            elif claim.gate.join_queue():
+                conn.claim, conn.pending, conn.state = claim, body, "admission"
+                conn.queued_at = time.monotonic()
+                conn.deadline = conn.queued_at + claim.gate.capacity.wait
+                self.admitting.setdefault(claim.gate, deque()).append(conn)
+                return
+            else:
+                self._turn_away(conn, claim, admission.FULL, 0.0)
+                return
         self._submit(conn, body)
+
+    def _admit_waiting(self, gate: admission.Gate) -> None:
+        """A slot of ``gate`` came free: hand it to the longest waiting request."""
+        waiting = self.admitting.get(gate)
+        while waiting and gate.try_take():
+            conn = waiting.popleft()
+            gate.leave_queue()
+            claim, body = conn.claim, conn.pending
+            if conn not in self.conns or conn.state != "admission" or claim is None or body is None:
+                gate.release()
+                continue
+            conn.pending, conn.state = None, "busy"
+            claim.admitted(time.monotonic() - conn.queued_at)
+            self._submit(conn, body)
+
+    def _unqueue(self, conn: Conn) -> None:
+        """``conn`` leaves the admission queue without a slot (it waited too long, or it closed)."""
+        claim, conn.claim, conn.pending = conn.claim, None, None
+        if claim is None:
+            return
+        waiting = self.admitting.get(claim.gate)
+        if waiting is not None and conn in waiting:
+            waiting.remove(conn)
+            claim.gate.leave_queue()
+
+    def _turn_away(self, conn: Conn, claim: admission.Claim, reason: str, waited: float) -> None:
+        """Answer the gate's refusal (a whole response, from its feature). The connection stays open
+        for the next request when the answer fits the socket at once (an HTTP/1.1 client that is
+        told "retry later" need not reconnect, and a flood costs no handshakes); else it closes."""
+        head = conn.head
+        keep = head is not None and head.http11 and self.alive and not conn.eof
+        answer = claim.refuse(reason, waited, not keep)
+        if keep:
+            try:
+                sent = conn.sock.send(answer)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                sent = 0
+            except (OSError, ssl.SSLError):
+                self._close(conn)
+                return
+            if sent == len(answer):
+                self._idle(conn)
+                return
+            answer = answer[sent:]  # the rest on the way out; closing after a whole answer is allowed
+        conn.out, conn.state = answer, "closing"
+        conn.deadline = time.monotonic() + LINGER
+        self._release_source(conn)
+        self._flush(conn)
 
     def _stream(self, conn: Conn) -> None:
         if self.streaming >= self.max_streaming:
@@ -516,6 +656,9 @@ class DevupdateWorker(ThreadWorker):
             result = future.result()
         except Exception:  # noqa: BLE001 - logged in the thread
             result = CLOSE
+        for gate, queue in list(self.admitting.items()):  # the thread freed its slot (and a large body's
+            if queue:  # thread its own): every gate with requests waiting is asked
+                self._admit_waiting(gate)
         if conn.streaming:
             conn.streaming = False
             self.streaming -= 1
@@ -555,16 +698,21 @@ class DevupdateWorker(ThreadWorker):
         conn.sock.settimeout(self.limits.send_timeout)
         if body is None:
             body = StreamBody(conn, self.limits)
-        self._local.body, self._local.head = body, conn.head
+        head = conn.head
+        assert head is not None, "a request goes to a thread once its head was read"
+        self._local.body, self._local.head, self._local.scope = body, head, conn.scope
+        claim, conn.claim = conn.claim, None
+        slot = self._local.admitted = admission.Slot(claim.gate) if claim is not None else None
         req = None
         try:
             try:
-                req = next(RequestParser(self.cfg, iter([conn.head.forwarded]), conn.client))
+                req = next(RequestParser(self.cfg, iter([head.forwarded]), conn.client))
             except http_errors.ParseException as exc:
                 status, code = next((s, c) for kind, s, c in _STATUS if isinstance(exc, kind))
                 self.log.warning("Invalid request from ip=%s: %s", conn.client[0], exc)
-                refused(conn.head.path, conn.client[0], status, code)
-                conn.sock.sendall(refusal(conn.head.path, status, code, f"{type(exc).__name__}: {exc}"[:300]))
+                refused(head.path, conn.client[0], status, code)
+                conn.sock.sendall(refusal(head.path, status, code, f"{type(exc).__name__}: {exc}"[:300],
+                                          header=lambda name: header(head, name)))
                 return CLOSE
             result = self._respond(req, conn, streaming=isinstance(body, StreamBody))
             if isinstance(body, StreamBody):
@@ -577,18 +725,21 @@ class DevupdateWorker(ThreadWorker):
         except ssl.SSLError:
             return CLOSE
         except OSError as exc:
-            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, None):
+            if exc.errno not in (*_CLIENT_GONE, None):
                 self.log.exception("Socket error processing request.")
             return CLOSE
         except Exception as exc:  # noqa: BLE001 - gunicorn's answer: a 500, logged
             self.handle_error(req, conn.sock, conn.client, exc)
             return CLOSE
         finally:
-            self._local.body = self._local.head = None
+            self._local.body = self._local.head = self._local.admitted = self._local.scope = None
+            if slot is not None:  # the application frees it as its answer is ready (before it is sent: the
+                slot.release()  # client's next request may reach the loop before the loop hears of this thread)
 
     def _respond(self, req, conn: Conn, *, streaming: bool):
         """gunicorn's ``handle_request``, except that a file body is handed back to the loop."""
-        environ, resp = {}, None
+        environ: MutableMapping[str, Any] = {}
+        resp = None
         try:
             self.cfg.pre_request(self, req)
             started = datetime.now()
@@ -601,7 +752,9 @@ class DevupdateWorker(ThreadWorker):
                     self.alive = False
             if streaming or not self.alive or not self.cfg.keepalive or len(self.conns) >= self.worker_connections:
                 resp.force_close()
-            respiter = self.wsgi(environ, resp.start_response)
+            # gunicorn's stubs type start_response as returning None; PEP 3333's (and gunicorn's own
+            # Response.start_response) returns the write callable
+            respiter = self.wsgi(environ, resp.start_response)  # type: ignore[arg-type]
             job = None
             try:
                 if isinstance(respiter, environ["wsgi.file_wrapper"]):
@@ -624,9 +777,12 @@ class DevupdateWorker(ThreadWorker):
                 self._release_source(conn)
                 return CLOSE
             return KEEP
-        except (Exception, SystemExit):
+        except (Exception, SystemExit) as exc:
             if resp is not None and resp.headers_sent:
-                self.log.exception("Error handling request")
+                if isinstance(exc, OSError) and exc.errno in _CLIENT_GONE:  # it stopped reading: nothing to report
+                    self.log.debug("client closed the connection during the answer: %s", exc)
+                else:
+                    self.log.exception("Error handling request")
                 return CLOSE
             raise
         finally:
@@ -675,6 +831,7 @@ class DevupdateWorker(ThreadWorker):
 
     def _sendfile(self, conn: Conn) -> None:
         job = conn.job
+        assert job is not None, "the send state has a job"
         sent = 0
         while job.count > 0 and sent < 8 << 20:
             try:
@@ -707,12 +864,13 @@ class DevupdateWorker(ThreadWorker):
             self._linger(conn)
 
     def _refuse(self, conn: Conn, status: int, code: str, message: str, path: str,
-                headers: tuple[tuple[str, str], ...] = ()) -> None:
+                headers: tuple[tuple[str, str], ...] = (), head: Head | None = None) -> None:
         level = self.log.info if status in (408, 429) else self.log.warning
         address = conn.client[0] if isinstance(conn.client, tuple) else ""
         level("refused %s from %s: %s %s", path or "?", address or "?", status, message)
         refused(path, address, status, code)
-        conn.out = refusal(path, status, code, message, headers=headers)
+        conn.out = refusal(path, status, code, message, headers=headers,
+                           header=(lambda name: header(head, name)) if head is not None else _no_header)
         conn.state = "closing"
         conn.deadline = time.monotonic() + LINGER
         self._flush(conn)
@@ -759,12 +917,20 @@ class DevupdateWorker(ThreadWorker):
                          f"the request head did not arrive within {self.limits.header_timeout:.0f} s",
                          path_so_far(conn.buf))
         elif conn.state == "body":
+            assert conn.head is not None, "in the body state a request head was read"
             self._refuse(conn, 408, "BodyTimeout", f"the body did not arrive in time (at least "
                          f"{self.limits.min_body_rate:.0f} bytes/s after {self.limits.body_timeout:.0f} s)",
                          conn.head.path)
         elif conn.state == "queued":
+            assert conn.head is not None, "a queued upload's head was read"
             with_retry = (("Retry-After", str(int(self.limits.header_timeout))),)
-            self._refuse(conn, 503, "Busy", "too many large uploads at once; retry later", conn.head.path, with_retry)
+            self._refuse(conn, 503, "Busy", "too many large uploads at once; retry later", conn.head.path, with_retry,
+                         conn.head)
+        elif conn.state == "admission":
+            claim = conn.claim
+            assert claim is not None, "a request waiting for admission has its claim"
+            self._unqueue(conn)
+            self._turn_away(conn, claim, admission.TIMEOUT, time.monotonic() - conn.queued_at)
         else:  # idle, a stalled download, a refusal nobody reads, a handshake that never ends
             if conn.job is not None:
                 self.log.info("dropped a download to %s: it read nothing for %.0f s (%d bytes unsent)",
@@ -793,6 +959,7 @@ class DevupdateWorker(ThreadWorker):
         if conn not in self.conns:
             return
         self.conns.discard(conn)
+        conn.scope.close()
         if conn.events:
             try:
                 self.poller.unregister(conn.sock)
@@ -800,6 +967,8 @@ class DevupdateWorker(ThreadWorker):
                 pass
             conn.events = 0
         self._release_source(conn)
+        if conn.state == "admission":
+            self._unqueue(conn)
         if conn.refuse:
             conn.refuse = False
             self.refusing -= 1
@@ -816,7 +985,11 @@ class DevupdateWorker(ThreadWorker):
         else:  # a bug: logged with its traceback, answered in the path's vocabulary (not gunicorn's HTML page)
             self.log.exception("Error handling request %s", path or "(no path read)")
             status, code, message = 500, "InternalError", "the request failed on the server; see the server log"
+        headers = getattr(req, "headers", None) or []
+
+        def lookup(name: str) -> str | None:
+            return next((value for key, value in headers if key.lower() == name.lower()), None)
         try:
-            client.sendall(refusal(path, status, code, message))
+            client.sendall(refusal(path, status, code, message, header=lookup))
         except OSError:
             self.log.debug("Failed to send error message.")

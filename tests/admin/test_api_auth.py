@@ -18,6 +18,24 @@ EXPECTED_ROUTES = {
     ("DELETE", "/test-devices/{name}"), ("GET", "/configuration"), ("PUT", "/configuration/{key}"),
     ("GET", "/devices"), ("GET", "/audit"), ("GET", "/logs"), ("GET", "/logs/{type}/{device}/{name}"),
     ("GET", "/filestore/usage"), ("GET", "/openapi.json"),
+    ("GET", "/wsus/updates"), ("GET", "/wsus/updates/{update}"), ("POST", "/wsus/updates/{update}/decline"),
+    ("POST", "/wsus/updates/{update}/undecline"), ("DELETE", "/wsus/updates/{update}"),
+    ("POST", "/wsus/updates/{update}/restore"), ("GET", "/wsus/categories"),
+    ("POST", "/wsus/products/{product}/select"), ("POST", "/wsus/products/{product}/unselect"),
+    ("GET", "/wsus/report/computers"), ("GET", "/wsus/report/updates"), ("GET", "/wsus/report/groups"),
+    ("GET", "/wsus/groups"), ("POST", "/wsus/groups"), ("POST", "/wsus/groups/{group}/rename"),
+    ("DELETE", "/wsus/groups/{group}"), ("GET", "/wsus/computers"), ("GET", "/wsus/computers/{computer}"),
+    ("PUT", "/wsus/computers/{computer}/groups"), ("GET", "/wsus/approvals"),
+    ("GET", "/wsus/updates/{update}/approvals"), ("PUT", "/wsus/updates/{update}/approvals/{group}"),
+    ("DELETE", "/wsus/updates/{update}/approvals/{group}"), ("GET", "/wsus/eulas"),
+    ("POST", "/wsus/eulas/{eula}/accept"), ("GET", "/wsus/auto-approval"), ("PUT", "/wsus/auto-approval/{rule}"),
+    ("POST", "/wsus/auto-approval/{rule}/pause"), ("POST", "/wsus/auto-approval/{rule}/resume"),
+    ("GET", "/wsus/targeting"), ("PUT", "/wsus/targeting"),
+    ("GET", "/devices/{device}"), ("GET", "/rollouts"), ("GET", "/rules/{rule}/rollout"),
+    ("POST", "/rules/{rule}/rollout"), ("POST", "/rules/{rule}/rollout/abort"),
+    ("POST", "/rules/{rule}/rollout/advance"), ("POST", "/rules/{rule}/rollout/resume"),
+    ("GET", "/wsus/sync"), ("POST", "/wsus/sync"), ("GET", "/wsus/needed"), ("POST", "/wsus/needed"),
+    ("DELETE", "/wsus/needed/{update}"),
 }
 PROTECTED = [r for r in api.ROUTES if r.role is not None]
 CHANGES = [r for r in api.ROUTES if r.role == "admin"]
@@ -26,7 +44,9 @@ CHANGES = [r for r in api.ROUTES if r.role == "admin"]
 def concrete(path: str) -> str:
     """A URL for a route, its placeholders filled with plausible values."""
     values = {"rule": "5a1d2c3e", "name": "lab-phone", "key": "MaxLogFileSize", "type": "Watson",
-              "device": "0004F2AABBCC"}
+              "device": "0004F2AABBCC", "update": "a2fef9b0-7951-4c2c-a42b-9e351dd1c1fe",
+              "product": "8c3fcc84-7410-4a95-8b89-a166a0190486", "group": "a0a08746-4dbe-4a37-9adf-9e7652c0b421",
+              "computer": "6f8c7a3e-0d1b-4c52-9a8e-3b2f1e0c9d7a", "eula": "0c2f7a1e-5b3d-4e8f-9a6c-1d2e3f4a5b6c"}
     return API + re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 
@@ -39,7 +59,19 @@ def test_the_route_table_is_the_issue_list():
     assert {(r.method, r.path) for r in api.ROUTES} == EXPECTED_ROUTES
     assert {r.path for r in CHANGES} == {"/rules/{rule}/approve", "/rules/{rule}/reset", "/rules/{rule}/restore",
                                          "/rules/{rule}", "/imports", "/test-devices", "/test-devices/{name}",
-                                         "/configuration/{key}"}
+                                         "/configuration/{key}", "/wsus/updates/{update}/decline",
+                                         "/wsus/updates/{update}/undecline", "/wsus/updates/{update}",
+                                         "/wsus/updates/{update}/restore", "/wsus/products/{product}/select",
+                                         "/wsus/products/{product}/unselect", "/wsus/groups",
+                                         "/wsus/groups/{group}/rename", "/wsus/groups/{group}",
+                                         "/wsus/computers/{computer}/groups",
+                                         "/wsus/updates/{update}/approvals/{group}",
+                                         "/wsus/eulas/{eula}/accept", "/wsus/auto-approval/{rule}",
+                                         "/wsus/auto-approval/{rule}/pause", "/wsus/auto-approval/{rule}/resume",
+                                         "/wsus/targeting", "/rules/{rule}/rollout",
+                                         "/rules/{rule}/rollout/abort", "/rules/{rule}/rollout/advance",
+                                         "/rules/{rule}/rollout/resume", "/wsus/sync", "/wsus/needed",
+                                         "/wsus/needed/{update}"}
 
 
 def test_every_route_refuses_without_a_token(api_app):

@@ -208,7 +208,7 @@ def test_test_devices_inventory_logs_and_operator(install, live_server, browser,
         page.click("button:has-text('Search')")
         assert page.locator("tbody tr").count() == 1, term
     page.fill("input[name=q]", "")
-    page.check("input[name=outdated]")
+    page.select_option("select[name=status]", "outdated")
     page.click("button:has-text('Search')")
     rows = page.locator("tbody tr")
     assert rows.count() == 3 and all("Outdated" in rows.nth(i).inner_text() for i in range(3))

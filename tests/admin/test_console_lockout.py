@@ -26,9 +26,10 @@ def sign_in(server, name: str, password: str, source: str | None = None) -> requ
 
 
 def hashes(server) -> int:
-    text = requests.get(server.url + "/metrics", timeout=10).text
-    match = re.search(r"^devupdate_password_hashes_total ([0-9.e+]+)$", text, re.M)
-    return int(float(match.group(1))) if match else 0
+    response = requests.get(server.url + "/metrics", timeout=10)
+    assert response.status_code == 200, (response.status_code, response.text[:300])
+    match = re.search(r"^devupdate_password_hashes_total ([0-9.e+]+)$", response.text, re.M)
+    return int(float(match.group(1))) if match else 0  # no line yet: nothing hashed
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from helpers.cabs import make_update
 pytestmark = pytest.mark.timeout(120)
 
 RULE = make_update("Polycom", "CX600").id
+CATALOG_UPDATE = "a2fef9b0-7951-4c2c-a42b-9e351dd1c1fe"
 
 
 @pytest.fixture
@@ -51,6 +52,8 @@ def change_posts(token: str | None, cab: bytes) -> list[tuple[str, dict]]:
         ("/upload", {"data": cab, "headers": {**header, "Content-Type": "application/octet-stream",
                                               "X-File-Name": "UCUpdates.cab"}}),
         ("/upload", {"files": {"cab": ("UCUpdates.cab", cab)}, "data": form}),
+        *((f"/catalog/{CATALOG_UPDATE}/{action}", {"data": {**form, "next": "/console/catalog"}})
+          for action in ("decline", "undecline", "delete", "restore")),
     ]
 
 
@@ -94,7 +97,7 @@ def test_cookie_csrf_roles_and_sessions(install, server, tmp_path):
     olga = Browserless(server)
     olga.sign_in("olga")
     olga_token = olga.csrf("/rules")
-    for path in ("/", "/rules", f"/rules/{RULE}", "/test-devices", "/devices", "/audit", "/logs"):
+    for path in ("/", "/rules", f"/rules/{RULE}", "/test-devices", "/devices", "/audit", "/logs", "/catalog"):
         response = olga.get(path)
         assert response.status_code == 200, path
         assert not re.search(r"<button[^>]*data-action", response.text)

@@ -1,5 +1,5 @@
 """What the console stands on, without a server: the fleet aggregates and the confirmation sentences
-(``devupdate.fleet``), the inventory search, console accounts and sign-in limits, the session cookie,
+(``devupdate.admin.console.fleet``), the inventory search, console accounts and sign-in limits, the session cookie,
 the signing key and the ``devupdate admins`` commands — on SQLite and PostgreSQL.
 """
 
@@ -14,8 +14,7 @@ import pytest
 from click.testing import CliRunner
 from helpers.cabs import make_package, make_update
 
-from devupdate import fleet
-from devupdate.admin.console import auth, session
+from devupdate.admin.console import auth, fleet, session
 from devupdate.db import utcnow
 from devupdate.devices import compliance
 from devupdate.devices.inventory import upsert

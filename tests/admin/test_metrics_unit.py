@@ -6,9 +6,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import struct
 
+import pytest
 from apikit import API, cab_for, make_api
+from prometheus_client import multiprocess
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
+
+from devupdate import metrics
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -77,7 +83,10 @@ def test_json_request_log_one_line_per_request(install):
         ("GET", f"{API}/rules", 400, "token:ci-reader"), ("GET", f"{API}/rules", 401, None),
         ("GET", "/healthz", 200, None)]
     first = lines[0]
-    assert set(first) == {"time", "method", "path", "status", "duration_ms", "client", "user", "bytes", "pid"}
+    assert set(first) == {"time", "level", "request_id", "method", "path", "status", "outcome", "duration_ms",
+                          "client", "user", "bytes", "pid"}
+    assert [e["level"] for e in lines] == ["warning", "warning", "info"] and first["outcome"] is None
+    assert len({e["request_id"] for e in lines}) == 3
     assert first["time"].endswith("Z") and first["duration_ms"] >= 0 and first["client"] == "127.0.0.1"
     assert lines[2]["client"] == "127.0.0.1"  # X-Forwarded-For counts only from DEVUPDATE_TRUSTED_PROXIES
 
@@ -106,3 +115,20 @@ def test_update_checks_are_counted_on_the_fast_path_too(install):
     for body in (phone.request_xml(), b"<broken"):
         api_app.client.post("/RequestHandler/ucdevice.upx", data=body, content_type="text/xml")
     assert count() == before + 2
+
+
+def test_scrape_skips_a_worker_file_being_created(tmp_path):
+    """A worker creates its counter file empty and sizes it a moment later; a scrape in between
+    reported 500. It now reports every settled file and skips the one being created."""
+    settled = MmapedDict(str(tmp_path / "counter_101.db"))
+    key = mmap_key("devupdate_password_hashes_total", "devupdate_password_hashes_total", [], [],
+                   "scrypt runs")
+    settled.write_value(key, 6.0, 0.0)
+    settled.close()
+    (tmp_path / "counter_102.db").touch()  # the other worker, between open() and truncate()
+
+    plain = multiprocess.MultiProcessCollector(None, path=str(tmp_path))
+    with pytest.raises(struct.error):
+        list(plain.collect())
+    text = metrics._workers_families(str(tmp_path)).decode()
+    assert "devupdate_password_hashes_total 6.0" in text.splitlines()

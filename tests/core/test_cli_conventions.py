@@ -51,7 +51,7 @@ def test_a_closed_pipe_ends_the_listing_quietly(install, database):
         proc.stdout.close()
         stderr = proc.stderr.read().decode()
         proc.wait(timeout=60)
-        assert first[0].strip() and first[1].strip()
+        assert first[0].strip() and first[1].strip(), (args, first, stderr)
         assert (args, stderr) == (args, "")
         if "--json" not in args:  # one write per row: the next one finds the pipe closed
             assert proc.returncode == 141  # as for a program killed by SIGPIPE

@@ -110,3 +110,18 @@ def test_every_run_is_counted_in_the_metrics():
     assert sample("devupdate_job_runs_total", outcome="failed") == 1
     assert sample("devupdate_job_seconds_count") == 3
     assert sample("devupdate_job_last_success_timestamp_seconds") > 1.7e9
+
+
+def test_wake_runs_the_step_before_its_delay_and_stop_ends_a_long_wait():
+    calls = []
+    job = PeriodicJob("woken", lambda: calls.append(1), 3600, first_delay=3600)
+    job.start()
+    try:
+        job.wake()
+        wait_for(lambda: len(calls) == 1, timeout=5)
+        job.wake()
+        wait_for(lambda: len(calls) == 2, timeout=5)
+    finally:
+        job.stop(wait=5)
+    assert not job.running  # stop did not wait out the hour-long delay
+    assert len(calls) == 2

@@ -139,8 +139,8 @@ def test_users_commands(site):
     assert (short.returncode, short.stderr) == (1, "devupdate: error: password too short: use at least 8 characters\n")
     empty = install.cli("users", "add", "x", "--password-stdin", input="", check=False)
     assert (empty.returncode, empty.stderr) == (1, "devupdate: error: no password on standard input\n")
-    assert json.loads(install.cli("users", "list", "--json").stdout) == [{"Name": "branch-7@contoso.com"},
-                                                                          {"Name": "phones"}]
+    assert json.loads(install.cli("users", "list", "--json").stdout) == [
+        {"Name": "branch-7@contoso.com", "NTLM": True}, {"Name": "phones", "NTLM": True}]
     from devupdate.devices.users import ExternalUser
 
     install.runtime()
@@ -152,7 +152,7 @@ def test_users_commands(site):
     missing = install.cli("users", "remove", "phones", check=False)
     assert (missing.returncode, missing.stderr) == (
         1, "devupdate: error: no user 'phones'; see 'devupdate users list'\n")
-    assert install.cli("users", "list").stdout == "Name\nbranch-7@contoso.com\n"
+    assert install.cli("users", "list").stdout == "Name                  NTLM\nbranch-7@contoso.com  True\n"
     trail = json.loads(install.cli("audit", "list", "--action", "user.", "--json").stdout)
     assert [(e["Action"], e["Target"], e["Actor"]) for e in trail] == [
         ("user.remove", "user:phones", "test:admin"), ("user.add", "user:phones", "test:admin"),

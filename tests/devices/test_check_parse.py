@@ -1,5 +1,6 @@
-"""The request parser's fast C-parser path gives exactly what the defusedxml path gives — same
-request, same error code — and hands everything that could hide a DTD to defusedxml."""
+"""The request parser's fast C-parser path (the safe XML reader's, devupdate/web/safexml.py) gives
+exactly what the defusedxml path gives — same request, same error code — and hands everything
+that could hide a DTD to defusedxml."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from devupdate.devices import check, request
+from devupdate.devices import check
 from devupdate.devices.request import RequestError, parse_xml
+from devupdate.web import safexml
 
 FIELDS = ("<DeviceType>UCPhone</DeviceType><MACAddress>00-04-F2-AA-BB-CC</MACAddress>"
           "<SerialNumber>CX600-0042</SerialNumber><Vendor>Polycom</Vendor><Model>CX600</Model>"
@@ -71,12 +73,12 @@ def outcome(parse, body: bytes):
 
 def defused_only(body: bytes):
     """``parse_xml`` with the C-parser path switched off: the reference result."""
-    original = request._plain_utf8
-    request._plain_utf8 = lambda body: False
+    original = safexml.takes_fast_path
+    safexml.takes_fast_path = lambda body: False
     try:
         return outcome(parse_xml, body)
     finally:
-        request._plain_utf8 = original
+        safexml.takes_fast_path = original
 
 
 @pytest.mark.parametrize("body", FAST + SLOW)
@@ -86,14 +88,15 @@ def test_same_result_as_the_defusedxml_path(body):
 
 @pytest.mark.parametrize("body", FAST)
 def test_fast_path_taken(body, monkeypatch):
-    monkeypatch.setattr(request, "fromstring", lambda *a, **k: pytest.fail("took the defusedxml path"))
+    monkeypatch.setattr(safexml, "_defused_fromstring", lambda *a, **k: pytest.fail("took the defusedxml path"))
     outcome(parse_xml, body)
 
 
 @pytest.mark.parametrize("body", [b for b in SLOW if b.strip()])
 def test_everything_else_goes_through_defusedxml(body, monkeypatch):
     calls = []
-    monkeypatch.setattr(request, "fromstring", lambda body, **k: calls.append(body) or ET.fromstring(b"<x/>"))
+    monkeypatch.setattr(safexml, "_defused_fromstring",
+                        lambda body, **k: calls.append(body) or ET.fromstring(b"<x/>"))
     outcome(parse_xml, body)
     assert calls == [body]
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import shutil
 import socket
-import subprocess
 import urllib.error
 import urllib.request
 from email.utils import format_datetime, parsedate_to_datetime
@@ -16,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from helpers.cabs import make_image, make_package, make_update
+from helpers.curl import Curl, parse_byteranges, require_tool  # noqa: F401 - other tests import them from here
 
 VERSION = "4.0.7577.4372"
 
@@ -28,55 +27,6 @@ def import_image(install, directory: Path, size: int, *, model: str = "CX600") -
     install.cli("import", str(cab))
     name = update.files[0].name
     return f"UCPhone/Polycom/{model}/A/ENU/{VERSION}/{name}", make_image(name, size, VERSION)
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if not path:
-        pytest.skip(f"{name} is not installed (apt-get install {name})")
-    return path
-
-
-class Curl:
-    def __init__(self, directory: Path):
-        self.exe = require_tool("curl")
-        self.directory = directory
-        self.count = 0
-
-    def __call__(self, *args: str, output: Path | None = None, check: bool = True):
-        """Run curl; returns (status, headers with lower-case names, body bytes, exit code)."""
-        self.count += 1
-        head = self.directory / f"head-{self.count}"
-        body = output or self.directory / f"body-{self.count}"
-        proc = subprocess.run([self.exe, "-sS", "-D", str(head), "-o", str(body), *args],
-                              capture_output=True, timeout=60)
-        if check:
-            assert proc.returncode == 0, proc.stderr
-        blocks = [b for b in head.read_bytes().decode("latin-1").split("\r\n\r\n") if b.strip()]
-        lines = blocks[-1].split("\r\n")
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        data = body.read_bytes() if body.exists() else b""
-        return int(lines[0].split()[1]), headers, data, proc.returncode
-
-
-def parse_byteranges(body: bytes, content_type: str, preamble: bytes = b"") -> list[tuple[dict[str, str], bytes]]:
-    """Strict multipart/byteranges parser: the exact framing devupdate promises (nginx puts a CRLF
-    preamble before the first boundary)."""
-    assert content_type.startswith("multipart/byteranges; boundary=")
-    boundary = content_type.split("boundary=", 1)[1].encode()
-    closing = b"\r\n--" + boundary + b"--\r\n"
-    assert body.startswith(preamble + b"--" + boundary + b"\r\n") and body.endswith(closing)
-    inner = (b"\r\n" + body[len(preamble):])[:-len(closing)]
-    parts = []
-    for chunk in inner.split(b"\r\n--" + boundary + b"\r\n")[1:]:
-        head, sep, data = chunk.partition(b"\r\n\r\n")
-        assert sep
-        headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n"))
-        parts.append((headers, data))
-    return parts
 
 
 def cut_download(url: str, keep: int) -> bytes:

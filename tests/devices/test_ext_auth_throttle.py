@@ -56,7 +56,7 @@ def test_unknown_user_costs_one_scrypt_run_like_a_known_one(users, live_server):
             assert response.status_code == 401
             assert response.text == ('<?xml version="1.0" encoding="utf-8"?>\n<Error><Code>BadCredentials</Code>'
                                      "<Message>user name or password is wrong</Message></Error>\n")
-            assert response.headers["WWW-Authenticate"] == 'Basic realm="devupdate"'
+            assert response.headers["WWW-Authenticate"] == 'Negotiate, NTLM, Basic realm="devupdate"'
         assert hashes(server) - before == rounds, who
     # the right password is checked once per worker, then answered from that worker's cache
     before = hashes(server)

@@ -57,7 +57,7 @@ def test_devices_appear_and_compliance(install, live_server, tmp_path):
         entry["LastSeen"] = _stamp(found["LastSeen"], start, checked)
         entry.update({"Checks": checks, "Status": status, "Updates": [] if status == "Unmanaged" else [
             {"RuleId": release.rule_id, "UpdateType": "CPE", "InstalledVersion": installed, "ApprovedVersion": V1,
-             "Status": "Current" if installed == V1 else "Outdated"}]})
+             "Status": "Current" if installed == V1 else "Outdated", "LastReport": None}]})
         return entry
 
     outdated = sorted([expected(old, "Outdated", V0, checks=2), expected(newer, "Outdated", V3, network="external"),

@@ -151,7 +151,7 @@ def test_fleet_groups_count_what_the_device_list_shows(database):
     for entry in compliance.list_devices(snapshot=snapshot):
         listed[entry["Status"]] = listed.get(entry["Status"], 0) + 1
     assert by_status == listed == {"Current": 10, "Outdated": 10, "Unmanaged": 1}
-    from devupdate import fleet
+    from devupdate.admin.console import fleet
 
     assert fleet.version_distribution(groups) == fleet.version_distribution(
         (entry, 1) for entry in compliance.list_devices(snapshot=snapshot))

@@ -256,6 +256,49 @@ def test_records_reload_without_restart(dig, start_responder):
         responder.reload()
 
 
+def test_the_reload_is_a_job_counted_in_the_metrics_and_a_failing_one_is_logged_once(dig, start_responder, caplog):
+    import logging
+    import threading
+
+    import prometheus_client
+
+    from devupdate import metrics
+
+    metrics.families()
+
+    def runs(outcome: str) -> float:
+        value = prometheus_client.REGISTRY.get_sample_value("devupdate_job_runs_total",
+                                                            {"job": "dns-reload", "outcome": outcome})
+        return value or 0.0
+
+    current = {"records": RecordSet(("contoso.com",), ("10.0.0.5",))}
+
+    def provider():
+        if current["records"] is None:
+            raise ValueError("config file is being edited")
+        return current["records"]
+
+    ok_before, failed_before = runs("ok"), runs("failed")
+    with caplog.at_level(logging.WARNING, "devupdate.dns"):
+        responder = start_responder(provider=provider, reload_interval=0.05)
+        assert [t.name for t in threading.enumerate()].count("dns-reload") == 1  # the PeriodicJob's thread
+        assert wait_for(lambda: runs("ok") >= ok_before + 2, 5, 0.02), "the reload job never ran"
+        current["records"] = None
+        assert wait_for(lambda: runs("failed") >= failed_before + 5, 5, 0.02), "failed reloads not counted"
+        assert dig(responder.port, "ucupdates-r2.contoso.com", "A").values("A") == {"10.0.0.5"}
+        current["records"] = RecordSet(("contoso.com",), ("10.0.0.9",))
+        assert wait_for(lambda: dig(responder.port, "ucupdates-r2.contoso.com", "A").values("A") == {"10.0.0.9"},
+                        5, 0.05)
+        assert wait_for(lambda: any("works again" in r.getMessage() for r in caplog.records), 5, 0.02)
+    messages = [r.getMessage() for r in caplog.records if r.name == "devupdate.dns" and "reload" in r.getMessage()]
+    assert len(messages) == 2, messages  # once when it starts failing, once when it works: not per attempt
+    assert messages[0] == ("dns: reload of the records (the previous ones are kept) failed: ValueError: config file "
+                           "is being edited; retrying every 0.05 s at most until it works")
+    assert messages[1].startswith("dns: reload of the records (the previous ones are kept) works again after ")
+    responder.stop()
+    assert wait_for(lambda: "dns-reload" not in [t.name for t in threading.enumerate()], 5, 0.02)
+
+
 def test_names_only_mode_refuses_everything_else(dig, start_responder):
     port = start_responder(authoritative=False).port
     assert dig(port, "ucupdates-r2.contoso.com", "A").values("A") == {"10.0.0.5", "10.0.0.6"}

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
+import threading
 from pathlib import Path
 
 import pytest
 from fs_helpers import MiB, disk_usage, slurp, temp_files
 
 from filestore import FileStore, ObjectNotFound, Staged, StoredObject, UnknownArea
+from filestore.paths import TEMP_PREFIX
 
 
 class ReadOnly:
@@ -86,6 +90,52 @@ def test_stage_commit_and_discard(store: FileStore) -> None:
         pass  # leaving without commit discards
     assert not store.exists("images", c.sha256)
     assert store.usage("images").used_bytes == 3000 and temp_files(store.root) == []
+
+
+def _is_temp(fd: int) -> bool:
+    """The descriptor of a temp file being written (not the ledger's, not a directory's)."""
+    return os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(TEMP_PREFIX)
+
+
+def test_staged_fsync_runs_behind_the_writer_and_commit_waits_for_it(store: FileStore, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import filestore.store as module
+
+    release, synced, real_fsync = threading.Event(), [], os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        if _is_temp(fd):
+            assert release.wait(10)
+            synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(module.os, "fsync", slow_fsync)
+    staged = store.stage("images", io.BytesIO(b"d" * 5000))  # returns while its fsync still waits
+    assert synced == [] and not store.exists("images", staged.sha256)
+    committing = threading.Thread(target=staged.commit)
+    committing.start()
+    committing.join(0.2)
+    assert committing.is_alive() and not store.exists("images", staged.sha256)  # no name before the bytes
+    release.set()
+    committing.join(10)
+    assert len(synced) == 1 and store.exists("images", staged.sha256)
+
+
+def test_a_failed_staged_fsync_fails_the_commit_and_leaves_nothing(store: FileStore, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import filestore.store as module
+
+    real_fsync = os.fsync
+
+    def failing_fsync(fd: int) -> None:
+        if _is_temp(fd):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(module.os, "fsync", failing_fsync)
+    staged = store.stage("images", io.BytesIO(b"e" * 5000))
+    with pytest.raises(OSError, match="Input/output error"):
+        staged.commit()
+    assert not store.exists("images", staged.sha256) and temp_files(store.root) == []
+    assert store.usage("images").used_bytes == 0
 
 
 def test_delete_and_missing(store: FileStore) -> None:

@@ -12,7 +12,8 @@ import pytest
 
 T = TypeVar("T")
 
-PACKAGES = {"dig": "bind9-dnsutils", "named": "bind9", "tsig-keygen": "bind9", "chromium": "chromium"}
+PACKAGES = {"dig": "bind9-dnsutils", "named": "bind9", "tsig-keygen": "bind9", "chromium": "chromium",
+            "promtool": "prometheus"}
 
 
 def require_tool(name: str) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 
 import peewee
 
+from devupdate import metrics
 from devupdate.audit.trail import record
 from devupdate.db import BaseModel, iso_utc, utcnow, write_transaction
 from devupdate.devices.users import DUMMY_HASH, HashGate, check_password, hash_password
@@ -45,6 +46,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
 class AdminUser(BaseModel):
     """A person who may sign in to the web console."""
 
+    id = peewee.AutoField()
     name = peewee.CharField(max_length=128, unique=True)
     role = peewee.CharField(max_length=20)  # admin | operator
     password_hash = peewee.CharField(max_length=200)
@@ -56,6 +58,7 @@ class AdminUser(BaseModel):
 class SignInFailure(BaseModel):
     """One refused console sign-in, kept for ``FAILURE_MEMORY`` to lock guessing out."""
 
+    id = peewee.AutoField()
     at = peewee.DateTimeField(default=utcnow, index=True)
     address = peewee.CharField(max_length=64, index=True)
     name = peewee.CharField(max_length=128, index=True)
@@ -202,7 +205,7 @@ def authenticate(name: str, password: str, *, address: str, lockout: Lockout | N
     with gate or contextlib.nullcontext():
         ok = check_password(password, user.password_hash if user else DUMMY_HASH) and user is not None
     with write_transaction():
-        if not ok:
+        if not ok or user is None:
             SignInFailure.create(address=address, name=name, at=now)
             SignInFailure.delete().where(SignInFailure.at < now - dt.timedelta(seconds=FAILURE_MEMORY)).execute()
             record(f"console:{name or '?'}", "console.sign-in", f"admin:{name}", outcome="refused",
@@ -211,7 +214,8 @@ def authenticate(name: str, password: str, *, address: str, lockout: Lockout | N
             SignInFailure.delete().where(_pair(address, name)).execute()
             AdminUser.update(last_sign_in=now).where(AdminUser.id == user.id).execute()
             record(f"console:{name}", "console.sign-in", f"admin:{name}", detail={"Address": address})
-    if not ok:
+    if not ok or user is None:
+        metrics.sign_in_failed("console")
         raise SignInRefused("wrong name or password")
     return Admin(user.name, user.role, fingerprint(user.password_hash))
 

@@ -70,3 +70,22 @@ def human_bytes(count: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{count} B"
+
+
+#: the WSUS compliance columns and their colours, in the order the bars stack them
+COMPLIANCE_PARTS = (("Installed", "Installed", APPROVED), ("Needed", "Needed", "#d97706"),
+                    ("Failed", "Failed", "#dc2626"), ("NotApplicable", "Not applicable", "#cbd5e1"),
+                    ("Unknown", "Unknown", UNKNOWN))
+
+
+def compliance_bars(rows: list[dict[str, Any]], label: str, key: str) -> list[dict[str, Any]]:
+    """One stacked bar per row of a compliance report (``devupdate.wsus.compliance.reports``: per update
+    the computers in each state, per group the (computer, update) pairs): installed, needed, failed,
+    not applicable and, where the row has it, unknown."""
+    bars = []
+    for row in rows:
+        parts = [(name, int(row[key]), colour, key == "Installed") for key, name, colour in COMPLIANCE_PARTS
+                 if key in row]
+        bars.append({"Label": row.get(label) or row.get("UpdateID") or "", "Row": row, "Id": str(row[key]),
+                     "Total": sum(count for _, count, _, _ in parts), "Segments": _segments(parts)})
+    return bars

@@ -10,13 +10,14 @@ attributed to ``console:<name>`` in the audit trail.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, BinaryIO, cast
 from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, send_file, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
-from devupdate import fleet, numbers
-from devupdate.admin.console import auth, charts
+from devupdate import numbers
+from devupdate.admin.console import auth, charts, fleet
 from devupdate.admin.console.origin import foreign_origin
 from devupdate.admin.console.session import COOKIE_NAME, SessionCookie, SessionData
 from devupdate.audit.trail import list_events
@@ -25,6 +26,12 @@ from devupdate.devices.users import HashingBusy
 from devupdate.errors import DevupdateError
 from devupdate.rules import lifecycle
 from devupdate.rules import test_devices as test_device_service
+from devupdate.wsus.catalog import STATES as CATALOG_STATES
+from devupdate.wsus.catalog import service as catalog
+from devupdate.wsus.compliance import reports as wsus_reports
+from devupdate.wsus.downstream import needed as wsus_needed
+from devupdate.wsus.downstream import service as wsus_sync
+from devupdate.wsus.targeting import service as wsus_targeting
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
                static_folder="static", static_url_path="/static")
@@ -68,7 +75,7 @@ def _client_address() -> str:
 # --- the gate --------------------------------------------------------------------------------------
 
 @bp.before_request
-def _gate() -> Response | None:
+def _gate() -> BaseResponse | None:
     if request.endpoint == "console.static":
         return None
     g.session = _cookie().load(request.cookies.get(COOKIE_NAME))
@@ -145,27 +152,27 @@ def page(template: str, status: int = 200, **context: Any) -> Response:
 
 def _safe_next(target: str | None) -> str:
     parts = urlsplit(target or "")
-    if parts.scheme or parts.netloc or not parts.path.startswith("/console/") or "//" in parts.path:
+    if target is None or parts.scheme or parts.netloc or not parts.path.startswith("/console/") or "//" in parts.path:
         return url_for(".dashboard")
-    return target  # type: ignore[return-value]
+    return target
 
 
 # --- sign-in ---------------------------------------------------------------------------------------
 
 @bp.get("/sign-in")
-def sign_in_form() -> Response:
+def sign_in_form() -> BaseResponse:
     if g.admin is not None:
         return redirect(_safe_next(request.args.get("next")))
     return page("sign_in.html", next=request.args.get("next", ""))
 
 
 @bp.post("/sign-in")
-def sign_in() -> Response:
+def sign_in() -> BaseResponse:
     name, target = request.form.get("name", ""), request.form.get("next", "")
     try:
         admin = auth.authenticate(name, request.form.get("password", ""), address=_client_address(),
                                   lockout=auth.Lockout.from_settings(_runtime().settings),
-                                  gate=current_app.extensions["users"].gate)
+                                  gate=current_app.extensions["password_gate"])
     except HashingBusy:
         response = page("sign_in.html", status=503, error="The server is busy checking passwords; "
                         "sign in again in a second.", name=name, next=target)
@@ -184,7 +191,7 @@ def sign_in() -> Response:
 
 
 @bp.get("/signed-in")
-def signed_in() -> Response:
+def signed_in() -> BaseResponse:
     """Where sign-in lands: if the browser did not keep the cookie, say why instead of looping."""
     if g.admin is None:
         return page("sign_in.html", status=400, next=request.args.get("next", ""),
@@ -194,7 +201,7 @@ def signed_in() -> Response:
 
 
 @bp.post("/sign-out")
-def sign_out() -> Response:
+def sign_out() -> BaseResponse:
     g.session = SessionData(notices=[["info", "Signed out."]])
     return redirect(url_for(".sign_in_form"), code=303)
 
@@ -235,12 +242,53 @@ def rule_detail(rule_id: str) -> Response:
     except DevupdateError as exc:
         return refuse(exc.status, "No such rule", exc.message)
     row = _rule_row(rule, _runtime().settings.effective_service_name)
+    from devupdate.rules import rollout
+
+    staged = rollout.of_rule(rule.id)
     return page("rule.html", rule=row, versions=lifecycle.rule_versions(rule.id), verbs=VERBS,
-                events=list_events(limit=20, target=rule.id))
+                events=list_events(limit=20, target=rule.id),
+                rollout=rollout.describe(staged) if staged is not None else None)
+
+
+@bp.post("/rules/<rule_id>/rollout")
+def rule_rollout_start(rule_id: str) -> BaseResponse:
+    """Approve in stages (the rule page's form): the CLI's and the API's ``lifecycle.approve`` with a plan."""
+    from devupdate.rules.rollout_plan import Plan
+
+    try:
+        rule = lifecycle.resolve(rule_id)
+        plan = Plan.parse(request.form.get("stages", ""), request.form.get("every", "24h") or "24h",
+                          request.form.get("halt_at", "2%") or "2%")
+        lifecycle.approve(rule.id, g.admin.actor, plan)
+    except DevupdateError as exc:
+        g.session.notice("error", f"Approve in stages refused: {exc.message}")
+    else:
+        g.session.notice("ok", f"Approved {rule.approved_version or ''} in stages "
+                               f"{request.form.get('stages')}: the first share of the fleet is offered it now.")
+    return redirect(url_for(".rule_detail", rule_id=rule_id), code=303)
+
+
+ROLLOUT_ACTIONS = {"resume": "Resumed", "advance": "Advanced", "abort": "Aborted (rolled back)"}
+
+
+@bp.post("/rules/<rule_id>/rollout/<action>")
+def rule_rollout_action(rule_id: str, action: str) -> BaseResponse:
+    """Resume, advance or abort a rule's rollout (``rollout_actions``, as the CLI and the API)."""
+    from devupdate.rules import rollout_actions
+
+    if action not in ROLLOUT_ACTIONS:
+        return refuse(404, "No such action", f"{action!r} is not one of {', '.join(ROLLOUT_ACTIONS)}.")
+    try:
+        getattr(rollout_actions, action)(rule_id, g.admin.actor)
+    except DevupdateError as exc:
+        g.session.notice("error", f"Rollout {action} refused: {exc.message}")
+    else:
+        g.session.notice("ok", f"{ROLLOUT_ACTIONS[action]} the rollout.")
+    return redirect(url_for(".rule_detail", rule_id=rule_id), code=303)
 
 
 @bp.route("/rules/<rule_id>/<action>", methods=["GET", "POST"])
-def rule_action(rule_id: str, action: str) -> Response:
+def rule_action(rule_id: str, action: str) -> BaseResponse:
     """GET, or a POST without ``confirmed``: the confirmation page. A confirmed POST acts, unless
     the rule changed since the confirmation was shown (then the new effect is shown instead)."""
     if action not in fleet.ACTIONS:
@@ -282,9 +330,9 @@ def _test_devices_page(status: int = 200, error: str | None = None, form: dict |
 
 
 @bp.post("/test-devices")
-def test_device_add() -> Response:
+def test_device_add() -> BaseResponse:
     form = {key: request.form.get(key, "").strip() for key in ("name", "kind", "identifier", "site")}
-    identifier = {"mac": None, "serial": None}
+    identifier: dict[str, str | None] = {"mac": None, "serial": None}
     identifier["serial" if form["kind"] == "serial" else "mac"] = form["identifier"]
     try:
         device = test_device_service.add(form["name"], mac=identifier["mac"], serial=identifier["serial"],
@@ -297,7 +345,7 @@ def test_device_add() -> Response:
 
 
 @bp.post("/test-devices/remove")
-def test_device_remove() -> Response:
+def test_device_remove() -> BaseResponse:
     name, scope = request.form.get("name", ""), request.form.get("scope", "global")
     try:
         test_device_service.remove(name, site=_site_of(scope), actor=g.admin.actor)
@@ -314,14 +362,34 @@ def _page_number() -> int:
     return max(1, request.args.get("page", 1, type=numbers.whole) or 1)
 
 
+DEVICE_FILTERS = ("q", "model", "status", "days", "sort")
+
+
 @bp.get("/devices")
 def devices() -> Response:
-    number, query = _page_number(), request.args.get("q", "").strip()
-    outdated = request.args.get("outdated") == "1"
-    rows = compliance.list_devices(search=query or None, outdated=outdated, limit=PAGE + 1,
-                                   offset=(number - 1) * PAGE)
-    return page("devices.html", devices=rows[:PAGE], more=len(rows) > PAGE, number=number, q=query,
-                outdated=outdated)
+    number = _page_number()
+    form = {key: request.args.get(key, "").strip() for key in DEVICE_FILTERS}
+    if request.args.get("outdated") == "1":
+        form["status"] = "outdated"
+    try:
+        age = compliance.parse_age(form["days"]) if form["days"] else None
+        rows = compliance.list_devices(search=form["q"] or None, model=form["model"] or None,
+                                       status=form["status"] or None, not_seen_since=age,
+                                       sort=form["sort"] or "device", limit=PAGE + 1, offset=(number - 1) * PAGE)
+    except DevupdateError as exc:
+        return refuse(exc.status, "Bad filter", exc.message)
+    query = {key: value for key, value in form.items() if value}
+    return page("devices.html", devices=rows[:PAGE], more=len(rows) > PAGE, number=number, q=form["q"],
+                outdated=form["status"] == "outdated", form=form, query=query, sorts=list(compliance.SORTS))
+
+
+@bp.get("/devices/<device_id>")
+def device_page(device_id: str) -> Response:
+    try:
+        detail = compliance.device_detail(device_id, store=_runtime().store)
+    except DevupdateError as exc:
+        return refuse(exc.status, "No such device", exc.message)
+    return page("device.html", d=detail)
 
 
 @bp.get("/audit")
@@ -368,7 +436,7 @@ def _upload_name(raw: str) -> str:
 
 
 @bp.post("/upload")
-def upload() -> Response:
+def upload() -> BaseResponse:
     """The cab as the raw request body (the upload page's script streams it, with progress) or, without
     JavaScript, as a multipart form; received and imported by :func:`import_upload`."""
     from devupdate.imports.upload import import_upload
@@ -383,7 +451,9 @@ def upload() -> Response:
         stream, size, name = request.stream, request.content_length, _upload_name(
             request.headers.get("X-File-Name", ""))
     try:
-        result = import_upload(rt.store, rt.settings, stream, size=size, file_name=name, actor=g.admin.actor)
+        # werkzeug types request bodies IO[bytes]; import_upload only reads them
+        result = import_upload(rt.store, rt.settings, cast(BinaryIO, stream), size=size, file_name=name,
+                               actor=g.admin.actor)
     except DevupdateError as exc:
         return _upload_refused(exc.status, f"{name}: {exc.message}")
     touched = {row["Id"] for row in result.rules}
@@ -408,3 +478,167 @@ def _upload_refused(status: int, message: str) -> Response:
     if _wants_json():
         return refuse(status, "Upload refused", message)
     return page("upload.html", status=status, error=message, max_size=_runtime().settings.max_cab_size)
+
+
+# --- WSUS update catalog ---------------------------------------------------------------------------
+
+#: catalog action → (button, done, what happens, service call)
+CATALOG_ACTIONS = {
+    "decline": ("Decline", "Declined", "It is never offered to clients or downstream servers.",
+                lambda update_id, actor: catalog.decline(update_id, actor=actor, declined=True)),
+    "undecline": ("Undecline", "Undeclined", "It is offered again.",
+                  lambda update_id, actor: catalog.decline(update_id, actor=actor, declined=False)),
+    "delete": ("Delete", "Deleted", "It leaves the catalog; its revisions are kept, so restoring it (or importing "
+               "it again) gives it back with the same RevisionIDs.",
+               lambda update_id, actor: catalog.delete(update_id, actor=actor, deleted=True)),
+    "restore": ("Restore", "Restored", "It is back in the catalog with the RevisionIDs it had.",
+                lambda update_id, actor: catalog.delete(update_id, actor=actor, deleted=False)),
+}
+
+
+def _catalog_filters() -> dict[str, str]:
+    return {key: request.args.get(key, "").strip()[:100] for key in ("q", "product", "classification", "state")}
+
+
+@bp.get("/catalog")
+def wsus_catalog() -> Response:
+    """The catalog's updates, searched and filtered like ``devupdate wsus updates list``."""
+    number, filters = _page_number(), _catalog_filters()
+    categories = catalog.list_categories()
+    products = [c for c in categories if c["Type"] in catalog.PRODUCT_TYPES]
+    classifications = [c for c in categories if c["Type"] == catalog.CLASSIFICATION]
+    status, error, rows = 200, None, []
+    try:
+        rows = catalog.list_updates(product=filters["product"] or None, state=filters["state"] or None,
+                                    classification=filters["classification"] or None, search=filters["q"] or None,
+                                    limit=PAGE + 1, offset=(number - 1) * PAGE)
+    except DevupdateError as exc:
+        status, error = exc.status, exc.message
+    return page("catalog.html", status=status, error=error, updates=rows[:PAGE], more=len(rows) > PAGE,
+                number=number, filters=filters, products=products, classifications=classifications,
+                states=CATALOG_STATES, actions=CATALOG_ACTIONS, back=request.full_path.rstrip("?"))
+
+
+@bp.post("/catalog/<update_id>/<action>")
+def wsus_catalog_action(update_id: str, action: str) -> BaseResponse:
+    if action not in CATALOG_ACTIONS:
+        return refuse(404, "No such action", f"{action[:40]!r} is not one of {', '.join(CATALOG_ACTIONS)}.")
+    verb, done, effect, call = CATALOG_ACTIONS[action]
+    try:
+        result = call(update_id, g.admin.actor)
+    except DevupdateError as exc:
+        g.session.notice("error", f"{verb} refused: {exc.message}")
+    else:
+        title = catalog.show_update(result["UpdateID"])["Title"]
+        g.session.notice("ok", f"{done} {title} ({result['UpdateID']}). {effect}" if result["Changed"]
+                         else f"{title} ({result['UpdateID']}) was already {done.lower()}; nothing changed.")
+    back = request.form.get("next", "")
+    return redirect(back if back.startswith("/console/catalog") and _safe_next(back) == back
+                    else url_for(".wsus_catalog"), code=303)
+
+
+@bp.get("/compliance")
+def wsus_compliance() -> Response:
+    """WSUS compliance (W9): needed / installed / failed per target group and per update, as
+    ``devupdate wsus report groups|updates``; ``group`` narrows the updates to that group's computers."""
+    group = request.args.get("group", "").strip()[:258]
+    status, error, updates = 200, None, []
+    groups = wsus_reports.groups()
+    try:
+        updates = wsus_reports.updates(group=group or None, limit=PAGE)
+    except DevupdateError as exc:
+        status, error = exc.status, exc.message
+    return page("compliance.html", status=status, error=error, group=group, groups=groups,
+                group_bars=charts.compliance_bars(groups, "Path", "Id"),
+                update_bars=charts.compliance_bars(updates, "Title", "UpdateID"),
+                computers=wsus_reports.computers(group=group or None, limit=PAGE) if error is None else [])
+
+
+@bp.get("/sync")
+def wsus_sync_page() -> Response:
+    """The downstream sync: the upstreams and their anchors, the run history (30 days), held revisions,
+    marked files and the needed list, as ``devupdate wsus sync status`` and ``wsus needed list``."""
+    return page("sync.html", sync=wsus_sync.status(100), needed=wsus_needed.entries())
+
+
+@bp.get("/targeting")
+def wsus_targeting_page() -> Response:
+    """Target groups as a tree, the computers of one (``group``), the approvals of one update
+    (``update``; none given: the latest approvals), as ``devupdate wsus groups|computers|approvals``."""
+    group = request.args.get("group", "").strip()[:258]
+    update = request.args.get("update", "").strip()[:38]
+    status, error, computers, approvals, group_name = 200, None, [], [], ""
+    groups = wsus_targeting.list_groups()
+    try:
+        if group:
+            group_name = wsus_targeting.resolve_group(group).name
+        computers = wsus_targeting.list_computers(group=group or None, limit=PAGE)
+        approvals = wsus_targeting.list_deployments(update or None, limit=PAGE)
+    except DevupdateError as exc:
+        status, error = exc.status, exc.message
+    return page("targeting.html", status=status, error=error, groups=groups, group=group, group_name=group_name,
+                computers=computers, approvals=approvals, update=update, mode=wsus_targeting.targeting_mode())
+
+
+def _targeting_back(update: str) -> BaseResponse:
+    return redirect(url_for(".wsus_targeting_page", update=update[:38]) if update else url_for(".wsus_targeting_page"),
+                    code=303)
+
+
+@bp.post("/targeting/approve")
+def wsus_targeting_approve() -> BaseResponse:
+    """Approve an update for a group (the EULA and Block rules as 'devupdate wsus approve')."""
+    form = request.form
+    update, group = form.get("update", "").strip()[:38], form.get("group", "")[:258]
+    try:
+        result = wsus_targeting.approve(update, group, form.get("action", "")[:20],
+                                        deadline=form.get("deadline", "").strip()[:40] or None, actor=g.admin.actor)
+    except DevupdateError as exc:
+        g.session.notice("error", f"Approval refused: {exc.message}")
+    else:
+        g.session.notice("ok", f"Approved {result['UpdateID']} for {result['Group']}: {result['Action']}."
+                         if result["Changed"] else f"{result['UpdateID']} was already approved so; nothing changed.")
+    return _targeting_back(update)
+
+
+@bp.post("/targeting/groups")
+def wsus_targeting_add_group() -> BaseResponse:
+    """Add a target group under a parent (the same refusals and audit entry as 'devupdate wsus groups add')."""
+    form = request.form
+    try:
+        result = wsus_targeting.add_group(form.get("name", "")[:300], parent=form.get("parent", "")[:258] or None,
+                                          actor=g.admin.actor)
+    except DevupdateError as exc:
+        g.session.notice("error", f"Adding the group refused: {exc.message}")
+        return redirect(url_for(".wsus_targeting_page"), code=303)
+    g.session.notice("ok", f"Added the group {result['Name']}.")
+    return redirect(url_for(".wsus_targeting_page", group=result["Id"]), code=303)
+
+
+@bp.post("/targeting/assign")
+def wsus_targeting_assign() -> BaseResponse:
+    """Server-side targeting: set a computer's groups (as 'devupdate wsus computers assign'); none
+    chosen: 'Unassigned Computers'."""
+    form = request.form
+    groups = [value[:258] for value in form.getlist("groups")[:65] if value.strip()]
+    try:
+        result = wsus_targeting.assign_computer(form.get("computer", "")[:256], groups, actor=g.admin.actor)
+    except DevupdateError as exc:
+        g.session.notice("error", f"Assignment refused: {exc.message}")
+        return redirect(url_for(".wsus_targeting_page"), code=303)
+    names = ", ".join(group["Name"] for group in result["ServerGroups"])
+    g.session.notice("ok", f"{result['DnsName'] or result['ComputerId']} is now in {names}.")
+    return redirect(url_for(".wsus_targeting_page", group=result["ServerGroups"][0]["Id"]), code=303)
+
+
+@bp.post("/targeting/unapprove")
+def wsus_targeting_unapprove() -> BaseResponse:
+    form = request.form
+    update, group = form.get("update", "").strip()[:38], form.get("group", "")[:258]
+    try:
+        result = wsus_targeting.unapprove(update, group, actor=g.admin.actor)
+    except DevupdateError as exc:
+        g.session.notice("error", f"Withdrawal refused: {exc.message}")
+    else:
+        g.session.notice("ok", f"Withdrew the approval of {result['UpdateID']} for {result['Group']}.")
+    return _targeting_back(update)

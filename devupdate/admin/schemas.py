@@ -1,0 +1,340 @@
+"""The JSON schemas of ``/api/v1``: the shapes the service functions return (``rule_dict``,
+``ImportResult.as_dict``, ``device_dict``, ``configuration.show``, ``device_status``, ``event_dict``,
+``LogFile.as_dict``, ``usage_rows``, the WSUS catalog's ``list_updates``, ``show_update``,
+``list_categories``, ``decline``, ``delete``, ``select_product``) and the values the routes take. The OpenAPI document
+(``openapi.py``) publishes them and the request checks (``routing.py``, ``validation.py``) enforce
+them, so both read them from here, below both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devupdate.configuration import OPTIONS as CONFIG_OPTIONS
+from devupdate.wsus.catalog import STATES as WSUS_STATES
+
+# Text the service stores or compares: no NUL (databases refuse it). Lengths are in characters and
+# keep the longest valid request line (every character percent-encoded as 4 UTF-8 bytes) within
+# the 4 KiB the HTTP server reads.
+NO_NUL = r"^[^\x00]*$"
+SITE_SCHEMA = {"type": "string", "maxLength": 100, "pattern": r"^[A-Za-z0-9_.-]{1,100}$",
+               "description": "letters, digits, '.', '_' or '-' (1–100)"}
+TEST_DEVICE_NAME = {"type": "string", "maxLength": 200, "pattern": r"^[^\x00-\x1f/]{1,200}$",
+                    "description": "1–200 characters, no control characters, no '/'"}
+#: what ``POST /imports`` takes as the cab's Content-Type (none at all is taken too)
+CAB_MEDIA_TYPES = ("application/vnd.ms-cab-compressed", "application/octet-stream")
+
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+BOOLEAN = {"type": "boolean"}
+#: a WSUS UpdateID: a GUID, braces allowed, any case
+UPDATE_ID = {"type": "string", "maxLength": 38,
+             "pattern": r"^\{?[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}?$",
+             "description": "an UpdateID: a GUID such as 56309036-4c77-4dd9-951a-99ee9c246a94 (braces allowed)",
+             "examples": ["a2fef9b0-7951-4c2c-a42b-9e351dd1c1fe"]}
+ANY: dict[str, Any] = {}
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "properties": properties,
+            "required": list(properties) if required is None else required}
+
+
+def _array(item: str | dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": ref(item) if isinstance(item, str) else item}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+#: the compliance report's columns (devupdate.wsus.compliance.reports.COLUMNS)
+_COMPLIANCE_COUNTS = {name: INTEGER for name in ("Needed", "Installed", "Failed", "NotApplicable")}
+_VERSIONS = ("Approved", "Pending", "Restore")
+_RULE = {
+    "Id": STRING, "Identity": STRING, "DeviceType": STRING, "Brand": STRING, "Model": STRING,
+    "Revision": STRING, "Locale": STRING, "UpdateType": STRING,
+    **{f"{state}Version": NULLABLE_STRING for state in _VERSIONS},
+    **{f"{state}{what}": NULLABLE_STRING for state in _VERSIONS for what in ("Time", "By")},
+}
+_USAGE = {"Area": STRING, "UsedBytes": INTEGER, "QuotaBytes": {"type": ["integer", "null"]},
+          "UsedPercent": {"type": ["number", "null"]}, "Objects": INTEGER, "Warning": {"type": "boolean"},
+          "Full": {"type": "boolean"}}
+# The formats the service accepts (rules/test_devices.py): separators anywhere in a MAC, blanks around.
+# maxLength comes first: it is checked before the pattern.
+MAC = {"type": "string", "maxLength": 300,
+       "pattern": r"^[ \t]*([-:.]*[0-9A-Fa-f][-:.]*[0-9A-Fa-f]){6,50}[-:.]*[ \t]*$",
+       "description": "a MAC address: 6 to 50 pairs of hex digits, separated by '-', ':', '.' or not",
+       "examples": ["00-04-F2-AA-BB-CC"]}
+SERIAL = {"type": "string", "maxLength": 300, "pattern": r"^[ \t]*[A-Za-z0-9_-]{1,100}[ \t]*$",
+          "description": "a serial number: 1–100 letters, digits, '-' or '_'", "examples": ["64167F2A8B31"]}
+
+
+_CATEGORY_REF = _object({"UpdateID": STRING, "Title": STRING})
+_WSUS_UPDATE = {"UpdateID": STRING, "RevisionID": INTEGER, "RevisionNumber": INTEGER, "Type": STRING, "Title": STRING,
+                "KB": NULLABLE_STRING, "State": {"enum": list(WSUS_STATES)}, "IsLeaf": BOOLEAN,
+                "Products": _array(_CATEGORY_REF), "Classifications": _array(_CATEGORY_REF)}
+_WSUS_DETAIL = {
+    **_WSUS_UPDATE, "Declined": BOOLEAN, "Deleted": BOOLEAN, "PublicationState": STRING,
+    "CategoryType": NULLABLE_STRING, "ChangeSeq": INTEGER,
+    "Revisions": _array(_object({"RevisionID": INTEGER, "RevisionNumber": INTEGER, "Current": BOOLEAN,
+                                 "PublicationState": STRING, "CreationDate": NULLABLE_STRING})),
+    "Files": _array(_object({"FileName": STRING, "SHA1": STRING, "SHA256": NULLABLE_STRING, "Size": INTEGER,
+                             "PatchingType": NULLABLE_STRING, "MUUrl": NULLABLE_STRING, "Present": BOOLEAN})),
+    "Prerequisites": _array(_object({"IsCategory": BOOLEAN, "AnyOf": _array(STRING)})),
+    "BundledUpdates": _array(_object({"UpdateID": STRING, "RevisionNumber": INTEGER})),
+    "BundledIn": _array(STRING), "Supersedes": _array(STRING), "SupersededBy": _array(STRING),
+}
+_WSUS_DETAIL.pop("RevisionNumber")  # the detail lists every revision's
+
+
+def setting_body(value: dict[str, Any]) -> dict[str, Any]:
+    """The body that sets one setting: ``{"Value": …}`` with ``value`` its schema, nothing else."""
+    return {**_object({"Value": value}), "additionalProperties": False}
+
+
+def _one_identifier(extra: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """Exactly one of MACAddress / SerialNumber, nothing else."""
+    return {"type": "object", "properties": {**extra, "MACAddress": MAC, "SerialNumber": SERIAL},
+            "required": required, "additionalProperties": False,
+            "oneOf": [{"required": ["MACAddress"]}, {"required": ["SerialNumber"]}],
+            "description": "exactly one of MACAddress or SerialNumber"}
+
+
+_PERCENT = {"type": "string", "maxLength": 6,
+            "pattern": r"^(100|[1-9][0-9]?|[1-9][0-9]?\.[0-9]?[1-9]|0\.[0-9]?[1-9])%?$",
+            "description": "a percentage from 0.01% to 100%", "examples": ["5%"]}
+_DURATION = {"type": "string", "maxLength": 6,
+             "pattern": r"^([1-9][0-9]{0,4}[sm]|[1-9][0-9]{0,2}h|([1-9][0-9]?|[12][0-9]{2}|3[0-5][0-9]|36[0-5])d)$",
+             "description": "seconds, minutes, hours or days: 30m, 24h, 2d (at most 365d)", "examples": ["24h"]}
+_ROLLOUT = {
+    "RuleId": STRING, "Version": STRING, "PreviousVersion": NULLABLE_STRING,
+    "State": {"enum": ["running", "halted", "completed"]}, "Stage": INTEGER, "Stages": _array(STRING),
+    "Share": STRING, "Every": STRING, "HaltAt": STRING, "FailAfterChecks": INTEGER, "FailAfter": STRING,
+    "StageStartedAt": NULLABLE_STRING, "NextStageAt": NULLABLE_STRING, "StartedAt": NULLABLE_STRING,
+    "StartedBy": STRING, "HaltedAt": NULLABLE_STRING, "Reason": NULLABLE_STRING, "Offered": INTEGER,
+    "Updated": INTEGER, "Failed": INTEGER, "AcknowledgedFailures": INTEGER, "EvaluatedAt": NULLABLE_STRING,
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _object({"error": _object({"code": STRING, "message": STRING})}),
+    "Rollout": _object(_ROLLOUT),
+    "RolloutList": _array("Rollout"),
+    "RuleWithRollout": _object({**_RULE, "Rollout": {"anyOf": [{"type": "null"}, ref("Rollout")]}}),
+    "RolloutPlan": {**_object({
+        "Stages": {"type": "array", "items": _PERCENT, "minItems": 1, "maxItems": 19,
+                   "description": "the shares of the fleet, in any order: sorted, and 100% added when missing",
+                   "examples": [["5%", "25%", "100%"]]},
+        "Every": _DURATION, "HaltAt": _PERCENT,
+        "FailAfterChecks": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "FailAfter": _DURATION}, ["Stages"]), "additionalProperties": False},
+    "Rule": _object(_RULE),
+    "RuleList": _array("Rule"),
+    "RuleDetail": _object({**_RULE, "Versions": _array(_object({
+        "Version": STRING, "ImportedTime": NULLABLE_STRING, "UnreferencedSince": NULLABLE_STRING,
+        "Files": _array(_object({"FileName": STRING, "Role": STRING, "SHA256": STRING}))}))}),
+    "RemovedRule": _object({"Id": STRING, "Key": STRING,
+                            **{f"{state}Version": NULLABLE_STRING for state in _VERSIONS}}),
+    "ImportResult": _object({
+        "Outcome": {"enum": ["imported", "nothing-new"]}, "FileName": STRING, "Size": INTEGER, "SHA256": STRING,
+        "Rules": _array(_object({"Id": STRING, "Version": STRING,
+                                 "Change": {"enum": ["created", "new-version", "pending", "unchanged"]}})),
+        "Findings": _array(STRING), "ImportId": {"type": ["integer", "null"]}}),
+    "ImportLimits": _object({"MaxCabSize": INTEGER, "Areas": _array("AreaUsage")}),
+    "AreaUsage": _object(_USAGE),
+    "UsageList": _array("AreaUsage"),
+    "TestDevice": _object({"Name": STRING, "Scope": STRING, "IdentifierType": {"enum": ["MACAddress", "SerialNumber"]},
+                           "Identifier": STRING}),
+    "TestDeviceList": _array("TestDevice"),
+    "TestDeviceNew": _one_identifier({"Name": TEST_DEVICE_NAME, "Site": SITE_SCHEMA}, ["Name"]),
+    "TestDeviceIdentifier": _one_identifier({}, []),
+    "Configuration": _object({
+        "Scope": STRING, "MaxLogFileSize": INTEGER, "MaxLogCacheLimit": INTEGER, "LogFlushInterval": INTEGER,
+        "LogCleanUpInterval": INTEGER, "LogCleanUpTimeOfDay": NULLABLE_STRING,
+        "ValidLogFileTypes": _array(STRING), "ValidLogFileExtensions": _array(STRING)}),
+    # what every setting's value can be; each setting's own is in the operation that sets it
+    "ConfigValue": {**_object({"Value": {"description": "a string, a number, a list of strings, or null (none)",
+                                         "anyOf": [STRING, {"type": "number"}, _array(STRING), {"type": "null"}]}}),
+                    "additionalProperties": False},
+    **{f"{key}Value": setting_body(option.value_schema)
+       for key, option in CONFIG_OPTIONS.items()},  # an installation's own bounds: document(quotas)
+    "ConfigChange": _object({"Scope": STRING, "Key": STRING, "Before": ANY, "After": ANY}),
+    "Device": _object({
+        "DeviceId": STRING, "MACAddress": NULLABLE_STRING, "SerialNumber": NULLABLE_STRING, "DeviceType": STRING,
+        "Brand": STRING, "Model": STRING, "Revision": STRING, "Locale": STRING,
+        "Versions": {"type": "object", "additionalProperties": STRING}, "UserID": NULLABLE_STRING,
+        "Address": STRING, "Network": STRING, "TestDevice": {"type": "boolean"}, "FirstSeen": NULLABLE_STRING,
+        "LastSeen": NULLABLE_STRING, "Checks": INTEGER, "Status": {"enum": ["Current", "Outdated", "Unmanaged"]},
+        "Updates": _array(_object({"RuleId": STRING, "UpdateType": STRING, "InstalledVersion": NULLABLE_STRING,
+                                   "ApprovedVersion": STRING, "Status": {"enum": ["Current", "Outdated"]},
+                                   "LastReport": {"anyOf": [{"type": "null"}, _object({
+                                       "Version": STRING, "State": {"enum": ["downloading", "downloaded",
+                                                                             "installed", "failed"]},
+                                       "Code": NULLABLE_STRING, "Message": NULLABLE_STRING,
+                                       "Time": NULLABLE_STRING})]}}))}),
+    "DeviceList": _array("Device"),
+    "DeviceDetail": {"allOf": [ref("Device"), _object({
+        "History": _array(_object({"Package": STRING, "Version": STRING, "State": STRING, "RuleId": NULLABLE_STRING,
+                                   "FirstReported": NULLABLE_STRING, "LastReported": NULLABLE_STRING,
+                                   "Code": NULLABLE_STRING, "Message": NULLABLE_STRING})),
+        "Logs": _array("LogFile"), "Audit": _array("AuditEvent")})]},
+    "AuditEvent": _object({"Id": INTEGER, "Time": STRING, "Actor": STRING, "Action": STRING, "Target": STRING,
+                           "Outcome": STRING, "Before": ANY, "After": ANY, "Detail": ANY}),
+    "AuditPage": _object({"Events": _array("AuditEvent"), "Limit": INTEGER, "Offset": INTEGER,
+                          "NextOffset": {"type": ["integer", "null"]}}),
+    "LogFile": _object({"Type": STRING, "DeviceId": STRING, "FileName": STRING, "Path": STRING, "Size": INTEGER,
+                        "LastWriteTime": STRING}),
+    "LogFileList": _array("LogFile"),
+    "WsusUpdate": _object(_WSUS_UPDATE),
+    "WsusUpdatePage": _object({"Updates": _array("WsusUpdate"), "Limit": INTEGER, "Offset": INTEGER,
+                               "NextOffset": {"type": ["integer", "null"]}}),
+    "WsusUpdateDetail": _object(_WSUS_DETAIL),
+    "WsusDecline": _object({"UpdateID": STRING, "Declined": BOOLEAN, "Changed": BOOLEAN}),
+    "WsusDeletion": _object({"UpdateID": STRING, "Deleted": BOOLEAN, "Changed": BOOLEAN,
+                             "RevisionIDs": _array(INTEGER)}),
+    "WsusCategory": _object({"UpdateID": STRING, "Type": STRING, "Title": STRING, "Parents": _array(STRING),
+                             "Selected": BOOLEAN}),
+    "WsusCategoryList": _array("WsusCategory"),
+    "WsusProductSelection": _object({"UpdateID": STRING, "Title": STRING, "Selected": BOOLEAN, "Changed": BOOLEAN}),
+    "WsusComputerReport": _object({
+        "ComputerId": STRING, "TargetId": {"type": ["integer", "null"]}, "DnsName": NULLABLE_STRING,
+        **_COMPLIANCE_COUNTS, "PendingReboot": INTEGER, "LastSyncTime": NULLABLE_STRING,
+        "LastStatusTime": NULLABLE_STRING, "LastScanTime": NULLABLE_STRING,
+        "LastScanError": {"type": ["string", "null"], "description": "the Win32HResult of the last failed scan, "
+                          "as Windows shows it (0x80240438)"},
+        "LastScanErrorTime": NULLABLE_STRING, "EventsDropped": INTEGER,
+        "ReportedBy": {"type": ["string", "null"], "description": "the downstream server that rolled the computer "
+                       "up (its name and ServerId); null for this server's own clients"}}),
+    "WsusComputerReportPage": _object({"Computers": _array("WsusComputerReport"), "Limit": INTEGER,
+                                       "Offset": INTEGER, "NextOffset": {"type": ["integer", "null"]}}),
+    "WsusUpdateReport": _object({"UpdateID": STRING, "Title": NULLABLE_STRING, "KB": NULLABLE_STRING,
+                                 **_COMPLIANCE_COUNTS, "Unknown": INTEGER, "PendingReboot": INTEGER}),
+    "WsusUpdateReportPage": _object({"Updates": _array("WsusUpdateReport"), "Limit": INTEGER, "Offset": INTEGER,
+                                     "NextOffset": {"type": ["integer", "null"]}}),
+    "WsusGroupReport": _object({"Id": STRING, "Name": STRING, "Path": STRING, "Depth": INTEGER,
+                                "Computers": INTEGER, **_COMPLIANCE_COUNTS, "ComputersNeeding": INTEGER,
+                                "ComputersFailed": INTEGER}),
+    "WsusGroupReportList": _array("WsusGroupReport"),
+    # the downstream sync (views_wsus_sync): what service.status, sync and needed.entry_dict return
+    "WsusSyncStatus": _object({"Upstreams": _array(_object({
+        "Upstream": STRING, "Mode": STRING, "ServerId": NULLABLE_STRING, "ConfigAnchor": NULLABLE_STRING,
+        "SyncAnchor": NULLABLE_STRING, "DeploymentAnchor": NULLABLE_STRING, "Config": {"type": "object"},
+        "Updated": NULLABLE_STRING})),
+        "Runs": _array(_object({"Id": INTEGER, "Upstream": STRING, "Mode": STRING, "Trigger": STRING, "Host": STRING,
+                                "Started": NULLABLE_STRING, "Finished": NULLABLE_STRING,
+                                "Outcome": {"enum": ["running", "ok", "failed", "interrupted"]}, "Error": STRING,
+                                "Summary": {"type": "object",
+                                            "description": "the run's summary (docs/wsus-sync.md)"}})),
+        "HeldRevisions": INTEGER,
+        "MarkedFiles": _array(_object({"SHA1": STRING, "State": STRING, "Reason": STRING}))}),
+    "WsusSyncStart": {**_object({"Mode": {"enum": ["autonomous", "replica", "fault-in"],
+                                          "description": "default: DEVUPDATE_WSUS_SYNC_MODE"}}, []),
+                      "additionalProperties": False},
+    "WsusSyncStarted": _object({"Started": BOOLEAN, "Upstream": STRING, "Mode": STRING}),
+    "WsusNeeded": _object({"UpdateID": STRING, "RevisionNumber": {"type": ["integer", "null"]}, "Source": STRING,
+                           "Added": STRING, "Attempts": INTEGER, "LastError": STRING,
+                           "State": {"enum": ["needed", "unavailable"]}}),
+    "WsusNeededList": _array("WsusNeeded"),
+    "WsusNeededNew": {**_object({"UpdateID": UPDATE_ID,
+                                 "RevisionNumber": {"type": "integer", "minimum": 1, "maximum": 2147483647},
+                                 "Source": {"type": "string", "maxLength": 200, "pattern": NO_NUL}}, ["UpdateID"]),
+                      "additionalProperties": False},
+}
+
+
+def config_value_schema(key: str) -> dict[str, Any]:
+    """The body ``PUT /configuration/<key>`` takes: ``{"Value": …}`` of that setting's type."""
+    return SCHEMAS[f"{key}Value"]
+
+
+# -- WSUS targeting (views_wsus_targeting): groups, computers, approvals, EULAs, auto-approval -----------
+
+#: characters no name or reference holds: C0 and C1 controls (what the service refuses as control characters)
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+
+
+def _text(excluded: str) -> str:
+    """Text of allowed characters with at least one that is not blank (the service strips blanks)."""
+    allowed = f"[^{_CONTROL}{excluded}]"
+    return f"^{allowed}*[^{_CONTROL}{excluded}\\s]{allowed}*$"
+
+
+#: a target group in a path or body: its GUID or its name (case-insensitive; a name with '/' by GUID)
+WSUS_GROUP = {"type": "string", "maxLength": 258, "pattern": _text("/;"),
+              "description": "a target group: its GUID or its name (1–256 characters, case-insensitive)"}
+WSUS_GROUP_NAME = {"type": "string", "maxLength": 256, "pattern": _text(";"),
+                   "description": "1–256 characters, not all blank, no ';' (it separates client-side targeting "
+                                  "names), no control characters; unique in any case"}
+WSUS_COMPUTER = {"type": "string", "maxLength": 256, "pattern": _text("/"),
+                 "description": "a computer: its TargetID, its ComputerID or its DNS name"}
+WSUS_RULE = {"type": "string", "maxLength": 64, "pattern": _text("/"),
+             "description": "an auto-approval rule: Test, All Computers or Definition Updates"}
+_DATE = (r"20[0-9]{2}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+         r"|02-(?:0[1-9]|1[0-9]|2[0-8]))")
+_TIME = r"T(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
+WSUS_DEADLINE = {"type": ["string", "null"], "maxLength": 40, "pattern": f"^{_DATE}(?:{_TIME})?$",
+                 "description": "ISO 8601 date or time (years 2000–2099), UTC unless it has an offset, "
+                                "e.g. 2026-12-24T18:00:00Z"}
+_NULL_INT = {"type": ["integer", "null"]}
+_GROUP_REF = _object({"Id": STRING, "Name": STRING})
+_WSUS_GROUP = {"Id": STRING, "Name": STRING, "ParentId": NULLABLE_STRING, "BuiltIn": BOOLEAN,
+               "CreatedTime": NULLABLE_STRING, "CreatedBy": STRING}
+_WSUS_COMPUTER = {"TargetId": INTEGER, "ComputerId": STRING, "DnsName": STRING, "OSVersion": NULLABLE_STRING,
+                  "OSDescription": NULLABLE_STRING, "Registered": BOOLEAN, "LastSyncTime": NULLABLE_STRING,
+                  "CreatedTime": NULLABLE_STRING, "Groups": _array(_GROUP_REF), "ClientGroupNames": STRING}
+_WSUS_COMPUTER_DETAIL = {
+    **_WSUS_COMPUTER, "TargetingMode": {"enum": ["server", "client"]}, "ServerGroups": _array(_GROUP_REF),
+    "ClientGroups": _array(_GROUP_REF),
+    "MemberOf": _array(_object({"Id": STRING, "Name": STRING, "Distance": INTEGER})),
+    "OS": _object({"Major": _NULL_INT, "Minor": _NULL_INT, "Build": _NULL_INT, "Revision": _NULL_INT,
+                   "ServicePackMajor": _NULL_INT, "ServicePackMinor": _NULL_INT, "Locale": NULLABLE_STRING}),
+    **{key: NULLABLE_STRING for key in ("Manufacturer", "Model", "BiosName", "BiosVersion", "BiosReleaseDate",
+                                        "ProcessorArchitecture", "ClientVersion", "ProtocolVersion", "OEM",
+                                        "DeviceType", "FirmwareVersion", "MobileOperator", "RegisteredTime",
+                                        "LastStatusTime")}}
+_WSUS_DEPLOYMENT = {"Id": INTEGER, "UpdateID": STRING, "GroupId": STRING, "Group": STRING,
+                    "Action": {"enum": ["Install", "Uninstall", "OptionalInstall", "Block"]},
+                    "Deadline": NULLABLE_STRING, "DownloadPriority": INTEGER, "IsAssigned": BOOLEAN,
+                    "Source": {"enum": ["admin", "rule", "image"]}, "Actor": STRING, "CreatedTime": NULLABLE_STRING,
+                    "ChangedTime": NULLABLE_STRING, "ChangeSeq": INTEGER}
+_WSUS_EULA = {"EulaID": STRING, "AcceptedBy": STRING, "AcceptedTime": NULLABLE_STRING}
+_WSUS_RULE = {"Name": STRING, "Group": STRING, "GroupId": STRING, "Action": STRING, "DeferDays": _NULL_INT,
+              "Classification": NULLABLE_STRING, "Enabled": BOOLEAN, "Paused": BOOLEAN, "AcceptEulas": BOOLEAN,
+              "Approved": INTEGER, "AwaitingEula": INTEGER, "ChangedTime": NULLABLE_STRING, "ChangedBy": STRING}
+
+SCHEMAS.update({
+    "WsusGroup": _object(_WSUS_GROUP),
+    "WsusGroupList": _array(_object({**_WSUS_GROUP, "Computers": INTEGER, "Depth": INTEGER, "Path": STRING})),
+    "WsusGroupNew": {**_object({"Name": WSUS_GROUP_NAME, "Parent": WSUS_GROUP}, ["Name"]),
+                     "additionalProperties": False},
+    "WsusGroupRename": {**_object({"Name": WSUS_GROUP_NAME}), "additionalProperties": False},
+    "WsusComputer": _object(_WSUS_COMPUTER),
+    "WsusComputerPage": _object({"Computers": _array("WsusComputer"), "Limit": INTEGER, "Offset": INTEGER,
+                                 "NextOffset": {"type": ["integer", "null"]}}),
+    "WsusComputerDetail": _object(_WSUS_COMPUTER_DETAIL),
+    "WsusComputerGroups": {**_object({"Groups": {"type": "array", "maxItems": 64, "items": WSUS_GROUP}}),
+                           "additionalProperties": False},
+    "WsusDeployment": _object(_WSUS_DEPLOYMENT),
+    "WsusDeploymentList": _array("WsusDeployment"),
+    "WsusApproval": _object({**_WSUS_DEPLOYMENT, "Changed": BOOLEAN}),
+    "WsusUnapproval": _object({**_WSUS_DEPLOYMENT, "Revoked": BOOLEAN}),
+    "WsusApprovalNew": {**_object({
+        "Action": {"type": "string", "maxLength": 20, "enum": ["install", "uninstall", "optional", "block"]},
+        "Deadline": WSUS_DEADLINE,
+        "DownloadPriority": {"type": "integer", "minimum": 1, "maximum": 3, "description": "1 low, 2 normal, 3 high"},
+    }, ["Action"]), "additionalProperties": False},
+    "WsusEula": _object(_WSUS_EULA),
+    "WsusEulas": _object({"Accepted": _array(_object(_WSUS_EULA)), "AwaitingAcceptance": _array(_object({
+        "Rule": STRING, "UpdateID": STRING, "EulaID": STRING, "Time": NULLABLE_STRING}))}),
+    "WsusAutoApprovalRule": _object(_WSUS_RULE),
+    "WsusAutoApprovalList": _array("WsusAutoApprovalRule"),
+    "WsusAutoApprovalChange": _object({**_WSUS_RULE, "Changed": BOOLEAN}),
+    "WsusAutoApprovalSettings": {**_object({
+        "DeferDays": {"type": "integer", "minimum": 0, "maximum": 30}, "AcceptEulas": BOOLEAN, "Enabled": BOOLEAN,
+        "Paused": BOOLEAN}, []), "additionalProperties": False},
+    "WsusTargeting": _object({"Mode": {"enum": ["server", "client"]}}),
+    "WsusTargetingChange": _object({"Mode": {"enum": ["server", "client"]}, "Changed": BOOLEAN}),
+    "WsusTargetingMode": {**_object({"Mode": {"type": "string", "maxLength": 10, "enum": ["server", "client"]}}),
+                          "additionalProperties": False},
+})
