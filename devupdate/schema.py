@@ -19,6 +19,7 @@ from devupdate.audit.models import AuditEvent
 from devupdate.configuration import ConfigSetting
 from devupdate.content.models import StoredObject
 from devupdate.db import BaseModel, database, is_sqlite, tuples, utcnow
+from devupdate.devices.activity import ActivityHour
 from devupdate.devices.inventory import Device
 from devupdate.devices.reports import DeviceReport
 from devupdate.devices.users import ExternalUser
@@ -43,7 +44,7 @@ MODELS: list[type[BaseModel]] = [Rule, Generation, StoredObject, RuleVersion, Ve
                                  AuditEvent, ImportRecord, ImportJournal, Device, ApiToken,
                                  AdminUser, SignInFailure, ExternalUser, DeviceReport, RuleRollout, RolloutDevice,
                                  *WSUS_CATALOG, *WSUS_COMPLIANCE, *WSUS_TARGETING, *WSUS_COOKIES, *WSUS_UPSTREAM,
-                                 *WSUS_DOWNSTREAM]
+                                 *WSUS_DOWNSTREAM, ActivityHour]
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,8 @@ MIGRATIONS: list[Migration] = [
     Migration(16, "WSUS compliance: the time of each computer's newest status report (AGENT_STATUS_30)",
               _agent_status_time),
     Migration(17, "external users: the NT hash beside the scrypt hash (NTLM)", _external_user_nt_hash),
+    Migration(18, "check-ins, downloads and version changes per hour, rule, version and side",
+              lambda db: db.create_tables([ActivityHour])),
 ]
 
 

@@ -82,6 +82,8 @@ class DownloadEntry:
     sha256: str
     size: int
     imported_at: float  # POSIX time, for Last-Modified
+    rule_id: str = ""  # whose version the file belongs to (the activity series counts downloads per rule)
+    version: str = ""
 
 
 @dataclass(frozen=True)

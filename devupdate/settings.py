@@ -97,6 +97,7 @@ class Settings:
     quota_warn_fraction: float = 0.8
     file_cleanup_grace: int = 24 * 3600  # seconds an unreferenced image stays downloadable
     rollout_check_seconds: int = 60  # how often the rollout watch counts failures and starts stages (0: never)
+    activity_retention_days: int = 90  # hourly check-in and download counts are kept this long
     tls_port: int = 8443  # `serve --tls`: HTTPS listener (external side); plain HTTP stays on `port`
     dns_domains: tuple[str, ...] = ()
     dns_addresses: tuple[str, ...] = ()
@@ -304,6 +305,7 @@ RANGES: dict[str, Range] = {
     "wsus_max_file_location_digests": Range(1, 100_000), "wsus_max_report_events": Range(1, 100_000),
     "wsus_max_event_string_length": Range(16, 1_048_576, unit="characters"),
     "wsus_max_misc_data_items": Range(1, 10_000), "wsus_event_retention_days": Range(1, 3650, unit="days"),
+    "activity_retention_days": Range(1, 3650, unit="days"),
     "wsus_auto_approval_interval": Range(5, 86400, unit=SECONDS),
     "wsus_max_updates_per_request": Range(1, 10_000), "wsus_max_download_files_digests": Range(1, 10_000),
     "wsus_max_body_config": Range(4096, 1024**3, "size"), "wsus_max_body_client": Range(4096, 1024**3, "size"),

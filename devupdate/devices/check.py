@@ -299,7 +299,8 @@ def install(app: Flask, runtime, *, background: bool = True) -> CheckService:
         log.exception("request audit log: could not read the configuration; using defaults")
         limits = LogLimits()
     audit = RequestLog(runtime.store, settings.effective_server_name, limits=limits, load_limits=load_limits)
-    inventory = InventoryRecorder()
+    snapshots = app.extensions["snapshots"]
+    inventory = InventoryRecorder(snapshot=lambda: snapshots.current, retention_days=settings.activity_retention_days)
     reports = ReportRecorder()
     service = CheckService(snapshots=app.extensions["snapshots"], audit=audit, inventory=inventory,
                            base_urls={"Int": settings.public_internal_url, "Ext": settings.public_external_url},

@@ -111,6 +111,8 @@ def serve(side: str, subpath: str) -> BaseResponse:
     if prefix:
         response: BaseResponse = Response(b"", status=200, mimetype="application/octet-stream")
         response.headers["X-Accel-Redirect"] = f"/{prefix.strip('/')}/{entry.sha256[:2]}/{entry.sha256}"
+        if request.method == "GET":
+            _count(side, entry, entry.size, whole=not request.headers.get("Range"))
         return _common_headers(response, entry, modified, side)
 
     try:
@@ -130,8 +132,21 @@ def serve(side: str, subpath: str) -> BaseResponse:
     except BaseException:
         file.close()
         raise
-    metrics.download_sent(side, response.status_code, 0 if request.method == "HEAD" else response.content_length or 0)
+    sent = 0 if request.method == "HEAD" else response.content_length or 0
+    metrics.download_sent(side, response.status_code, sent)
+    if request.method == "GET" and response.status_code in (200, 206):
+        first = (response.headers.get("Content-Range") or "bytes 0-").removeprefix("bytes ").split("-", 1)[0]
+        _count(side, entry, sent, whole=response.status_code == 200 or first == "0")
     return _common_headers(response, entry, modified, side)
+
+
+def _count(side: str, entry: DownloadEntry, size: int, *, whole: bool) -> None:
+    """Into the activity series, through the inventory's batch (one dict update here)."""
+    from devupdate.devices.check import EXTENSION
+
+    service = current_app.extensions.get(EXTENSION)
+    if service is not None:
+        service.inventory.download(entry.rule_id, entry.version, side, size, whole=whole)
 
 
 for _side in ("Int", "Ext"):

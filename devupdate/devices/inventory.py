@@ -5,6 +5,10 @@ latest wins); a background job writes the dict in batches with one upsert per ba
 ``flush_seconds``, and once more at shutdown. The request path never touches the database.
 ``first_seen`` is set by the first insert and never changed; an older observation (another
 worker's slower flush) never overwrites a newer one.
+
+The same batch keeps the hourly activity series (``devices.activity``): each batch reads the
+versions its devices had before (one indexed query), tallies checks, downloads and version
+changes per rule, and writes them with the devices in one transaction, so a batch counts once.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from prometheus_client.core import GaugeMetricFamily
 
 from devupdate import db, metrics
 from devupdate.db import BaseModel, utcnow
+from devupdate.devices import activity
 from devupdate.jobs import PeriodicJob, Retry
-from devupdate.selection import DeviceRequest
+from devupdate.selection import DeviceRequest, Module, Snapshot, family, installed_version
 
 _json_string = json.encoder.encode_basestring_ascii  # what json.dumps uses for str
 
@@ -156,7 +161,14 @@ def upsert_values(rows: list[tuple], batch: int = 500) -> None:
     """The upsert, ``batch`` rows per transaction, through the driver's bulk path (``executemany`` on
     SQLite, ``execute_values`` on PostgreSQL): a peewee query costs ~100 µs a row to build, this
     costs what the database needs (~30 µs a row on SQLite)."""
-    if not rows:
+    for start in range(0, len(rows), batch):
+        with db.database.atomic():
+            _execute_upsert(rows[start:start + batch])
+
+
+def _execute_upsert(chunk: list[tuple]) -> None:
+    """One chunk of the upsert, inside the caller's transaction."""
+    if not chunk:
         return
     execute: Callable[..., Any] | None
     if db.is_sqlite():
@@ -165,14 +177,54 @@ def upsert_values(rows: list[tuple], batch: int = 500) -> None:
         from psycopg2.extras import execute_values as execute
 
         sql = _upsert_sql("%s")
-    for start in range(0, len(rows), batch):
-        chunk = rows[start:start + batch]
-        with db.database.atomic():
-            cursor = db.database.cursor()
-            if execute is None:
-                cursor.executemany(sql, chunk)
-            else:
-                execute(cursor, sql, chunk, page_size=len(chunk))
+    cursor = db.database.cursor()
+    if execute is None:
+        cursor.executemany(sql, chunk)
+    else:
+        execute(cursor, sql, chunk, page_size=len(chunk))
+
+
+def _previous_versions(device_ids: list[str]) -> dict[str, str]:
+    """The stored ``versions`` of these devices (absent: new), read with a row lock on PostgreSQL so
+    two workers flushing the same device count its change once."""
+    query = db.locked(Device.select(Device.device_id, Device.versions).where(Device.device_id.in_(device_ids))
+                      .order_by(Device.device_id))
+    return dict(db.tuples(query))
+
+
+def tally_checks(seen: list[_Seen], previous: dict[str, str], snapshot: Snapshot | None,
+                 tally: activity.Tally) -> None:
+    """Each device's checks into the hour of its latest one: the side's total, and per rule of its
+    family the version it reports; where that version differs from the stored one, the device
+    leaves the old version and arrives on the new one (a new device only arrives)."""
+    for item in seen:
+        req = item.request
+        hour = activity.hour_of(item.last)
+        side = item.network
+        tally.add(hour, activity.CHECK, "", "", side, item.count)
+        if snapshot is None:
+            continue
+        key = family(req.device_type, req.vendor, req.model, req.revision, req.locale)
+        rules = snapshot.rules.get(key, ()) + snapshot.rules.get(key[:4] + ("*",), ())
+        if not rules:
+            continue
+        before = None
+        text = previous.get(req.device_id)
+        if text is not None:
+            try:
+                stored = json.loads(text or "{}")
+            except ValueError:
+                stored = {}
+            before = DeviceRequest(req.device_type, req.mac, req.serial, req.vendor, req.model, req.revision,
+                                   req.locale, modules=tuple(Module(str(n), str(v)) for n, v in stored.items()))
+        for rule in rules:
+            now = (installed_version(rule, req) or "")[:64]
+            tally.add(hour, activity.CHECK, rule.rule_id, now, side, item.count)
+            old = None if before is None else (installed_version(rule, before) or "")[:64]
+            if old != now:
+                if old is not None:
+                    tally.add(hour, activity.LEAVE, rule.rule_id, old, side)
+                tally.add(hour, activity.ARRIVE, rule.rule_id, now, side)
 
 
 class InventoryRecorder:
@@ -180,12 +232,19 @@ class InventoryRecorder:
     ``MAX_BACKOFF`` seconds while the database is away, nothing lost meanwhile)."""
 
     MAX_BACKOFF = 15.0
+    PRUNE_EVERY = 3600.0
 
-    def __init__(self, flush_seconds: float = 2.0, batch: int = 500, clock=time.time):
+    def __init__(self, flush_seconds: float = 2.0, batch: int = 500, clock=time.time,
+                 snapshot: Callable[[], Snapshot] | None = None, retention_days: int = 90):
         self.flush_seconds = flush_seconds
         self.batch = batch
         self.clock = clock
+        #: the worker's selection snapshot (the rules a device's checks count for); None: totals only
+        self.snapshot = snapshot
+        self.retention_days = retention_days
+        self._pruned_at = 0.0
         self._pending: dict[str, _Seen] = {}
+        self._downloads = activity.Tally()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self.written = 0
@@ -207,6 +266,16 @@ class InventoryRecorder:
                 seen.last = now
                 seen.count += 1
 
+    def download(self, rule_id: str, version: str, side: str, size: int, *, whole: bool) -> None:
+        """Hot path: an image sent (``whole``: a full answer or a range from its first byte, counted
+        as a download; other ranges add their bytes only)."""
+        network = "internal" if side == "Int" else "external"
+        hour = activity.hour_of(self.clock())
+        with self._lock:
+            for rule in ("", rule_id) if rule_id else ("",):
+                self._downloads.add(hour, activity.DOWNLOAD, rule, version if rule else "", network,
+                                    1 if whole else 0, size)
+
     @property
     def pending(self) -> int:
         return len(self._pending)
@@ -227,16 +296,44 @@ class InventoryRecorder:
         with self._flush_lock:
             with self._lock:
                 pending, self._pending = self._pending, {}
-            if not pending:
+                downloads, self._downloads = self._downloads, activity.Tally()
+            if not pending and not downloads:
                 return 0
+            now = self.clock()
+            prune = now - self._pruned_at >= self.PRUNE_EVERY
+            items = sorted(pending.values(), key=lambda seen: seen.request.device_id)  # one lock order
+            done = 0
+            unwritten: activity.Tally | None = downloads  # written with the first chunk
             try:
                 db.database.connect(reuse_if_open=True)
                 sqlite = db.is_sqlite()
-                upsert_values([_values(seen, sqlite) for seen in pending.values()], self.batch)
+                snapshot = self.snapshot() if self.snapshot is not None else None
+                while done < len(items) or unwritten:
+                    chunk = items[done:done + self.batch]
+                    tally = activity.Tally()
+                    if unwritten is not None:
+                        tally.merge(unwritten)
+                    with db.write_transaction():
+                        previous = (_previous_versions([seen.request.device_id for seen in chunk])
+                                    if snapshot is not None and chunk else {})
+                        tally_checks(chunk, previous, snapshot, tally)
+                        _execute_upsert([_values(seen, sqlite) for seen in chunk])
+                        activity.write(tally)
+                    unwritten = None
+                    done += len(chunk)
+                if prune:
+                    with db.database.atomic():
+                        removed = activity.prune(self.retention_days, now=now)
+                    self._pruned_at = now
+                    if removed:
+                        log.info("activity: %d hourly rows older than %d days deleted", removed, self.retention_days)
             except Exception:
                 self.failures += 1
                 with self._lock:
-                    for key, seen in pending.items():
+                    if unwritten is not None:
+                        self._downloads.merge(unwritten)
+                    for seen in items[done:]:
+                        key = seen.request.device_id
                         newer = self._pending.get(key)
                         if newer is None:
                             self._pending[key] = seen
@@ -244,8 +341,8 @@ class InventoryRecorder:
                             newer.first = min(newer.first, seen.first)
                             newer.count += seen.count
                 raise
-            self.written += len(pending)
-            return len(pending)
+            self.written += len(items)
+            return len(items)
 
     def _step(self) -> None:
         self._write()

@@ -46,7 +46,8 @@ def build_snapshot() -> Snapshot:
         assert imported is not None  # imported_at is NOT NULL
         for item in files_by_version.get(version.id, []):
             path = f"{version.path_prefix}/{item.file_name}"
-            downloads[path.lower()] = DownloadEntry(item.blob.sha256, item.blob.size, version.imported_at.timestamp())
+            downloads[path.lower()] = DownloadEntry(item.blob.sha256, item.blob.size, version.imported_at.timestamp(),
+                                                         version.rule_id, version.version)
             entries.append(OfferedFile(item.file_name, item.signature_file_name, version.version,
                                        imported, path, item.blob.size, item.blob.sha256))
             if item.role == "image":

@@ -71,7 +71,7 @@ def test_recorder_keeps_observations_when_the_database_fails(database, monkeypat
 
     recorder = InventoryRecorder()
     recorder.observe(request(), "10.0.0.7", "Int")
-    monkeypatch.setattr(inventory, "upsert_values", lambda rows, batch: (_ for _ in ()).throw(RuntimeError("down")))
+    monkeypatch.setattr(inventory, "_execute_upsert", lambda chunk: (_ for _ in ()).throw(RuntimeError("down")))
     assert recorder.flush() == 0 and recorder.failures == 1
     recorder.observe(request(), "10.0.0.7", "Int")
     monkeypatch.undo()
