@@ -25,7 +25,17 @@ from pathlib import Path
 
 from devupdate.web import safexml
 from devupdate.wsus.catalog.loader import read_bytes
-from devupdate.wsus.soap.envelope import El, child, children, el, local, parse_datetime, render_response, text
+from devupdate.wsus.soap.envelope import (
+    El,
+    child,
+    children,
+    el,
+    format_datetime,
+    local,
+    parse_datetime,
+    render_response,
+    text,
+)
 from devupdate.wsus.soap.services import BY_KEY, DSS_AUTH_NS, SD
 
 PROTOCOL_VERSION = "1.20"
@@ -202,6 +212,130 @@ def get_rollup_configuration() -> bytes:
     return request(el("GetRollupConfiguration", DUMMY_COOKIE.element()))
 
 
+# -- rollups ([MS-WSUSSS] §3.2.4.5; the order of elements and attributes is the WSDL's) -----------------
+
+#: DownstreamServerRollupServerSummary's counts, in the WSDL's order (all required)
+SERVER_SUMMARY = ("UpdateCount", "DeclinedUpdateCount", "ApprovedUpdateCount", "NotApprovedUpdateCount",
+                  "UpdatesWithStaleUpdateApprovalsCount", "ExpiredUpdateCount",
+                  "CriticalOrSecurityUpdatesNotApprovedForInstallCount",
+                  "WsusInfrastructureUpdatesNotApprovedForInstallCount", "UpdatesWithClientErrorsCount",
+                  "UpdatesWithServerErrorsCount", "UpdatesNeedingFilesCount", "UpdatesNeededByComputersCount",
+                  "UpdatesUpToDateCount", "CustomComputerTargetGroupCount", "ComputerTargetCount",
+                  "ComputerTargetsNeedingUpdatesCount", "ComputerTargetsWithUpdateErrorsCount",
+                  "ComputersUpToDateCount")
+#: what a DSS sends for a time it does not know (§3.2.4.5: "use 1753-01-01 00:00:00")
+NO_TIME = datetime(1753, 1, 1)
+
+
+@dataclass(frozen=True)
+class RollupConfig:
+    detailed: bool
+    server_id: str | None
+    servers_batch: int
+    computers_batch: int
+    out_of_sync_batch: int
+    status_batch: int
+
+
+@dataclass(frozen=True)
+class RolledServer:
+    """A server as ``RollupDownstreamServers`` describes it: this one (parent the zero GUID) or one below."""
+
+    server_id: str
+    full_domain_name: str
+    last_sync_time: datetime | None
+    parent_server_id: str
+    version: str
+    is_replica: bool
+    last_rollup_time: datetime | None
+    summary: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RolledComputer:
+    """A computer as ``RollupComputers`` describes it."""
+
+    computer_id: str
+    parent_server_id: str
+    last_sync_time: datetime | None
+    last_status_time: datetime | None
+    full_domain_name: str = ""
+    ip_address: str = ""
+    os_description: str = ""
+    os: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)  # major, minor, build, SP major, SP minor
+
+
+@dataclass(frozen=True)
+class ComputerStatus:
+    """One ``ComputerStatusRollupInfo``: the computer's whole status (``IsFullRollup``)."""
+
+    computer_id: str
+    rollup_number: int
+    last_detection: datetime | None
+    states: list[tuple[str, int, datetime]]  # (UpdateID, SummarizationState 0..6, LastChangeTime)
+    instance_id: str
+
+
+def _when(moment: datetime | None) -> datetime:
+    return moment if moment is not None else NO_TIME
+
+
+def rollup_downstream_servers(client_time: datetime, servers: Sequence[RolledServer]) -> bytes:
+    def info(server: RolledServer) -> El:
+        summary = el("ServerSummary", [el(name, int(server.summary.get(name, 0))) for name in SERVER_SUMMARY])
+        return el("DownstreamServerRollupInfo", el("ServerId", server.server_id),
+                  el("FullDomainName", server.full_domain_name), el("LastSyncTime", _when(server.last_sync_time)),
+                  el("ParentServerId", server.parent_server_id), el("Version", server.version),
+                  el("IsReplica", server.is_replica), el("LastRollupTime", _when(server.last_rollup_time)), summary)
+
+    return request(el("RollupDownstreamServers", DUMMY_COOKIE.element(), el("clientTime", client_time),
+                      el("downstreamServers", [info(server) for server in servers])))
+
+
+def _stamp(moment: datetime | None) -> str:
+    return format_datetime(_when(moment))
+
+
+def rollup_computers(client_time: datetime, computers: Sequence[RolledComputer]) -> bytes:
+    def info(computer: RolledComputer) -> El:
+        major, minor, build, sp_major, sp_minor = computer.os
+        details = El("Details", (), (
+            ("IPAddress", computer.ip_address), ("FullDomainName", computer.full_domain_name),
+            ("OSMajorVersion", str(major)), ("OSMinorVersion", str(minor)), ("OSBuildNumber", str(build)),
+            ("OSServicePackMajorNumber", str(sp_major)), ("OSServicePackMinorNumber", str(sp_minor)),
+            ("OSDescription", computer.os_description), ("BiosReleaseDate", _stamp(None)), ("SuiteMask", "0"),
+            ("OldProductType", "0"), ("NewProductType", "0"), ("SystemMetrics", "0")))
+        return El("ComputerRollupInfo", (details,), (
+            ("ComputerId", computer.computer_id), ("LastSyncTime", _stamp(computer.last_sync_time)),
+            ("LastSyncResult", "0"), ("LastReportedRebootTime", _stamp(None)),
+            ("LastReportedStatusTime", _stamp(computer.last_status_time)), ("LastInventoryTime", _stamp(None)),
+            ("ParentServerId", computer.parent_server_id)))
+
+    return request(el("RollupComputers", DUMMY_COOKIE.element(), el("clientTime", client_time),
+                      el("computers", [info(computer) for computer in computers])))
+
+
+def get_out_of_sync_computers(parent_server_id: str, numbers: Sequence[tuple[str, int]]) -> bytes:
+    return request(el("GetOutOfSyncComputers", DUMMY_COOKIE.element(), el("parentServerId", parent_server_id),
+                      el("lastRollupNumbers", [el("ComputerLastRollupNumber", el("ComputerId", computer),
+                                                  el("RollupNumber", number)) for computer, number in numbers])))
+
+
+def rollup_computer_status(client_time: datetime, parent_server_id: str,
+                           computers: Sequence[ComputerStatus]) -> bytes:
+    def info(status: ComputerStatus) -> El:
+        return el("ComputerStatusRollupInfo", el("InstanceId", status.instance_id),
+                  el("ComputerId", status.computer_id),
+                  el("EffectiveLastDetectionTime", _when(status.last_detection)),
+                  el("RollupNumber", status.rollup_number), el("IsFullRollup", True),
+                  el("UpdateStatus", [el("ComputerStatusRollupUpdateStatus", el("UpdateId", update_id),
+                                         el("SummarizationState", state), el("LastChangeTime", when))
+                                      for update_id, state, when in status.states]))
+
+    return request(el("RollupComputerStatus", DUMMY_COOKIE.element(), el("clientTime", client_time),
+                      el("parentServerId", parent_server_id), el("computers", [info(c) for c in computers])))
+
+
 # -- reading answers -------------------------------------------------------------------------------------
 
 def result(body: bytes, operation: str) -> ET.Element:
@@ -365,6 +499,33 @@ def parse_expiration(value: str) -> datetime:
 
 def rollup_server_id(found: ET.Element) -> str | None:
     return _guid(text(found, "ServerId"))
+
+
+def rollup_config(found: ET.Element) -> RollupConfig:
+    """``GetRollupConfiguration``'s answer; batch sizes bounded to [1, §7's sizes]."""
+    def size(name: str, default: int) -> int:
+        return max(1, min(default, _int(text(found, name), default)))
+
+    return RollupConfig(detailed=_bool(text(found, "DoDetailedRollup"), True), server_id=rollup_server_id(found),
+                        servers_batch=size("RollupDownstreamServersMaxBatchSize", 5000),
+                        computers_batch=size("RollupComputersMaxBatchSize", 1500),
+                        out_of_sync_batch=size("GetOutOfSyncComputersMaxBatchSize", 20000),
+                        status_batch=size("RollupComputerStatusMaxBatchSize", 500))
+
+
+def changed_computers(found: ET.Element) -> dict[str, str]:
+    """``RollupComputers``' answer: computer id (lower case) → ``NewParent`` or ``Deleted``."""
+    return {(item.get("ComputerId") or "").strip().lower(): item.get("Change") or ""
+            for item in children(found, "ChangedComputer") if item.get("ComputerId")}
+
+
+def out_of_sync(found: ET.Element) -> list[str]:
+    return [(item.text or "").strip().lower() for item in children(found, "string") if (item.text or "").strip()]
+
+
+def accepted(found: ET.Element) -> bool:
+    """``RollupComputerStatusResult``: ``false`` when the upstream is busy (§3.2.4.5)."""
+    return _bool(found.text, True)
 
 
 # -- update documents --------------------------------------------------------------------------------------

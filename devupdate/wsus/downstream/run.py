@@ -1,10 +1,11 @@
 """One downstream sync run ([MS-WSUSSS] §3.2.4, spec/wsus.md §5.3, D1–D8).
 
 Phases: authorization → config → categories → updates (or, in ``fault-in`` mode, the needed list)
-→ deployments (``replica``) → release of held revisions → content. Each phase that moves an anchor
-writes it in the transaction that completes the phase, so a run stopped anywhere (``kill -9``
-included) repeats the phase from the old anchor on the next run; that is harmless because revisions
-are keyed by (UpdateID, RevisionNumber) and stored ones are not fetched again.
+→ deployments (``replica``) → release of held revisions → rollup (hierarchy reporting) → content.
+Each phase that moves an anchor writes it in the transaction that completes the phase, so a run
+stopped anywhere (``kill -9`` included) repeats the phase from the old anchor on the next run; that
+is harmless because revisions are keyed by (UpdateID, RevisionNumber) and stored ones are not
+fetched again.
 
 Faults (§4.2): ``ServerChanged`` — or another ServerId from ``GetRollupConfiguration`` — clears
 the three anchors and starts again from authorization (D7); ``InvalidCookie``, ``CookieExpired`` and
@@ -25,10 +26,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devupdate.db import utcnow, write_transaction
-from devupdate.wsus.downstream import apply, deployments, files, messages, needed, phones
-from devupdate.wsus.downstream.messages import Cookie, UpstreamFault
+from devupdate.wsus.downstream import apply, deployments, files, messages, needed, phones, rollup
+from devupdate.wsus.downstream.messages import BadAnswer, Cookie, UpstreamFault
 from devupdate.wsus.downstream.models import UpstreamState
-from devupdate.wsus.downstream.transport import Upstream
+from devupdate.wsus.downstream.transport import Unreachable, Upstream
 from filestore import FileStore
 
 log = logging.getLogger("devupdate.wsus.downstream")
@@ -44,6 +45,7 @@ class Options:
     mode: str = "autonomous"
     account_name: str = "devupdate"
     account_guid: str = ""
+    version: str = ""
     products: tuple[str, ...] = ()
     classifications: tuple[str, ...] = ()
     parallel: int = 4
@@ -65,6 +67,7 @@ class Summary:
     server_changed: int = 0
     fault_in: dict[str, Any] = field(default_factory=dict)
     phones: dict[str, Any] = field(default_factory=dict)
+    rollup: dict[str, Any] = field(default_factory=dict)
     files: files.FileCounts = field(default_factory=files.FileCounts)
     anchors: dict[str, str | None] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
@@ -92,6 +95,8 @@ class Summary:
             out["FaultIn"] = self.fault_in
         if self.phones:
             out["PhoneImages"] = self.phones
+        if self.rollup:
+            out["Rollup"] = self.rollup
         if traffic is not None:
             out["Requests"] = traffic.requests
             out["Retries"] = traffic.retries
@@ -124,6 +129,7 @@ class Run:
         self.filter_cleared: set[str] = set()
         self.on_content_request = on_content_request
         self.category_list: messages.RevisionList | None = None
+        self.rollup_config: messages.RollupConfig | None = None
 
     # -- state ---------------------------------------------------------------------------------------
 
@@ -189,6 +195,7 @@ class Run:
         applied = apply.Applied()
         apply.release_held(applied)
         self.summary.add(applied)
+        self._rollup()
         if self.options.mode != "fault-in":
             self._content()
             self.summary.phones = phones.bring_in(mode=self.options.mode, actor=self.options.actor)
@@ -227,7 +234,8 @@ class Run:
         except Exception as exc:  # noqa: BLE001 - an upstream without the rollup service: no ServerId to follow
             log.info("sync from %s: no ServerId from GetRollupConfiguration (%s)", self.options.upstream, exc)
             return
-        server_id = messages.rollup_server_id(found)
+        self.rollup_config = messages.rollup_config(found)
+        server_id = self.rollup_config.server_id
         if not server_id:
             return
         state = self.state()
@@ -351,6 +359,21 @@ class Run:
         with write_transaction():
             self.summary.deployments += deployments.apply_deployments(result, actor=self.options.actor)
             self._save(deployment_anchor=result.anchor)
+
+    # -- 7. rollup (before the content, as [MS-WSUSSS] §3.2.4.5 allows) -----------------------------------
+
+    def _rollup(self) -> None:
+        """Report this server's computers (and those rolled up here) to the upstream. A failure is
+        logged and put in the summary: reporting never costs the catalog this run brought."""
+        if self.rollup_config is None:
+            self.summary.rollup = {"Skipped": "the upstream has no rollup service"}
+            return
+        try:
+            self.summary.rollup = rollup.roll_up(self, self.rollup_config, me=self.options.account_guid,
+                                                 name=self.options.account_name, version=self.options.version)
+        except (UpstreamFault, BadAnswer, Unreachable, RuntimeError, OSError) as exc:
+            log.warning("sync from %s: the rollup failed: %s; the next run sends it again", self.options.upstream, exc)
+            self.summary.rollup = {"Error": str(exc)[:500]}
 
     # -- 6. content --------------------------------------------------------------------------------------
 

@@ -69,6 +69,16 @@ def _authorization(settings: Settings) -> str:
     return ""
 
 
+def _version() -> str:
+    """What the rollup tells the upstream this server runs (``Version``)."""
+    from importlib import metadata
+
+    try:
+        return f"devupdate {metadata.version('devupdate')}"
+    except metadata.PackageNotFoundError:  # a source tree never installed
+        return "devupdate"
+
+
 def run_dict(row: SyncRun) -> dict[str, Any]:
     return {"Id": row.id, "Upstream": row.upstream, "Mode": row.mode, "Trigger": row.trigger, "Host": row.host,
             "Started": iso_utc(row.started_at), "Finished": iso_utc(row.finished_at), "Outcome": row.outcome,
@@ -106,7 +116,7 @@ def sync(settings: Settings, store: FileStore, *, upstream: str | None = None, m
         with write_transaction():
             row = SyncRun.create(upstream=url, mode=mode, trigger=trigger, host=socket.gethostname(), pid=os.getpid())
         options = Options(upstream=url, mode=mode, account_name=settings.effective_server_name,
-                          account_guid=keys.server_id(), products=settings.wsus_sync_products,
+                          account_guid=keys.server_id(), version=_version(), products=settings.wsus_sync_products,
                           classifications=settings.wsus_sync_classifications,
                           parallel=settings.wsus_sync_downloads, actor=f"sync:{url}"[:200])
         transport = Upstream(url, policy=RetryPolicy(base=settings.wsus_sync_retry_base,

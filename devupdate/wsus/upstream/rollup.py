@@ -151,8 +151,11 @@ def rollup_downstream_servers(call: Call) -> El:
             (RolledUpServer.insert(**row).on_conflict(conflict_target=[RolledUpServer.server_id],
                                                       preserve=[getattr(RolledUpServer, k) for k in row
                                                                 if k != "server_id"]).execute())
-        for parent in {row["parent_server_id"] for row in rows}:
-            DownstreamServer.update(last_rollup_at=utcnow()).where(DownstreamServer.account_guid == parent).execute()
+        # the reporting server names itself with the zero GUID as parent (§3.2.4.5), its descendants by theirs
+        for reporting in {row["server_id"] if row["parent_server_id"] == events.ZERO_GUID else row["parent_server_id"]
+                          for row in rows}:
+            DownstreamServer.update(last_rollup_at=utcnow()).where(
+                DownstreamServer.account_guid == reporting).execute()
     return el("RollupDownstreamServersResponse")
 
 
