@@ -101,6 +101,26 @@ def test_element_limit_is_exact_at_100000(inner):
     assert (error.reason, error.message) == (ELEMENTS, "more than 99999 elements")
 
 
+def test_one_call_under_limits_gives_the_streamed_answer():
+    """A fast-path body with no more ``<`` than the element cap is parsed in one call and measured
+    after: the same tree, and the same refusal, as the streamed check that a lower cap forces."""
+    bodies = [DOC.encode(), nested(40), nested(65), b"<r>" + b"<i>1</i>" * 300 + b"</r>",
+              b"<r><a><b/></a><c>" + nested(70) + b"</c></r>", b"<r><a></r>", nested(80)[:-5]]
+    for body in bodies:
+        tags = body.count(b"<")
+        one_call = streamed = None
+        try:
+            one_call = plain(parse(body, max_depth=64, max_elements=tags))
+        except XmlRefused as exc:
+            one_call = (exc.reason, exc.message)
+        elements = tags // 2 + 1  # below the count of "<": the streamed path, still above the elements
+        try:
+            streamed = plain(parse(body, max_depth=64, max_elements=elements))
+        except XmlRefused as exc:
+            streamed = (exc.reason, exc.message)
+        assert one_call == streamed, body[:80]
+
+
 @pytest.mark.parametrize("inner", ["", "<!-- c -->"], ids=["fast", "guarded"])
 def test_limits_stop_the_stream_at_the_first_element_too_many(inner):
     """Over the limit in the first 64 KiB, broken after it: the limit is reported, so the rest was

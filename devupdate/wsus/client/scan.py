@@ -85,11 +85,16 @@ def wire(deployment: Deployment, *, os_build: int | None) -> WireDeployment:
         action = PRE_DEPLOYMENT_CHECK
     elif action == OPTIONAL_INSTALL:
         assigned = False
-        if os_build is None or os_build < OPTIONAL_INSTALL_MIN_BUILD:
+        if not knows_optional_install(os_build):
             action = INSTALL
     priority = deployment.download_priority if deployment.download_priority in (1, 3) else None
     return WireDeployment(action=action, is_assigned=assigned, last_change=deployment.last_change,
                           id=deployment.id, deadline=deployment.deadline, download_priority=priority)
+
+
+def knows_optional_install(os_build: int | None) -> bool:
+    """Whether a computer of this OS build is sent ``OptionalInstall`` as it is (§6.4, note 22)."""
+    return os_build is not None and os_build >= OPTIONAL_INSTALL_MIN_BUILD
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,8 @@ class Closure:
     #: worked out once per closure, shared by every page of every client of it (see :meth:`prepare`)
     cnf: list[tuple[Node, tuple[frozenset[int], ...]]] | None = field(default=None, repr=False, compare=False)
     ordered: list[Node] | None = field(default=None, repr=False, compare=False)
+    #: the offer of each node as pages give it (by UpdateID): the same for every client of the closure
+    offers: dict[str, Offer] = field(default_factory=dict, repr=False, compare=False)
     max_seq: int = field(default=0, repr=False, compare=False)
 
     @property
@@ -279,8 +286,13 @@ class ScanResult:
 
 
 def offer(d: Closure, node: Node) -> Offer:
-    return Offer(revision_id=node.revision_id, update_id=node.update_id, deployment=d.deployment(node.update_id),
-                 is_leaf=node.is_leaf, depth=d.depth.get(node.update_id, 0))
+    """The ``UpdateInfo`` of a node of ``d`` (made once per closure, then shared: it is immutable)."""
+    found = d.offers.get(node.update_id)
+    if found is None:
+        found = d.offers[node.update_id] = Offer(
+            revision_id=node.revision_id, update_id=node.update_id, deployment=d.deployment(node.update_id),
+            is_leaf=node.is_leaf, depth=d.depth.get(node.update_id, 0))
+    return found
 
 
 def sync(request: ScanRequest, d: Closure, *,

@@ -22,12 +22,13 @@ from typing import Any, TypeVar, cast
 from xml.etree.ElementTree import Element
 
 from devupdate.db import database, tuples, write_transaction
-from devupdate.wsus.client import auth, catalogview, cookies, scan
+from devupdate.wsus.client import auth, catalogview, cookies, markup, scan
 from devupdate.wsus.soap.envelope import (
     CONFIG_CHANGED,
     FILE_LOCATION_CHANGED,
     REGISTRATION_REQUIRED,
     El,
+    Raw,
     SoapFault,
     array,
     child,
@@ -38,12 +39,13 @@ from devupdate.wsus.soap.envelope import (
     parse_bool,
     parse_guid,
     text,
+    value_text,
 )
 from devupdate.wsus.soap.getconfig import MAX_EXTENDED_UPDATES_PER_REQUEST, config_stamp
 from devupdate.wsus.soap.registry import Call, operation
 from devupdate.wsus.targeting import precedence
 from devupdate.wsus.targeting import service as targeting
-from devupdate.wsus.targeting.models import DERIVED_ID_BASE, Computer, DerivedDeployment
+from devupdate.wsus.targeting.models import DERIVED_ID_BASE, Computer, ComputerGroup, DerivedDeployment
 from devupdate.wsus.targeting.models import Deployment as DeploymentRow
 
 log = logging.getLogger("devupdate.wsus.scan")
@@ -148,28 +150,31 @@ def _identities(parent: Element | None, name: str, *, limit: int) -> list[tuple[
 
 @dataclass(frozen=True)
 class ScannedComputer:
-    """What a scan needs of the computer's row (one indexed read of five columns per call)."""
+    """What a scan needs of the computer's row and its group rows (one indexed read per call)."""
 
     id: int
     registered: bool
     os_build: int | None
     membership_seq: int
     last_sync_at: datetime | None
+    memberships: tuple[tuple[str, str], ...] = ()  # (group, source), every targeting mode's
 
 
 def _computer_query() -> str:
     """Built at the first call: the placeholder is the database's (``?`` or ``%s``), known once it is open."""
-    return (f"SELECT id, registered, os_build, membership_seq, last_sync_at FROM {Computer._meta.table_name} "
-            f"WHERE computer_id = {database.param}")
+    return (f"SELECT c.id, c.registered, c.os_build, c.membership_seq, c.last_sync_at, g.group_id, g.source "
+            f"FROM {Computer._meta.table_name} c LEFT JOIN {ComputerGroup._meta.table_name} g "
+            f"ON g.computer_id = c.id WHERE c.computer_id = {database.param}")
 
 
 def scanned_computer(computer_id: str) -> ScannedComputer | None:
-    row = database.execute_sql(_computer_query(), (computer_id,)).fetchone()
-    if row is None:
+    rows = database.execute_sql(_computer_query(), (computer_id,)).fetchall()
+    if not rows:
         return None
-    pk, registered, os_build, seq, last_sync = row
+    pk, registered, os_build, seq, last_sync = rows[0][:5]
+    memberships = tuple((str(group), str(source)) for *_row, group, source in rows if group is not None)
     return ScannedComputer(int(pk), bool(registered), None if os_build is None else int(os_build), int(seq or 0),
-                           Computer.last_sync_at.python_value(last_sync))
+                           Computer.last_sync_at.python_value(last_sync), memberships)
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,7 @@ def client_of(state: cookies.CookieState, today: date, mark: int) -> Client | No
     if computer is None:
         return None
     mode, parents = _shared(("tree", mark), lambda: (targeting.targeting_mode(), targeting.group_parents()))
-    distances = precedence.group_distances(targeting.assigned_groups(computer.id, mode=mode), parents)
+    distances = precedence.group_distances(targeting.groups_under(computer.memberships, mode), parents)
     groups = tuple(sorted(distances.items()))
     target = _shared(("target", mark, groups, today), lambda: _target(distances, today))
     return Client(computer, target, groups)
@@ -297,18 +302,38 @@ def derived_ids(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], int]:
 # --- writing ------------------------------------------------------------------------------------------
 
 def deployment_element(item: scan.Offer, ids: dict[tuple[int, str], int], *, os_build: int | None,
-                       protocol: str) -> El:
+                       protocol: str) -> Raw:
+    """The ``Deployment`` element (§6.4) as markup: a page writes thirty of them, and building an
+    element object per field cost more than the rest of the page's writing."""
     wire = scan.wire(item.deployment, os_build=os_build)
     deployment_id = wire.id if wire.id is not None else ids[(item.revision_id, item.deployment.action)]
-    extras = scan.at_least(protocol, (1, 8))
-    return el("Deployment",
-              el("ID", deployment_id),
-              el("Action", wire.action),
-              el("Deadline", _utc(wire.deadline)) if wire.deadline is not None else None,
-              el("IsAssigned", wire.is_assigned),
-              el("LastChangeTime", wire.last_change),
-              el("DownloadPriority", wire.download_priority) if wire.download_priority is not None else None,
-              [el("AutoSelect", 0), el("AutoDownload", 0), el("SupersedenceBehavior", 0)] if extras else None)
+    parts = ["<Deployment><ID>", value_text(deployment_id), "</ID><Action>", value_text(wire.action), "</Action>"]
+    if wire.deadline is not None:
+        parts += ("<Deadline>", value_text(_utc(wire.deadline)), "</Deadline>")
+    parts += ("<IsAssigned>", value_text(wire.is_assigned), "</IsAssigned><LastChangeTime>",
+              value_text(wire.last_change), "</LastChangeTime>")
+    if wire.download_priority is not None:
+        parts += ("<DownloadPriority>", value_text(wire.download_priority), "</DownloadPriority>")
+    if scan.at_least(protocol, (1, 8)):
+        parts.append(_EXTRAS)
+    parts.append("</Deployment>")
+    return Raw("".join(parts))
+
+
+_EXTRAS = "<AutoSelect>0</AutoSelect><AutoDownload>0</AutoDownload><SupersedenceBehavior>0</SupersedenceBehavior>"
+
+
+def update_info(item: scan.Offer, deployment: str, xml: str | None) -> Raw:
+    """One ``UpdateInfo`` (ID, Deployment, IsLeaf and, in NewUpdates, the Core fragment) as markup."""
+    info = f"<UpdateInfo><ID>{value_text(item.revision_id)}</ID>{deployment}<IsLeaf>{value_text(item.is_leaf)}</IsLeaf>"
+    if xml is None:
+        return Raw(info + "</UpdateInfo>")
+    return Raw(f"{info}<Xml>{value_text(xml)}</Xml></UpdateInfo>")
+
+
+def id_list(rids: Sequence[int]) -> list[Raw]:
+    """An ``ArrayOfInt``'s items as markup (out-of-scope lists run to thousands of ids)."""
+    return [Raw("".join(f"<int>{value_text(rid)}</int>" for rid in rids))] if rids else []
 
 
 def _utc(moment: datetime) -> datetime:
@@ -322,6 +347,45 @@ def _derived_pairs(items: Iterable[scan.Offer]) -> list[tuple[int, str]]:
 
 def _cores(rids: Sequence[int]) -> dict[int, str]:
     return dict(catalogview.fragments(rids, ["Core"], []))
+
+
+#: written UpdateInfo entries per worker (see :mod:`markup`): a few thousand of a wave's revisions
+INFO_CACHE_BYTES = 8 << 20
+_written = markup.MarkupCache(INFO_CACHE_BYTES)
+
+
+class _Writer:
+    """Writes a call's UpdateInfo entries, or finds them written: ``mark`` is the call's snapshot,
+    the build and protocol what the client changes in a Deployment element."""
+
+    def __init__(self, mark: int, os_build: int | None, protocol: str):
+        self.os_build, self.protocol = os_build, protocol
+        self._client = (mark, scan.knows_optional_install(os_build), scan.at_least(protocol, (1, 8)))
+
+    def key(self, item: scan.Offer, xml: bool) -> tuple[object, ...]:
+        return (self._client, item.revision_id, item.deployment, item.is_leaf, xml)
+
+    def found(self, items: Iterable[scan.Offer], xml: bool) -> dict[int, str]:
+        """The entries of ``items`` already written, by RevisionID."""
+        hits: dict[int, str] = {}
+        for item in items:
+            entry = _written.get(self.key(item, xml))
+            if entry is not None:
+                hits[item.revision_id] = entry
+        return hits
+
+    def write(self, items: Iterable[scan.Offer], xml: bool, written: dict[int, str], cores: dict[int, str],
+              ids: dict[tuple[int, str], int]) -> list[Raw]:
+        """Every entry of ``items``: the ones in ``written`` as they are, the others written now (and kept)."""
+        out: list[Raw] = []
+        for item in items:
+            entry = written.get(item.revision_id)
+            if entry is None:
+                deployment = deployment_element(item, ids, os_build=self.os_build, protocol=self.protocol)
+                entry = update_info(item, deployment, cores.get(item.revision_id, "") if xml else None)
+                _written.put(self.key(item, xml), entry)
+            out.append(Raw(entry))
+        return out
 
 
 # --- SyncUpdates (§3.5) -------------------------------------------------------------------------------
@@ -357,7 +421,6 @@ def sync_updates(call: Call) -> El:
         if skip_software:  # the driver pass: v1 has no drivers, every cached driver id is out of scope
             result = scan.ScanResult(new_updates=(), truncated=False, out_of_scope=tuple(sorted(set(drivers))),
                                      changed_updates=())
-            cores: dict[int, str] = {}
         else:
             d = _closure(client, settings, today, mark, filter_categories=filters)
             request = scan.ScanRequest(installed=frozenset(installed), other_cached=frozenset(other),
@@ -371,28 +434,25 @@ def sync_updates(call: Call) -> El:
                 return {rid for rid, uid in current.items() if uid in everywhere}
 
             result = scan.sync(request, d, still_deployed=still_deployed)
-            cores = _cores([i.revision_id for i in result.new_updates])
             log.debug("SyncUpdates for %s: closure %d, needed %d", state.subject, len(d.nodes), result.needed)
-    ids = derived_ids(_derived_pairs(result.new_updates + result.changed_updates))
-    os_build = client.computer.os_build
+        writer = _Writer(mark, client.computer.os_build, state.protocol)
+        new_written = writer.found(result.new_updates, True)
+        changed_written = writer.found(result.changed_updates, False)
+        cores = _cores([i.revision_id for i in result.new_updates if i.revision_id not in new_written])
+    ids = derived_ids(_derived_pairs([i for i in result.new_updates if i.revision_id not in new_written]
+                                     + [i for i in result.changed_updates if i.revision_id not in changed_written]))
     protocol = state.protocol
     if _sync_stale(client.computer.last_sync_at):
         targeting.touch_sync(client.computer.id)
-
-    def info(item: scan.Offer, xml: bool) -> El:
-        return el("UpdateInfo", el("ID", item.revision_id),
-                  deployment_element(item, ids, os_build=os_build, protocol=protocol),
-                  el("IsLeaf", item.is_leaf), el("Xml", cores.get(item.revision_id, "")) if xml else None)
-
     not_needed = scan.driver_sync_not_needed(protocol)
     return el("SyncUpdatesResponse", el(
         "SyncUpdatesResult",
-        optional("NewUpdates", [info(i, True) for i in result.new_updates]),
-        optional("OutOfScopeRevisionIDs", [el("int", rid) for rid in result.out_of_scope]),
-        optional("ChangedUpdates", [info(i, False) for i in result.changed_updates]),
+        optional("NewUpdates", writer.write(result.new_updates, True, new_written, cores, ids)),
+        optional("OutOfScopeRevisionIDs", id_list(result.out_of_scope)),
+        optional("ChangedUpdates", writer.write(result.changed_updates, False, changed_written, {}, ids)),
         el("Truncated", result.truncated),
         renew(state, high_water=max(mark, state.high_water)),
-        optional("DeployedOutOfScopeRevisionIds", [el("int", rid) for rid in result.deployed_out_of_scope]),
+        optional("DeployedOutOfScopeRevisionIds", id_list(result.deployed_out_of_scope)),
         el("DriverSyncNotNeeded", not_needed) if not_needed is not None else None))
 
 

@@ -276,8 +276,9 @@ class El:
 
 
 class Raw(str):
-    """Markup written as it is, for a ``Lazy`` list's items made by the caller from trusted values
-    (GUIDs and numbers read from the catalog): a long list without an element object per item."""
+    """Markup written as it is, made by the caller from trusted values (GUIDs and numbers read from
+    the catalog, fragments through :func:`value_text`): a long list without an element object per
+    item, as a ``Lazy`` list's items or as any element's content."""
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,11 @@ def optional(name: str, items: Iterable[object]) -> El | None:
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
+def value_text(value: object) -> str:
+    """A value as element text, exactly as :func:`el` content is written (for :class:`Raw` markup)."""
+    return _text(value)
+
+
 def _text(value: object) -> str:
     if type(value) is int:
         return str(value)
@@ -333,6 +339,8 @@ def _write(element: El, out: list[str], xmlns: str = "") -> None:
     for item in element.content:
         if isinstance(item, El):
             _write(item, out)
+        elif type(item) is Raw:
+            out.append(item)
         else:
             out.append(_text(item))
     out.append(f"</{element.name}>")
@@ -347,6 +355,8 @@ def _emit(element: El, xmlns: str = "") -> Iterator[str]:
     for item in element.content:
         if isinstance(item, El):
             yield from _emit(item)
+        elif type(item) is Raw:
+            yield item
         elif isinstance(item, Lazy):
             for produced in item.items:
                 if isinstance(produced, Raw):
@@ -364,7 +374,10 @@ def _emit(element: El, xmlns: str = "") -> Iterator[str]:
 
 def is_streamed(element: El) -> bool:
     """Whether ``element`` holds a :class:`Lazy` part anywhere (its answer is to be streamed)."""
-    return any(isinstance(item, Lazy) or isinstance(item, El) and is_streamed(item) for item in element.content)
+    for item in element.content:
+        if isinstance(item, Lazy) or isinstance(item, El) and item.content and is_streamed(item):
+            return True
+    return False
 
 
 def render_stream(version: str, operation: El, service_namespace: str, *, chunk: int = 64 * 1024) -> Iterator[bytes]:
@@ -422,4 +435,4 @@ def render_fault(version: str, fault: SoapFault, fault_id: str, method: str | No
 __all__ = ["CONTENT_TYPES", "SOAP11", "SOAP12", "El", "Envelope", "Lazy", "Raw", "SoapFault", "array", "child",
            "children", "el", "format_date", "format_datetime", "invalid", "is_absent", "is_streamed", "local",
            "namespace", "optional", "parse_bool", "parse_datetime", "parse_envelope", "parse_guid", "render_fault",
-           "render_response", "render_stream", "text", "version_of"]
+           "render_response", "render_stream", "text", "value_text", "version_of"]

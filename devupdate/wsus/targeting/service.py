@@ -370,9 +370,15 @@ def assigned_groups(computer_pk: int, *, mode: str | None = None) -> list[str]:
     """The groups the computer is assigned to under the targeting mode (``Unassigned Computers`` when
     none), ancestors not included."""
     source = mode or targeting_mode()
-    found = sorted(row[0] for row in tuples(ComputerGroup.select(ComputerGroup.group).where(
-        ComputerGroup.computer == computer_pk, ComputerGroup.source == source)))
-    return found or [UNASSIGNED_ID]
+    rows = tuples(ComputerGroup.select(ComputerGroup.group, ComputerGroup.source).where(
+        ComputerGroup.computer == computer_pk, ComputerGroup.source == source))
+    return groups_under(rows, source)
+
+
+def groups_under(memberships: Iterable[tuple[str, str]], mode: str) -> list[str]:
+    """Of (group, source) membership rows, the groups of the targeting ``mode`` as
+    :func:`assigned_groups` gives them (for a caller that read the rows with the computer's own)."""
+    return sorted({group for group, source in memberships if source == mode}) or [UNASSIGNED_ID]
 
 
 def computer_distances(computer_pk: int) -> dict[str, int]:
