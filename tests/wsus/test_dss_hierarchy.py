@@ -158,6 +158,37 @@ def test_computers_reporting_to_b_appear_in_as_report_marked_with_b(install, liv
     assert after[PC1] == report[PC1]
 
 
+def test_a_chain_c_b_a_carries_cs_computers_to_a_marked_with_c(install, live_server, tmp_path, servers):
+    a = _start_a(tmp_path, catalog=None)
+    servers.append(a)
+    b = live_server(workers=1, DEVUPDATE_WSUS_ALLOW_HTTP_SOAP="true")
+    home = tmp_path / "c"
+    home.mkdir()
+    c = Installation(home, "")
+    c.cli("db", "upgrade")
+    c_server = LiveServer(c, workers=1, DEVUPDATE_WSUS_ALLOW_HTTP_SOAP="true").start()
+    servers.append(c_server)
+    _report_events(c_server, PC1, event(183, update=KB, target=PC1))
+    _report_events(b, PC2, event(182, update=OTHER, target=PC2, hresult=-5))
+    up = _json(c, "wsus", "sync", "--upstream", b.url)
+    assert up["Rollup"] == {"Servers": 1, "Computers": 1, "StatusesSent": 1, "NewParent": 0}, up
+    rt = install.runtime()
+    from devupdate.wsus.client import keys
+    from devupdate.wsus.upstream.models import RolledUpServer
+
+    (c_row,) = RolledUpServer.select()
+    b_id, b_name = keys.server_id(), install.settings().effective_server_name
+    assert c_row.server_id != b_id and c_row.full_domain_name == c.settings().effective_server_name
+    done = _sync(rt, a.url)
+    # B reports itself, then C below it; its own computer and C's
+    assert done["Rollup"] == {"Servers": 2, "Computers": 2, "StatusesSent": 2, "NewParent": 0}, done
+    report = _report(a.install)
+    assert (report[PC1]["Installed"], report[PC1]["ReportedBy"]) == (1, f"{c_row.full_domain_name} ({c_row.server_id})")
+    assert (report[PC2]["Failed"], report[PC2]["ReportedBy"]) == (1, f"{b_name} ({b_id})")
+    again = _sync(rt, a.url)
+    assert again["Rollup"]["StatusesSent"] == 0
+
+
 # -- §8.4 against a real A ----------------------------------------------------------------------------
 
 def _sync(rt, upstream: str, sleeps: list[float] | None = None, on_sleep=None):

@@ -241,8 +241,16 @@ def rollup_computer_status(call: Call) -> El:
             states.append((_guid(text(status, "UpdateId"), f"{where}.UpdateStatus.UpdateId"), STATES[state],
                            when + skew))
         parsed.append((computer_id, number, full, detected, states))
-    name = reporter(parent)
+    # a computer of a server further down is marked with that server (RollupComputers named it), not
+    # with the one relaying its status
+    ids = [item[0] for item in parsed]
+    owner = {row.computer_id: row.parent_server_id for start in range(0, len(ids), 400)
+             for row in RolledUpComputer.select(RolledUpComputer.computer_id, RolledUpComputer.parent_server_id)
+             .where(RolledUpComputer.computer_id.in_(ids[start:start + 400]))}
+    names: dict[str, str] = {}
     for computer_id, number, full, detected, states in parsed:
+        server = owner.get(computer_id) or parent
+        name = names.get(server) or names.setdefault(server, reporter(server))
         compliance.record_rollup(computer_id, [s for s in states if s[1] != events.UNKNOWN], reported_by=name,
                                  full=full, detected_at=detected + skew if detected else None)
         RolledUpComputer.insert(computer_id=computer_id, parent_server_id=parent, rollup_number=number,
