@@ -515,8 +515,9 @@ def rollup_config(found: ET.Element) -> RollupConfig:
 
 def changed_computers(found: ET.Element) -> dict[str, str]:
     """``RollupComputers``' answer: computer id (lower case) → ``NewParent`` or ``Deleted``."""
+    # attribute-only elements: ``children`` would take them for empty ones
     return {(item.get("ComputerId") or "").strip().lower(): item.get("Change") or ""
-            for item in children(found, "ChangedComputer") if item.get("ComputerId")}
+            for item in found if local(item.tag) == "ChangedComputer" and (item.get("ComputerId") or "").strip()}
 
 
 def out_of_sync(found: ET.Element) -> list[str]:
