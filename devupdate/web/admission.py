@@ -11,8 +11,12 @@ A :class:`Gate` counts one class. It is used two ways:
   admitted the request: another WSGI server, a test client, a body too large for the loop.
 
 Features tell the loop which requests are gated with :func:`register`: a classifier gets the
-method, path and a header lookup of a fully arrived request and returns a :class:`Claim` (the gate, and
-how to refuse), or ``None`` when the request is not gated. Pure: no web framework, no settings.
+method, path and a header lookup of a request whose head has arrived and returns a :class:`Claim`
+(the gate, and how to refuse), or ``None`` when the request is not gated. A class with no free slot
+and no place in its queue (:meth:`Gate.full`) is refused on the head, before the body is read; a
+queue place is refused too when, by the recent time a slot is held, its wait would run out before
+a slot comes free, so "retry later" is said at once instead of after the wait. Pure: no web
+framework, no settings.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-#: why a request was refused: no place left in the queue, or its wait ran out
+#: why a request was refused: no place left in the queue (or none it would leave within its wait),
+#: or its wait ran out
 FULL, TIMEOUT = "full", "timeout"
+#: weight of the newest slot in the recent service time
+SMOOTHING = 0.1
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,26 @@ class Gate:
         self._cond = threading.Condition()
         self.running = 0
         self.waiting = 0
+        #: seconds a slot was held, on average of the recent ones (0: none yet)
+        self.service = 0.0
+
+    def _late(self) -> bool:
+        """Whether one more waiter would, by the recent service time, still wait when its wait runs
+        out: it is turned away at once instead of after the wait (the queue holds what the slots can
+        serve within the wait, never more than ``capacity.queue``)."""
+        return self.service * (self.waiting + 1) > self.capacity.wait * self.capacity.in_flight
+
+    def held(self, seconds: float) -> None:
+        """A slot was held ``seconds`` (for the recent service time)."""
+        with self._cond:
+            self.service = seconds if not self.service else self.service + SMOOTHING * (seconds - self.service)
+
+    def full(self) -> bool:
+        """No slot free and no place in the queue (for a request whose head has arrived: it can be
+        turned away before its body is read)."""
+        with self._cond:
+            return self.running >= self.capacity.in_flight and not (
+                self.capacity.queues and self.waiting < self.capacity.queue and not self._late())
 
     def try_take(self) -> bool:
         """A slot now, if one is free; never waits."""
@@ -72,7 +99,7 @@ class Gate:
     def join_queue(self) -> bool:
         """A place among the waiting, if the queue has one (the caller waits, then takes or leaves)."""
         with self._cond:
-            if self.capacity.queues and self.waiting < self.capacity.queue:
+            if self.capacity.queues and self.waiting < self.capacity.queue and not self._late():
                 self.waiting += 1
                 return True
             return False
@@ -96,7 +123,7 @@ class Gate:
             if self.running < self.capacity.in_flight and not self.waiting:
                 self.running += 1
                 return 0.0
-            if not self.capacity.queues or self.waiting >= self.capacity.queue:
+            if not self.capacity.queues or self.waiting >= self.capacity.queue or self._late():
                 raise Busy(FULL, 0.0)
             self.waiting += 1
             deadline = started + self.capacity.wait
@@ -120,6 +147,7 @@ class Slot:
         self.gate = gate
         self._lock = threading.Lock()
         self.held = True
+        self.taken = time.monotonic()
 
     def release(self) -> None:
         with self._lock:
@@ -127,6 +155,7 @@ class Slot:
                 return
             self.held = False
         self.gate.release()
+        self.gate.held(time.monotonic() - self.taken)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ thread, under deadlines:
 - requests a feature gates (:mod:`devupdate.web.admission`; the SOAP services) go to a thread
   only when their class has a free slot; otherwise they wait in the loop, holding no thread, for
   at most the class's wait, and beyond its queue they are turned away at once by the loop in the
-  feature's own vocabulary (``ServerBusy``);
+  feature's own vocabulary (``ServerBusy``) — decided on the head, before the body is read, so
+  the answer does not wait for the body (which is then read and dropped, the connection kept);
 - file downloads: the thread sends the headers, the loop sends the file as fast as the client
   reads (``sendfile``; over TLS block by block); a client that reads nothing for ``send_timeout``
   seconds is dropped.
@@ -117,13 +118,13 @@ class Conn:
 
     __slots__ = ("sock", "client", "server", "bucket", "refuse", "buf", "state", "deadline", "events", "head",
                  "body", "decoder", "raw", "body_started", "out", "job", "requests", "streaming", "eof", "claim",
-                 "pending", "queued_at", "scope")
+                 "pending", "queued_at", "scope", "skip")
 
     def __init__(self, sock, client, server, bucket, refuse):
         self.sock, self.client, self.server = sock, client, server
         self.bucket, self.refuse = bucket, refuse
         self.buf = bytearray()
-        self.state = "head"  # handshake | head | body | queued | admission | busy | send | closing
+        self.state = "head"  # handshake | head | body | skip | queued | admission | busy | send | closing
         self.deadline = 0.0
         self.events = 0
         self.head: Head | None = None
@@ -140,6 +141,7 @@ class Conn:
         self.pending: io.BytesIO | None = None  # the body of a request waiting for admission
         self.queued_at = 0.0
         self.scope = Connection()  # what lives as long as this connection (connection-bound authentication)
+        self.skip = 0  # body bytes of a request turned away on its head still to drop
 
 
 @dataclass
@@ -422,7 +424,7 @@ class DevupdateWorker(ThreadWorker):
     def _event(self, conn: Conn, mask: int) -> None:
         if conn.state == "handshake":
             self._handshake(conn)
-        elif conn.state in ("head", "body"):
+        elif conn.state in ("head", "body", "skip"):
             self._read(conn)
         elif conn.state == "send":
             self._sendfile(conn)
@@ -452,7 +454,7 @@ class DevupdateWorker(ThreadWorker):
 
     def _read(self, conn: Conn) -> None:
         view = self._view
-        while conn.state in ("head", "body"):
+        while conn.state in ("head", "body", "skip"):
             try:
                 count = conn.sock.recv_into(self._recv_buffer)  # one reused buffer: no 256 KiB allocation per read
             except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
@@ -473,7 +475,7 @@ class DevupdateWorker(ThreadWorker):
 
     def _ended(self, conn: Conn) -> None:
         """The client stopped sending (closed or half-closed its side)."""
-        if conn.state == "head" and not conn.buf:
+        if conn.state == "skip" or conn.state == "head" and not conn.buf:
             self._close(conn)
         elif conn.state == "head":
             self._refuse(conn, 400, "IncompleteRequest", "the request head ended before its blank line",
@@ -486,6 +488,13 @@ class DevupdateWorker(ThreadWorker):
             self._refuse(conn, 400, "IncompleteBody", f"the body ended after {got}{of} bytes", head.path)
 
     def _advance(self, conn: Conn) -> None:
+        if conn.state == "skip":  # the body of a request turned away on its head: dropped
+            taken = min(conn.skip, len(conn.buf))
+            del conn.buf[:taken]
+            conn.skip -= taken
+            if not conn.skip:
+                self._idle(conn)
+            return
         if conn.state == "head":
             end = conn.buf.find(b"\r\n\r\n")
             limit = self.cfg.limit_request_line
@@ -517,6 +526,10 @@ class DevupdateWorker(ThreadWorker):
             conn.requests += 1
             now = time.monotonic()
             conn.body_started = now
+            claim = admission.claim(head.method, head.path, lambda name: header(head, name))
+            if claim is not None and claim.gate.full():  # decided on the head: its body is never read
+                self._turn_away_unread(conn, claim)
+                return
             if not head.has_body:
                 self._run(conn)
                 return
@@ -610,12 +623,13 @@ class DevupdateWorker(ThreadWorker):
             waiting.remove(conn)
             claim.gate.leave_queue()
 
-    def _turn_away(self, conn: Conn, claim: admission.Claim, reason: str, waited: float) -> None:
+    def _turn_away(self, conn: Conn, claim: admission.Claim, reason: str, waited: float, *, then: str = "head",
+                   close: bool = False) -> None:
         """Answer the gate's refusal (a whole response, from its feature). The connection stays open
         for the next request when the answer fits the socket at once (an HTTP/1.1 client that is
         told "retry later" need not reconnect, and a flood costs no handshakes); else it closes."""
         head = conn.head
-        keep = head is not None and head.http11 and self.alive and not conn.eof
+        keep = head is not None and head.http11 and self.alive and not conn.eof and not close
         answer = claim.refuse(reason, waited, not keep)
         if keep:
             try:
@@ -626,13 +640,41 @@ class DevupdateWorker(ThreadWorker):
                 self._close(conn)
                 return
             if sent == len(answer):
-                self._idle(conn)
+                if then == "skip":  # the rest of the refused request's body, dropped as it arrives
+                    conn.state = "skip"
+                    self._watch(conn, selectors.EVENT_READ)
+                else:
+                    self._idle(conn)
                 return
             answer = answer[sent:]  # the rest on the way out; closing after a whole answer is allowed
         conn.out, conn.state = answer, "closing"
         conn.deadline = time.monotonic() + LINGER
         self._release_source(conn)
         self._flush(conn)
+
+    def _turn_away_unread(self, conn: Conn, claim: admission.Claim) -> None:
+        """The gate's refusal for a request whose head is all that was read: its answer does not wait
+        for the body, nor for anything queued. A body of known length is then read and dropped and the
+        connection kept for the next request; a chunked one (or a body still expecting ``100
+        Continue``) ends the connection after the answer."""
+        head = conn.head
+        assert head is not None, "a request is turned away on its head once the head was read"
+        self._watch(conn, 0)
+        if not head.has_body:
+            self._turn_away(conn, claim, admission.FULL, 0.0)
+            return
+        if head.chunked or head.length is None or head.expect_continue and not conn.buf:
+            self._turn_away(conn, claim, admission.FULL, 0.0, close=True)  # not read any further
+            return
+        taken = min(head.length, len(conn.buf))
+        del conn.buf[:taken]
+        conn.skip = head.length - taken
+        if not conn.skip:
+            self._turn_away(conn, claim, admission.FULL, 0.0)
+            return
+        conn.state = "skip"  # _turn_away's kept connection goes idle: the rest of the body comes first
+        conn.deadline = conn.body_started + self.limits.body_timeout + conn.skip / self.limits.min_body_rate
+        self._turn_away(conn, claim, admission.FULL, 0.0, then="skip")
 
     def _stream(self, conn: Conn) -> None:
         if self.streaming >= self.max_streaming:

@@ -528,3 +528,65 @@ def test_a_slot_held_by_a_stalled_database_queues_then_turns_away(live_server, p
             sock.close()
     finally:
         valve.close()
+
+
+def test_a_queue_place_it_would_not_leave_within_its_wait_is_refused_at_once():
+    """The recent service time says how long one more waiter would wait: beyond the wait it is
+    turned away now (FULL) rather than after the wait (TIMEOUT)."""
+    gate = admission.Gate("heavy", admission.Capacity(in_flight=1, queue=10, wait=1.0))
+    assert gate.try_take()
+    assert gate.join_queue()  # no service time known yet: the queue as configured
+    gate.leave_queue()
+    gate.held(0.6)
+    assert gate.service == 0.6
+    assert gate.join_queue()  # 1 × 0.6 s ahead of it: within the wait
+    assert not gate.join_queue() and gate.full()  # 2 × 0.6 s: past it
+    with pytest.raises(admission.Busy) as busy:
+        gate.enter()
+    assert (busy.value.reason, busy.value.waited) == (admission.FULL, 0.0)
+    gate.held(0.1)  # the newest slots are faster: the estimate follows
+    assert gate.service == pytest.approx(0.55)
+    gate.leave_queue()
+    gate.release()
+    assert not gate.full() and gate.try_take()
+
+
+def test_a_slot_held_turns_a_request_away_on_its_head_and_the_connection_serves_the_next(live_server,
+                                                                                       postgres_url):
+    """The class is full and has no queue: the answer comes before any of the body is sent; the body
+    sent after it is dropped and the same connection answers the next request once a slot is free."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(postgres_url)
+    valve = Valve(parts.hostname or "127.0.0.1", parts.port or 5432)
+    try:
+        relayed = parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{valve.port}").geturl()
+        server = live_server(workers=1, DEVUPDATE_DATABASE_URL=relayed, DEVUPDATE_WSUS_LIGHT_IN_FLIGHT="1",
+                             DEVUPDATE_WSUS_LIGHT_QUEUE="0", **SERVER)
+        expected = reference(server)
+        address = ("127.0.0.1", server.port)
+        holder, client = (socket.create_connection(address, timeout=30) for _ in range(2))
+        valve.open.clear()
+        holder.sendall(soap_request(PING, PING_ACTION))  # pingLevel 1: asks the database, which stalls
+        assert valve.reached.wait(10), "the Ping reached the database"
+
+        request = raw_request("1.1")
+        head, _, body = request.partition(b"\r\n\r\n")
+        sent = time.perf_counter()
+        client.sendall(head + b"\r\n\r\n" + body[:10])  # the head and a little of the body, no more
+        status, answer_body, done = answer(client)
+        assert status == 500 and fault_detail(answer_body)["ErrorCode"] == "ServerBusy"
+        assert done - sent <= 0.100
+        client.sendall(body[10:])  # the rest of the turned-away body: read and dropped
+
+        valve.open.set()
+        status, body_, _ = answer(holder)
+        assert status == 200 and b"<SuccessFlag>true</SuccessFlag>" in body_
+        client.sendall(request)  # the same connection, the next request
+        status, again, _ = answer(client)
+        assert status == 200 and again == expected["1.1"]
+        assert metric(server, "devupdate_wsus_soap_rejected_total", weight="light", reason="full") == 1
+        for sock in (holder, client):
+            sock.close()
+    finally:
+        valve.close()

@@ -14,7 +14,8 @@ its registration's weight), each with its in-flight slots, queue and wait per wo
 (``[wsus] light_in_flight`` … ``heavy_wait``). Under ``devupdate serve`` the event loop admits a
 POST before it takes a thread, classing it by its SOAPAction (no action: ``heavy``, the body
 decides later); a request that finds its class full waits in the loop, and one beyond the queue
-or past the wait gets the ``ServerBusy`` fault from the loop itself, without a thread. A request
+or past the wait gets the ``ServerBusy`` fault from the loop itself, without a thread (beyond the
+queue: on its head, before its body is read, from pre-built bytes). A request
 the loop did not admit (a body too large for the loop, another WSGI server) takes its slot here.
 The server's own 5xx refusals and its ``429`` on these paths are SOAP faults too (:func:`_speak`).
 """
@@ -75,8 +76,8 @@ class SoapEdge:
         return None if service is None else self.body_limit(service, None)
 
     def classify(self, method: str, path: str, header: Callable[[str], str | None]) -> admission.Claim | None:
-        """The event loop's question for a request that has fully arrived: which gate, and how to
-        turn it away. Only POSTs to a service path are gated."""
+        """The event loop's question for a request whose head has arrived (it reads only the
+        headers): which gate, and how to turn it away. Only POSTs to a service path are gated."""
         service = service_for(path)
         if service is None or method != "POST":
             return None
