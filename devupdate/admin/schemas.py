@@ -324,7 +324,7 @@ SCHEMAS.update({
         "Deadline": WSUS_DEADLINE,
         "DownloadPriority": {"type": "integer", "minimum": 1, "maximum": 3, "description": "1 low, 2 normal, 3 high"},
     }, ["Action"]), "additionalProperties": False},
-    "WsusEula": _object(_WSUS_EULA),
+    "WsusEula": _object({**_WSUS_EULA, "Changed": BOOLEAN}),
     "WsusEulas": _object({"Accepted": _array(_object(_WSUS_EULA)), "AwaitingAcceptance": _array(_object({
         "Rule": STRING, "UpdateID": STRING, "EulaID": STRING, "Time": NULLABLE_STRING}))}),
     "WsusAutoApprovalRule": _object(_WSUS_RULE),

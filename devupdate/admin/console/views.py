@@ -567,22 +567,33 @@ def wsus_targeting_page() -> Response:
     (``update``; none given: the latest approvals), as ``devupdate wsus groups|computers|approvals``."""
     group = request.args.get("group", "").strip()[:258]
     update = request.args.get("update", "").strip()[:38]
-    status, error, computers, approvals, group_name = 200, None, [], [], ""
+    status, error, computers, approvals, selected, eula = 200, None, [], [], None, None
     groups = wsus_targeting.list_groups()
     try:
         if group:
-            group_name = wsus_targeting.resolve_group(group).name
+            found = wsus_targeting.resolve_group(group)
+            selected = next(row for row in groups if row["Id"] == found.id)
         computers = wsus_targeting.list_computers(group=group or None, limit=PAGE)
         approvals = wsus_targeting.list_deployments(update or None, limit=PAGE)
+        if update:
+            eula = wsus_targeting.eula_state(update)
     except DevupdateError as exc:
         status, error = exc.status, exc.message
-    return page("targeting.html", status=status, error=error, groups=groups, group=group, group_name=group_name,
-                computers=computers, approvals=approvals, update=update, mode=wsus_targeting.targeting_mode())
+    return page("targeting.html", status=status, error=error, groups=groups, group=group, selected=selected,
+                group_name=selected["Name"] if selected else "", computers=computers, approvals=approvals,
+                update=update, eula=eula, priorities=wsus_targeting.PRIORITY_NAMES,
+                mode=wsus_targeting.targeting_mode(), mode_effects=MODE_EFFECTS, back=request.full_path.rstrip("?"))
 
 
 def _targeting_back(update: str) -> BaseResponse:
     return redirect(url_for(".wsus_targeting_page", update=update[:38]) if update else url_for(".wsus_targeting_page"),
                     code=303)
+
+
+def _back_to(allowed: str, fallback: str) -> BaseResponse:
+    """Back to the page the form was on (the ``next`` field), if it is a console page under ``allowed``."""
+    back = request.form.get("next", "")
+    return redirect(back if back.startswith(allowed) and _safe_next(back) == back else url_for(fallback), code=303)
 
 
 @bp.post("/targeting/approve")
@@ -591,8 +602,12 @@ def wsus_targeting_approve() -> BaseResponse:
     form = request.form
     update, group = form.get("update", "").strip()[:38], form.get("group", "")[:258]
     try:
+        priority = wsus_targeting.PRIORITY_NAMES.get(form.get("priority", "normal"))
+        if priority is None:
+            raise DevupdateError("the download priority is low, normal or high", code="bad-priority")
         result = wsus_targeting.approve(update, group, form.get("action", "")[:20],
-                                        deadline=form.get("deadline", "").strip()[:40] or None, actor=g.admin.actor)
+                                        deadline=form.get("deadline", "").strip()[:40] or None, priority=priority,
+                                        actor=g.admin.actor)
     except DevupdateError as exc:
         g.session.notice("error", f"Approval refused: {exc.message}")
     else:
@@ -642,3 +657,121 @@ def wsus_targeting_unapprove() -> BaseResponse:
     else:
         g.session.notice("ok", f"Withdrew the approval of {result['UpdateID']} for {result['Group']}.")
     return _targeting_back(update)
+
+
+MODE_EFFECTS = {
+    "server": "Computers are in the groups assigned here (new ones in Unassigned Computers).",
+    "client": "Computers are in the groups their targetGroupName policy names, from their next cookie; the "
+              "assignments made here are kept for a switch back.",
+}
+
+
+@bp.post("/targeting/mode")
+def wsus_targeting_mode() -> BaseResponse:
+    """Server- or client-side targeting (as 'devupdate wsus targeting server|client')."""
+    try:
+        result = wsus_targeting.set_targeting_mode(request.form.get("mode", "")[:10], actor=g.admin.actor)
+    except DevupdateError as exc:
+        g.session.notice("error", f"Changing the targeting mode refused: {exc.message}")
+    else:
+        g.session.notice("ok", f"Targeting is {result['Mode']}-side now. {MODE_EFFECTS[result['Mode']]}"
+                         if result["Changed"] else f"Targeting was {result['Mode']}-side already; nothing changed.")
+    return redirect(url_for(".wsus_targeting_page"), code=303)
+
+
+@bp.post("/targeting/groups/<group_id>/rename")
+def wsus_targeting_rename_group(group_id: str) -> BaseResponse:
+    """Rename a group (the refusals and audit entry of 'devupdate wsus groups rename')."""
+    try:
+        result = wsus_targeting.rename_group(group_id[:258], request.form.get("name", "")[:300], actor=g.admin.actor)
+    except DevupdateError as exc:
+        g.session.notice("error", f"Renaming the group refused: {exc.message}")
+        known = exc.code not in ("no-such-group", "bad-group")
+        return redirect(url_for(".wsus_targeting_page", group=group_id[:258]) if known
+                        else url_for(".wsus_targeting_page"), code=303)
+    g.session.notice("ok", f"Renamed the group to {result['Name']}.")
+    return redirect(url_for(".wsus_targeting_page", group=result["Id"]), code=303)
+
+
+@bp.post("/targeting/groups/<group_id>/remove")
+def wsus_targeting_remove_group(group_id: str) -> BaseResponse:
+    """Remove a group without subgroups (as 'devupdate wsus groups remove'): its approvals are
+    withdrawn, its computers fall back to their other groups or 'Unassigned Computers'."""
+    try:
+        result = wsus_targeting.remove_group(group_id[:258], actor=g.admin.actor)
+    except DevupdateError as exc:
+        g.session.notice("error", f"Removing the group refused: {exc.message}")
+        known = exc.code not in ("no-such-group", "bad-group")
+        return redirect(url_for(".wsus_targeting_page", group=group_id[:258]) if known
+                        else url_for(".wsus_targeting_page"), code=303)
+    g.session.notice("ok", f"Removed the group {result['Name']}: its approvals are withdrawn and its computers "
+                           "fall back to their other groups or Unassigned Computers.")
+    return redirect(url_for(".wsus_targeting_page"), code=303)
+
+
+@bp.post("/eulas/accept")
+def wsus_eula_accept() -> BaseResponse:
+    """Accept an EULA by EulaID or by an UpdateID that names one (as 'devupdate wsus eula accept'); back
+    to the page the form was on."""
+    ref = request.form.get("eula", "").strip()[:80]
+    try:
+        result = wsus_targeting.accept_eula(ref, actor=g.admin.actor)
+    except DevupdateError as exc:
+        g.session.notice("error", f"Accepting the EULA refused: {exc.message}")
+    else:
+        g.session.notice("ok", f"Accepted EULA {result['EulaID']}: the updates that name it can be approved."
+                         if result["Changed"] else
+                         f"EULA {result['EulaID']} was already accepted (by {result['AcceptedBy']}); nothing changed.")
+    return _back_to("/console/", ".wsus_auto_approval_page")
+
+
+@bp.get("/auto-approval")
+def wsus_auto_approval_page() -> Response:
+    """The auto-approval rules and the EULAs (accepted, and those the rules wait for), as
+    ``devupdate wsus auto-approval list`` and ``wsus eula list``."""
+    from devupdate.wsus.targeting import autoapproval
+
+    accepted = wsus_targeting.list_eulas()
+    return page("auto_approval.html", rules=autoapproval.list_rules(), accepted=accepted,
+                accepted_ids={row["EulaID"] for row in accepted}, awaiting=autoapproval.awaiting_eula(),
+                max_defer=wsus_targeting.MAX_DEFER_DAYS)
+
+
+@bp.post("/auto-approval/<rule>")
+def wsus_auto_approval_set(rule: str) -> BaseResponse:
+    """Change a rule from its row's form (as 'devupdate wsus auto-approval set'): the form sends the whole
+    row, the service changes what differs. ``pause`` / ``resume`` as 'auto-approval pause|resume'."""
+    from devupdate.wsus.targeting import autoapproval
+
+    form = request.form
+    action = form.get("do", "set")
+    try:
+        if action in ("pause", "resume"):
+            result = autoapproval.set_rule(rule[:64], actor=g.admin.actor, paused=action == "pause")
+        elif action == "set":
+            text = form.get("defer_days", "").strip()[:12]
+            try:
+                defer = numbers.whole(text) if text else None
+            except ValueError:
+                raise DevupdateError(f"the deferral is a whole number of days, 0 to {wsus_targeting.MAX_DEFER_DAYS} "
+                                     f"(not {text!r})", code="bad-defer-days") from None
+            result = autoapproval.set_rule(rule[:64], actor=g.admin.actor, defer_days=defer,
+                                           accept_eulas=form.get("accept_eulas") == "yes",
+                                           enabled=form.get("enabled") == "yes")
+        else:
+            return refuse(404, "No such action", f"{action[:40]!r} is not one of set, pause, resume.")
+    except DevupdateError as exc:
+        g.session.notice("error", f"Changing the rule refused: {exc.message}")
+    else:
+        done = {"pause": "Paused", "resume": "Resumed", "set": "Changed"}[action]
+        effect = {"pause": " It adds no approval until resumed.",
+                  "resume": " The approvals that came due meanwhile are added at its next run."}.get(action, "")
+        g.session.notice("ok", f"{done} the rule {result['Name']}.{effect}" if result["Changed"]
+                         else f"The rule {result['Name']} was already so; nothing changed.")
+    return redirect(url_for(".wsus_auto_approval_page") + f"#rule-{_anchor(rule)}", code=303)
+
+
+@bp.app_template_filter("anchor")
+def _anchor(name: str) -> str:
+    """A rule's name as an HTML id ('All Computers' → 'all-computers')."""
+    return "".join(ch if ch.isalnum() else "-" for ch in name.casefold()[:64])

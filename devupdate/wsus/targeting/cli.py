@@ -142,15 +142,12 @@ def computers_assign(computer: str, group_names: tuple[str, ...], as_json: bool)
 
 # -- approvals -----------------------------------------------------------------------------------------
 
-_PRIORITY = {"low": 1, "normal": 2, "high": 3}
-
-
 @click.command("approve")
 @click.argument("update")
 @click.option("--group", "group_name", required=True, help="The target group (name or GUID).")
 @click.option("--action", required=True, type=click.Choice(["install", "uninstall", "optional", "block"]))
 @click.option("--deadline", help="ISO 8601 time (UTC unless it has an offset), e.g. 2026-12-24T18:00:00Z.")
-@click.option("--priority", type=click.Choice(sorted(_PRIORITY)), default="normal", show_default=True,
+@click.option("--priority", type=click.Choice(["high", "low", "normal"]), default="normal", show_default=True,
               help="Download priority.")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
@@ -161,7 +158,7 @@ def approve(update: str, group_name: str, action: str, deadline: str | None, pri
     from devupdate.wsus.targeting import service
 
     runtime()
-    _show(service.approve(update, group_name, action, deadline=deadline, priority=_PRIORITY[priority],
+    _show(service.approve(update, group_name, action, deadline=deadline, priority=service.PRIORITY_NAMES[priority],
                           actor=actor()), as_json)
 
 

@@ -53,6 +53,8 @@ _EULA = re.compile(r'\bEulaID="\{?([0-9a-fA-F-]{36})\}?"')
 #: what the CLI and the API accept for --action, and the stored action
 ACTION_NAMES = {"install": "Install", "uninstall": "Uninstall", "optional": "OptionalInstall",
                 "optionalinstall": "OptionalInstall", "block": "Block"}
+#: download priority by name (the CLI's --priority, the console's select) → the stored DownloadPriority
+PRIORITY_NAMES = {"low": 1, "normal": 2, "high": 3}
 DEFINITION_UPDATES = "e0789628-ce08-4437-be74-2495b842f43b"  # Microsoft's "Definition Updates"
 #: the default auto-approval rules (W8): name, group, deferral days, classification
 DEFAULT_RULES = (("Test", TEST_ID, None, None), ("All Computers", ALL_COMPUTERS_ID, 7, None),
@@ -534,6 +536,17 @@ def eula_accepted(eula_id: str) -> bool:
     return EulaAcceptance.select().where(EulaAcceptance.eula_id == eula_id.lower()).exists()
 
 
+def eula_state(update_ref: str) -> dict[str, Any] | None:
+    """The EULA an update names and whether it is accepted (None: it names none), for the pages that
+    offer to accept it before approving."""
+    eula_id = update_eula(guid(update_ref, "update"))
+    if eula_id is None:
+        return None
+    held = EulaAcceptance.select().where(EulaAcceptance.eula_id == eula_id).first()
+    return {"EulaID": eula_id, "Accepted": held is not None, "AcceptedBy": held.accepted_by if held else None,
+            "AcceptedTime": iso_utc(held.accepted_at) if held else None}
+
+
 def accept_eula(ref: str, *, actor: str) -> dict[str, Any]:
     """Accept an EULA, given by its EulaID or by an UpdateID whose current revision names one."""
     try:
@@ -544,13 +557,15 @@ def accept_eula(ref: str, *, actor: str) -> dict[str, Any]:
         with write_transaction():
             store.lock_sequence()  # two admins accepting at once: the second sees the first's row
             held = EulaAcceptance.select().where(EulaAcceptance.eula_id == eula_id).first()
+            changed = held is None
             if held is None:
                 held = EulaAcceptance.create(eula_id=eula_id, accepted_by=actor)
                 record(actor, "wsus.eula.accept", eula_id, after={"EulaID": eula_id})
     except DevupdateError as refusal:
         _refused(actor, "wsus.eula.accept", str(ref)[:80], refusal)
         raise
-    return {"EulaID": eula_id, "AcceptedBy": held.accepted_by, "AcceptedTime": iso_utc(held.accepted_at)}
+    return {"EulaID": eula_id, "AcceptedBy": held.accepted_by, "AcceptedTime": iso_utc(held.accepted_at),
+            "Changed": changed}
 
 
 def list_eulas() -> list[dict[str, Any]]:
