@@ -60,6 +60,8 @@ def _responses(entry: Route) -> dict[str, Any]:
             response["content"] = {"application/json": {"schema": ref(schema)}}
         elif entry.endpoint == "openapi_document":
             response["content"] = {"application/json": {"schema": {"type": "object"}}}
+        elif status == 200 and entry.endpoint.endswith("_csv"):
+            response["content"] = {"text/csv": {"schema": {"type": "string"}}}
         elif status == 200:
             response["content"] = {"application/octet-stream": {"schema": {}}}
         if status == 401:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from devupdate.configuration import OPTIONS as CONFIG_OPTIONS
+from devupdate.rules.lifecycle import PATTERN_SCHEMA as RULE_PATTERN
 from devupdate.wsus.catalog import STATES as WSUS_STATES
 
 # Text the service stores or compares: no NUL (databases refuse it). Lengths are in characters and
@@ -129,6 +130,30 @@ SCHEMAS: dict[str, Any] = {
         "Every": _DURATION, "HaltAt": _PERCENT,
         "FailAfterChecks": {"type": "integer", "minimum": 1, "maximum": 1000},
         "FailAfter": _DURATION}, ["Stages"]), "additionalProperties": False},
+    "BulkSelection": {**_object({
+        **{key: {**RULE_PATTERN, "description": f"{key.lower()} pattern: {RULE_PATTERN['description']}"}
+           for key in ("Brand", "Model", "Locale")},
+        "Rules": {"type": "array", "maxItems": 1000, "description": "rules chosen by GUID or unique prefix",
+                  "items": {"type": "string", "maxLength": 38, "pattern": r"^\{?[0-9A-Fa-f-]{4,36}\}?$"}},
+        "DryRun": BOOLEAN,
+        "Expect": {"type": "string", "maxLength": 64, "pattern": "^[0-9a-f]*$",
+                   "description": "a dry run's Expect: refused with 409 if the selection changed since"}}, []),
+        "additionalProperties": False,
+        "anyOf": [{"required": ["Brand"], "properties": {"Brand": {"minLength": 1}}},
+                  {"required": ["Model"], "properties": {"Model": {"minLength": 1}}},
+                  {"required": ["Locale"], "properties": {"Locale": {"minLength": 1}}},
+                  {"required": ["Rules"], "properties": {"Rules": {"minItems": 1}}}],
+        "description": "which rules: at least one pattern or rule ('*' matches every one)",
+        "examples": [{"Brand": "Polycom", "Model": "CX*", "DryRun": True}]},
+    "BulkResult": _object({
+        "Action": {"enum": ["approve", "reset"]}, "DryRun": BOOLEAN, "Selection": STRING, "Expect": STRING,
+        "Count": INTEGER, "Confirmation": _array(STRING),
+        "Rules": _array(_object({
+            "Id": STRING, "Name": STRING, "UpdateType": STRING, "Allowed": BOOLEAN, "Summary": STRING,
+            "Details": _array(STRING), "Reason": NULLABLE_STRING,
+            "Outcome": {"enum": ["would-approve", "would-reset", "approved", "reset", "refused", "skipped"]},
+            "Error": {"anyOf": [{"type": "null"}, _object({"code": STRING, "message": STRING})]},
+            **{f"{state}Version": NULLABLE_STRING for state in _VERSIONS}}))}),
     "Rule": _object(_RULE),
     "RuleList": _array("Rule"),
     "RuleDetail": _object({**_RULE, "Versions": _array(_object({
@@ -180,6 +205,7 @@ SCHEMAS: dict[str, Any] = {
                                    "Code": NULLABLE_STRING, "Message": NULLABLE_STRING})),
         "Logs": _array("LogFile"), "Audit": _array("AuditEvent")})]},
     "AuditEvent": _object({"Id": INTEGER, "Time": STRING, "Actor": STRING, "Action": STRING, "Target": STRING,
+                           "TargetName": STRING,
                            "Outcome": STRING, "Before": ANY, "After": ANY, "Detail": ANY}),
     "AuditPage": _object({"Events": _array("AuditEvent"), "Limit": INTEGER, "Offset": INTEGER,
                           "NextOffset": {"type": ["integer", "null"]}}),

@@ -15,10 +15,11 @@ from devupdate.admin.routing import (
     json_body,
     json_response,
     principal,
+    query_text,
     route,
     runtime,
 )
-from devupdate.rules import lifecycle, rollout, rollout_actions
+from devupdate.rules import bulk, lifecycle, rollout, rollout_actions
 from devupdate.rules.rollout_plan import Plan
 
 RULE = Param("rule", {"type": "string", "maxLength": 38, "pattern": r"^\{?[0-9A-Fa-f-]{4,36}\}?$",
@@ -32,9 +33,40 @@ def _rule_json(rule) -> dict[str, Any]:
     return lifecycle.rule_dict(rule, runtime().settings.effective_service_name)
 
 
-@route("GET", "/rules", role="operator", summary="All update rules", responses={200: "RuleList", **READ})
+_PATTERN = lifecycle.PATTERN_SCHEMA
+RULE_FILTERS = (Param("brand", _PATTERN, "Only this brand (pattern)"),
+                Param("model", _PATTERN, "Only this model (pattern), e.g. CX*"),
+                Param("locale", _PATTERN, "Only this locale (pattern)"))
+
+
+@route("GET", "/rules", role="operator", summary="Update rules, filtered by brand, model, locale and state",
+       params=(*RULE_FILTERS, Param("state", {"type": "string", "enum": list(lifecycle.RULE_STATES)},
+                                    "Only rules with a pending version, an approved one, or neither")),
+       responses={200: "RuleList", **READ})
 def list_rules() -> Response:
-    return json_response([_rule_json(rule) for rule in lifecycle.list_rules()])
+    found = lifecycle.list_rules(brand=query_text("brand", 100), model=query_text("model", 100),
+                                 locale=query_text("locale", 100), state=query_text("state", 20))
+    return json_response([_rule_json(rule) for rule in found])
+
+
+def _bulk_action(name: str, summary: str) -> None:
+    def view() -> Response:
+        body = json_body()
+        selection = bulk.Selection(brand=body.get("Brand"), model=body.get("Model"), locale=body.get("Locale"),
+                                   rules=tuple(clean(ref, "rule") for ref in body.get("Rules", ())))
+        if body.get("DryRun", False):
+            return json_response(bulk.plan(name, selection))
+        return json_response(bulk.apply(name, selection, principal().actor, expect=body.get("Expect")))
+    view.__name__ = f"{name}_rules"
+    route("POST", f"/bulk/rules/{name}", role="admin", summary=summary, body="BulkSelection",
+          responses={200: "BulkResult", **JSON_CHANGE, 404: "Error", 409: "Error"})(view)
+
+
+_bulk_action("approve", "Approve every pending rule a brand / model / locale pattern (or a list of rules) picks; "
+             "DryRun answers the confirmation text and changes nothing; one audit entry per rule; Expect (from the "
+             "dry run) refuses with 409 if the selection changed since")
+_bulk_action("reset", "Reject the pending version of every rule a brand / model / locale pattern (or a list of "
+             "rules) picks; DryRun, Expect and the audit entries as for approve")
 
 
 @route("GET", "/rules/{rule}", role="operator", summary="One rule with its imported versions", params=(RULE,),

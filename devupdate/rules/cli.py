@@ -90,8 +90,60 @@ def _rule_action(name: str, help_text: str, action_name: str) -> None:
                      "withdrawn and the fleet is offered nothing for this rule.")(command)
 
 
+def _bulk_options(func: Callable) -> Callable:
+    func = click.option("--dry-run", is_flag=True, help="Print what would change (the confirmation text) and "
+                        "change nothing.")(func)
+    func = click.option("--locale", help="Every pending rule of this locale (pattern).")(func)
+    func = click.option("--model", help="Every pending rule of this model (pattern: '*' any run, '?' one "
+                        "character, e.g. 'CX*').")(func)
+    return click.option("--brand", help="Every pending rule of this brand (pattern, case-insensitive).")(func)
+
+
+def _bulk(action: str, rule: str | None, brand: str | None, model: str | None, locale: str | None,
+          dry_run: bool, as_json: bool) -> bool:
+    """Run a bulk action (or a single rule's dry run); False when it is a plain single-rule action."""
+    from devupdate.rules import bulk
+
+    if not (brand or model or locale or dry_run):
+        if rule is None:
+            raise DevupdateError(f"give a RULE, or choose rules with --brand, --model or --locale "
+                                 f"(e.g. devupdate rules {action} --brand Polycom --model 'CX*' --dry-run)",
+                                 code="no-selection")
+        return False
+    if rule is not None and (brand or model or locale):
+        raise DevupdateError("give a RULE or --brand/--model/--locale, not both", code="bad-selection")
+    selection = bulk.Selection(brand=brand, model=model, locale=locale, rules=(rule,) if rule else ())
+    runtime()
+    result = bulk.plan(action, selection) if dry_run else bulk.apply(action, selection, actor())
+    if as_json:
+        print_json(result)
+    else:
+        click.echo("\n".join(result["Confirmation"]))
+        if dry_run:
+            if result["Count"]:
+                which = "this rule" if result["Count"] == 1 else f"these {result['Count']} rules"
+                click.echo(f"Dry run: nothing was changed. Run it without --dry-run to {action} {which}.")
+            else:
+                click.echo("Dry run: nothing was changed.")
+        else:
+            for entry in result["Rules"]:
+                if entry["Outcome"] == "refused":
+                    click.echo(f"refused rule {entry['Id']} ({entry['Name']} · {entry['UpdateType']}): "
+                               f"{entry['Error']['message']}")
+                elif entry["Allowed"]:
+                    click.echo(f"{entry['Outcome']} rule {entry['Id']} ({entry['Name']} · {entry['UpdateType']}): "
+                               f"approved={entry['ApprovedVersion'] or '-'} pending={entry['PendingVersion'] or '-'} "
+                               f"restore={entry['RestoreVersion'] or '-'}")
+            allowed = sum(entry["Allowed"] for entry in result["Rules"])
+            click.echo(f"{bulk.ACTIONS[action][1]} {result['Count']} of {allowed} rule{'s' if allowed != 1 else ''}")
+    if not dry_run and any(entry["Outcome"] == "refused" for entry in result["Rules"]):
+        raise click.exceptions.Exit(1)
+    return True
+
+
 @rules.command("approve")
-@click.argument("rule")
+@click.argument("rule", required=False)
+@_bulk_options
 @click.option("--rollout", "stages", metavar="STAGES", help="Roll out in stages, e.g. 5%,25%,100%: each device falls "
               "in a stable bucket; the rest keep the previous approved version; test devices get it at once.")
 @click.option("--every", default="24h", show_default=True, help="Time between stages (30m, 24h, 2d).")
@@ -101,12 +153,23 @@ def _rule_action(name: str, help_text: str, action_name: str) -> None:
 @click.option("--fail-after", default="48h", show_default=True, help="… or after this long.")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
-def rules_approve(rule: str, stages: str | None, every: str, halt_at: str, fail_after_checks: int, fail_after: str,
+def rules_approve(rule: str | None, brand: str | None, model: str | None, locale: str | None, dry_run: bool,
+                  stages: str | None, every: str, halt_at: str, fail_after_checks: int, fail_after: str,
                   as_json: bool) -> None:
-    """Approve the pending version (the old approved version becomes the restore version)."""
+    """Approve the pending version (the old approved version becomes the restore version).
+
+    With --brand/--model/--locale instead of RULE: every pending rule they match, one audit entry
+    each; --dry-run prints the confirmation text and changes nothing.
+    """
     from devupdate.rules import lifecycle, rollout
     from devupdate.rules.rollout_plan import Plan
 
+    if stages and (brand or model or locale or dry_run):
+        raise DevupdateError("--rollout approves one RULE; it does not combine with --brand/--model/--locale "
+                             "or --dry-run", code="bad-selection")
+    if _bulk("approve", rule, brand, model, locale, dry_run, as_json):
+        return
+    assert rule is not None
     rt = runtime()
     plan = Plan.parse(stages, every, halt_at, fail_after_checks, fail_after) if stages else None
     result = lifecycle.approve(rule, actor(), plan)
@@ -182,7 +245,32 @@ def _rollout_action(name: str, help_text: str) -> None:
 _rollout_action("resume", "Resume a halted rollout (the failures so far are accepted; new ones count).")
 _rollout_action("advance", "Start the next stage now instead of waiting.")
 _rollout_action("abort", "Abort = restore: the fleet goes back to the previous version; the rollout ends.")
-_rule_action("reset", "Reject the pending version; test devices go back to the approved one.", "reset")
+@rules.command("reset")
+@click.argument("rule", required=False)
+@_bulk_options
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def rules_reset(rule: str | None, brand: str | None, model: str | None, locale: str | None, dry_run: bool,
+                as_json: bool) -> None:
+    """Reject the pending version; test devices go back to the approved one.
+
+    With --brand/--model/--locale instead of RULE: every pending rule they match; --dry-run prints
+    the confirmation text and changes nothing.
+    """
+    from devupdate.rules import lifecycle
+
+    if _bulk("reset", rule, brand, model, locale, dry_run, as_json):
+        return
+    assert rule is not None
+    rt = runtime()
+    data = lifecycle.rule_dict(lifecycle.reset(rule, actor()), rt.settings.effective_service_name)
+    if as_json:
+        print_json(data)
+    else:
+        click.echo(f"reset rule {data['Id']}: approved={data['ApprovedVersion'] or '-'} "
+                   f"pending={data['PendingVersion'] or '-'} restore={data['RestoreVersion'] or '-'}")
+
+
 _rule_action("restore", "Roll back to the restore version (with none, refused unless --yes: the fleet would be "
              "offered nothing).", "restore")
 _rule_action("rollback", "Alias of restore.", "restore")

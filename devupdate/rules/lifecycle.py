@@ -21,6 +21,7 @@ from devupdate.errors import Conflict, DevupdateError, NotFound
 from devupdate.rules import rollout
 from devupdate.rules.catalog import decline_rule, sync_deployments
 from devupdate.rules.models import Generation, Rule, RuleVersion
+from devupdate.rules.preview import rule_name
 from devupdate.rules.rollout_plan import Plan
 from devupdate.wsus.downstream.models import refuse_if_replica
 
@@ -61,22 +62,49 @@ def state(rule: Rule) -> dict[str, str | None]:
 RULE_STATES = ("pending", "approved", "none")
 
 
-def _like(column, pattern: str):
-    """Case-insensitive match; ``*`` matches anything (``'CX*'``)."""
-    text = pattern.lower()
-    return peewee.fn.LOWER(column) ** text.replace("*", "%") if "*" in text else peewee.fn.LOWER(column) == text
+MAX_PATTERN = 100
+MAX_WILDCARDS = 8  # LIKE with many '%' backtracks; nobody needs more to pick a family
+#: what a brand / model / locale pattern may be (the API document publishes it)
+PATTERN_SCHEMA = {"type": "string", "maxLength": MAX_PATTERN,
+                  "pattern": r"^[^\x00-\x1f\x7f*?]*(?:[*?][^\x00-\x1f\x7f*?]*){0," + str(MAX_WILDCARDS) + "}$",
+                  "description": "case-insensitive; '*' matches any run of characters, '?' one "
+                                 f"(at most {MAX_WILDCARDS} wildcards)", "examples": ["CX*"]}
+
+
+def glob_pattern(value: str, what: str) -> str:
+    """A shell-style pattern (``*`` any run, ``?`` one character, case-insensitive) as a LIKE pattern
+    with ``\\`` as its escape: ``%`` and ``_`` typed by a person match only themselves."""
+    if len(value) > MAX_PATTERN:
+        raise DevupdateError(f"the {what} pattern is longer than {MAX_PATTERN} characters", code="bad-filter")
+    if any(ord(ch) < 32 or ord(ch) == 127 or 0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        raise DevupdateError(f"the {what} pattern contains a control or unencodable character", code="bad-filter")
+    if value.count("*") + value.count("?") > MAX_WILDCARDS:
+        raise DevupdateError(f"the {what} pattern has more than {MAX_WILDCARDS} wildcards ('*', '?')",
+                             code="bad-filter")
+    escaped = value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _like(column, pattern: str, what: str):
+    """Case-insensitive glob match (``'CX*'``); without wildcards, equality."""
+    if "*" not in pattern and "?" not in pattern:
+        glob_pattern(pattern, what)  # the same length and character checks
+        return peewee.fn.LOWER(column) == pattern.lower()
+    return peewee.NodeList((peewee.fn.LOWER(column), peewee.SQL("LIKE"), glob_pattern(pattern, what),
+                            peewee.SQL("ESCAPE '\\'")))
 
 
 def list_rules(*, brand: str | None = None, model: str | None = None, locale: str | None = None,
                state: str | None = None) -> list[Rule]:
-    """Rules in family order; ``brand``/``model``/``locale`` match case-insensitively with ``*`` wildcards,
+    """Rules in family order; ``brand``/``model``/``locale`` match case-insensitively with ``*`` / ``?`` wildcards,
     ``state`` keeps rules with a pending version, an approved one, or neither — the one selection of
     ``rules list`` and the bulk actions."""
     query = Rule.select().order_by(Rule.device_type, Rule.brand, Rule.model, Rule.revision, Rule.locale,
                                    Rule.update_type)
-    for column, value in ((Rule.brand, brand), (Rule.model, model), (Rule.locale, locale)):
+    for column, value, what in ((Rule.brand, brand, "brand"), (Rule.model, model, "model"),
+                                (Rule.locale, locale, "locale")):
         if value:
-            query = query.where(_like(column, value))
+            query = query.where(_like(column, value, what))
     if state == "pending":
         query = query.where(Rule.pending_version.is_null(False))
     elif state == "approved":
@@ -250,7 +278,7 @@ def remove(ref: str, actor: str) -> dict[str, Any]:
             rollout.end(rule.id, actor, "rule removed")
             rule.delete_instance()
             bump_generation()
-            record(actor, "rule.remove", rule.id, before=before, after=None)
+            record(actor, "rule.remove", rule.id, before=before, after=None, detail={"Name": rule_name(rule)})
     except DevupdateError as refusal:
         record_refusal(actor, "rule.remove", ref, refusal)
         raise

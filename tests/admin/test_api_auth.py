@@ -16,6 +16,7 @@ EXPECTED_ROUTES = {
     ("POST", "/rules/{rule}/restore"), ("DELETE", "/rules/{rule}"), ("GET", "/imports/limits"), ("POST", "/imports"),
     ("GET", "/test-devices"), ("POST", "/test-devices"), ("PUT", "/test-devices/{name}"),
     ("DELETE", "/test-devices/{name}"), ("GET", "/configuration"), ("PUT", "/configuration/{key}"),
+    ("POST", "/bulk/rules/approve"), ("POST", "/bulk/rules/reset"), ("GET", "/audit/export"),
     ("GET", "/devices"), ("GET", "/audit"), ("GET", "/logs"), ("GET", "/logs/{type}/{device}/{name}"),
     ("GET", "/filestore/usage"), ("GET", "/openapi.json"),
     ("GET", "/wsus/updates"), ("GET", "/wsus/updates/{update}"), ("POST", "/wsus/updates/{update}/decline"),
@@ -71,7 +72,7 @@ def test_the_route_table_is_the_issue_list():
                                          "/wsus/targeting", "/rules/{rule}/rollout",
                                          "/rules/{rule}/rollout/abort", "/rules/{rule}/rollout/advance",
                                          "/rules/{rule}/rollout/resume", "/wsus/sync", "/wsus/needed",
-                                         "/wsus/needed/{update}"}
+                                         "/wsus/needed/{update}", "/bulk/rules/approve", "/bulk/rules/reset"}
 
 
 def test_every_route_refuses_without_a_token(api_app):

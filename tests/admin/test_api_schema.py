@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from devupdate.admin.openapi import document
 from devupdate.admin.schemas import CAB_MEDIA_TYPES, NO_NUL
 from devupdate.admin.views_test_devices import TEST_DEVICE
+from devupdate.audit.trail import TEXT_PATTERN
 
 EXAMPLES = int(os.environ.get("DEVUPDATE_SCHEMATHESIS_EXAMPLES", "30"))
 EXPLORE = "DEVUPDATE_SCHEMATHESIS_EXAMPLES" in os.environ
@@ -72,7 +73,7 @@ def test_api_conforms_to_its_openapi_document(case):
 # --- the longest valid requests through the real server ----------------------------------------
 
 WIDE = "\U0001f600"  # 4 UTF-8 bytes, 12 characters percent-encoded: the longest a character gets
-FREE_TEXT = {NO_NUL, TEST_DEVICE.schema["pattern"]}
+FREE_TEXT = {NO_NUL, TEXT_PATTERN, TEST_DEVICE.schema["pattern"]}
 
 
 def _longest_requests() -> list[tuple[str, str]]:
@@ -80,7 +81,8 @@ def _longest_requests() -> list[tuple[str, str]]:
     of wide characters, every other parameter at a valid value."""
     valid = {"rule": "5a1d2c3e", "site": "s" * 100, "limit": "500", "offset": "1000000000", "outdated": "true",
              "type": "W" * 40, "device": "D" * 80, "name": "n" * 200, "state": "superseded",
-             "status": "outdated", "sort": "-last-seen", "not_seen_since": "9999w"}
+             "status": "outdated", "sort": "-last-seen", "not_seen_since": "9999w", "since": "2026-12-01",
+             "until": "2099-12-31T23:59:59Z"}
     out = []
     for path, methods in document()["paths"].items():
         for method, operation in methods.items():
@@ -119,5 +121,6 @@ def test_longest_valid_requests_pass_through_the_real_server(install, live_serve
             headers["Content-Type"] = "application/octet-stream"
         kwargs = {"json": {"SerialNumber": "SN1"}} if method == "PUT" else {"data": body}
         response = requests.request(method, server.url + url, headers=headers, timeout=30, **kwargs)
-        assert response.headers["Content-Type"] == "application/json", (method, url[:80], response.text[:200])
+        expected = "text/csv; charset=utf-8" if "/audit/export" in url else "application/json"
+        assert response.headers["Content-Type"] == expected, (method, url[:80], response.text[:200])
         assert response.status_code in (200, 201, 404), (method, url[:80], response.status_code, response.text)
