@@ -14,8 +14,8 @@ Features tell the loop which requests are gated with :func:`register`: a classif
 method, path and a header lookup of a request whose head has arrived and returns a :class:`Claim`
 (the gate, and how to refuse), or ``None`` when the request is not gated. A class with no free slot
 and no place in its queue (:meth:`Gate.full`) is refused on the head, before the body is read; a
-queue place is refused too when, by the recent time a slot is held, its wait would run out before
-a slot comes free, so "retry later" is said at once instead of after the wait. Pure: no web
+queue place is refused too when, by the recent time a slot is held, it would take more than half
+its wait (:data:`HEADROOM`) to get a slot, so "retry later" is said at once instead of after the wait. Pure: no web
 framework, no settings.
 """
 
@@ -31,6 +31,9 @@ from dataclasses import dataclass
 FULL, TIMEOUT = "full", "timeout"
 #: weight of the newest slot in the recent service time
 SMOOTHING = 0.1
+#: the share of the wait a queue place is expected to take at most: the recent service time lags a
+#: rising load, and a place taken on a hopeful estimate is answered only when its wait runs out
+HEADROOM = 0.5
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,10 @@ class Gate:
         self.service = 0.0
 
     def _late(self) -> bool:
-        """Whether one more waiter would, by the recent service time, still wait when its wait runs
-        out: it is turned away at once instead of after the wait (the queue holds what the slots can
-        serve within the wait, never more than ``capacity.queue``)."""
-        return self.service * (self.waiting + 1) > self.capacity.wait * self.capacity.in_flight
+        """Whether one more waiter would, by the recent service time, wait longer than its share of
+        the wait: it is turned away at once instead of after the wait (the queue holds what the slots
+        can serve within that share, never more than ``capacity.queue``)."""
+        return self.service * (self.waiting + 1) > HEADROOM * self.capacity.wait * self.capacity.in_flight
 
     def held(self, seconds: float) -> None:
         """A slot was held ``seconds`` (for the recent service time)."""

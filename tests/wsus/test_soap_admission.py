@@ -531,21 +531,22 @@ def test_a_slot_held_by_a_stalled_database_queues_then_turns_away(live_server, p
 
 
 def test_a_queue_place_it_would_not_leave_within_its_wait_is_refused_at_once():
-    """The recent service time says how long one more waiter would wait: beyond the wait it is
-    turned away now (FULL) rather than after the wait (TIMEOUT)."""
+    """The recent service time says how long one more waiter would wait: beyond its share of the
+    wait (HEADROOM) it is turned away now (FULL) rather than after the wait (TIMEOUT)."""
+    assert admission.HEADROOM == 0.5
     gate = admission.Gate("heavy", admission.Capacity(in_flight=1, queue=10, wait=1.0))
     assert gate.try_take()
     assert gate.join_queue()  # no service time known yet: the queue as configured
     gate.leave_queue()
-    gate.held(0.6)
-    assert gate.service == 0.6
-    assert gate.join_queue()  # 1 × 0.6 s ahead of it: within the wait
-    assert not gate.join_queue() and gate.full()  # 2 × 0.6 s: past it
+    gate.held(0.3)
+    assert gate.service == 0.3
+    assert gate.join_queue()  # 1 × 0.3 s ahead of it: within half the wait
+    assert not gate.join_queue() and gate.full()  # 2 × 0.3 s: past it
     with pytest.raises(admission.Busy) as busy:
         gate.enter()
     assert (busy.value.reason, busy.value.waited) == (admission.FULL, 0.0)
     gate.held(0.1)  # the newest slots are faster: the estimate follows
-    assert gate.service == pytest.approx(0.55)
+    assert gate.service == pytest.approx(0.28)
     gate.leave_queue()
     gate.release()
     assert not gate.full() and gate.try_take()
