@@ -29,6 +29,13 @@ per element: a scan request carries thousands of ids). Without limits (``None``,
 the document is parsed in one call, the fastest form; callers that read small bounded bodies
 (the update check, at most 64 KiB) use it.
 
+``iterparse(read)`` is the same reader for a body too large to hold: it pulls blocks from ``read``
+(a file's or a response's ``read``), yields the ``start``/``end`` events as they are parsed, and
+refuses past ``max_bytes`` as well; the caller takes what it needs from each element and removes it
+from its parent, so memory does not grow with the body. Its fast path is chosen from the first
+block: a DTD can only stand in the prolog, before the root element, so a first block that holds the
+root's start tag and passes :func:`takes_fast_path` cannot declare one later.
+
 Pure: the standard library and defusedxml only.
 """
 
@@ -37,6 +44,7 @@ from __future__ import annotations
 import re
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
 from pyexpat import ErrorString
 from pyexpat import errors as _expat_errors
 from typing import Any, Final
@@ -45,7 +53,8 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 from defusedxml.ElementTree import fromstring as _defused_fromstring
 
-__all__ = ["DEPTH", "DTD", "ELEMENTS", "ENCODING", "MALFORMED", "REASONS", "XmlRefused", "parse", "takes_fast_path"]
+__all__ = ["DEPTH", "DTD", "ELEMENTS", "ENCODING", "MALFORMED", "REASONS", "SIZE", "XmlRefused", "iterparse", "parse",
+           "takes_fast_path"]
 
 #: a document type declaration (``<!DOCTYPE …>``), with or without entity declarations in it
 DTD: Final = "dtd"
@@ -57,7 +66,9 @@ ELEMENTS: Final = "elements"
 ENCODING: Final = "encoding"
 #: not well-formed (truncated, mismatched tags, undefined entity, empty, …)
 MALFORMED: Final = "malformed"
-REASONS: Final = frozenset((DTD, DEPTH, ELEMENTS, ENCODING, MALFORMED))
+#: longer than ``max_bytes`` (:func:`iterparse`)
+SIZE: Final = "size"
+REASONS: Final = frozenset((DTD, DEPTH, ELEMENTS, ENCODING, MALFORMED, SIZE))
 
 _FEED = 64 * 1024
 _ENCODING_ERRORS = frozenset(_expat_errors.codes[message] for message in (
@@ -198,3 +209,54 @@ def _parse_counted(body: bytes, depth_cap: int) -> ET.Element | None:
         if not level:
             return root
     raise XmlRefused(DEPTH, f"nested deeper than {depth_cap} elements")
+
+
+_ROOT_START = re.compile(rb"<[A-Za-z_]")
+
+
+def iterparse(read: Callable[[int], bytes], *, max_bytes: int, max_depth: int | None = None,
+              max_elements: int | None = None, block: int = _FEED) -> Iterator[tuple[str, ET.Element]]:
+    """``("start" | "end", element)`` for the document ``read`` returns block by block, or
+    :class:`XmlRefused` (see the module notes). Elements stay in the tree unless the caller removes them."""
+    depth_cap = sys.maxsize if max_depth is None else max_depth
+    elements_cap = sys.maxsize if max_elements is None else max_elements
+    head = read(block)
+    fast = takes_fast_path(head) and _ROOT_START.search(head) is not None
+    parser: ET.XMLPullParser[Any]
+    if fast:
+        parser = ET.XMLPullParser(("start", "end"))
+    else:
+        parser = ET.XMLPullParser(("start", "end"), _parser=_guarded_parser())
+    depth = elements = total = 0
+    chunk, closed = head, False
+    try:
+        while True:
+            if chunk:
+                total += len(chunk)
+                if total > max_bytes:
+                    raise XmlRefused(SIZE, f"longer than {max_bytes} bytes")
+                parser.feed(chunk)
+            else:
+                parser.close()
+                closed = True
+            for item in parser.read_events():
+                assert isinstance(item, tuple) and len(item) == 2  # start/end events only: (name, element)
+                event, element = item[0], item[1]
+                assert isinstance(event, str) and isinstance(element, ET.Element)
+                if event == "end":
+                    depth -= 1
+                else:
+                    depth += 1
+                    elements += 1
+                    if depth > depth_cap:
+                        raise XmlRefused(DEPTH, f"nested deeper than {max_depth} elements")
+                    if elements > elements_cap:
+                        raise XmlRefused(ELEMENTS, f"more than {max_elements} elements")
+                yield event, element
+            if closed:
+                return
+            chunk = read(block)
+    except XmlRefused:
+        raise
+    except (ET.ParseError, DefusedXmlException, ValueError, LookupError) as exc:
+        raise _refusal(exc) from None

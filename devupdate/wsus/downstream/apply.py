@@ -26,6 +26,10 @@ from devupdate.wsus.downstream.models import HeldRevision
 
 log = logging.getLogger("devupdate.wsus.downstream")
 _CHUNK = 400
+#: held rows examined per transaction by release_held
+RELEASE_PAGE = 500
+#: names kept in a held row's ``missing`` (a longer list is cut: the row is then parsed to be sure)
+MAX_MISSING = 200
 
 
 @dataclass
@@ -140,10 +144,10 @@ def apply_batch(updates: list[SyncedUpdate], urls: dict[str, str], applied: Appl
 
 def _hold(doc: UpdateDocument, missing: list[str]) -> None:
     HeldRevision.insert(update_id=doc.update_id, revision_number=doc.revision_number,
-                        document=zlib.compress(doc.text.encode("utf-8"), 6), missing=json.dumps(missing[:200])
+                        document=zlib.compress(doc.text.encode("utf-8"), 6), missing=json.dumps(missing[:MAX_MISSING])
                         ).on_conflict(conflict_target=[HeldRevision.update_id, HeldRevision.revision_number],
                                       update={HeldRevision.document: zlib.compress(doc.text.encode("utf-8"), 6),
-                                              HeldRevision.missing: json.dumps(missing[:200])}).execute()
+                                              HeldRevision.missing: json.dumps(missing[:MAX_MISSING])}).execute()
 
 
 def _origins(urls: dict[str, str]) -> None:
@@ -153,13 +157,50 @@ def _origins(urls: dict[str, str]) -> None:
 
 
 def release_held(applied: Applied) -> None:
-    """Move into the catalog every held revision whose names are now all present (one transaction)."""
-    with write_transaction():
-        rows = list(HeldRevision.select().order_by(HeldRevision.id))
-        if not rows:
+    """Move into the catalog every held revision whose names are now all present.
+
+    A page of held rows at a time, each in its own transaction, so memory does not follow the
+    number held (a first sync holds most of the catalog on the way: the list comes in UpdateID
+    order, prerequisites in any). A row's ``missing`` is what it lacked when held; only rows whose
+    missing names are all present now (or among the page's rows) are read and parsed. A revision
+    released late in a pass may free an earlier row: passes repeat until one releases nothing."""
+    while True:
+        released, after = 0, 0
+        while True:
+            page = list(tuples(HeldRevision.select(HeldRevision.id, HeldRevision.update_id,
+                                                   HeldRevision.revision_number, HeldRevision.missing)
+                               .where(HeldRevision.id > after).order_by(HeldRevision.id).limit(RELEASE_PAGE)))
+            if not page:
+                break
+            after = page[-1][0]
+            released += _release_page(page, applied)
+        if not released:
             return
+
+
+def _release_page(page: list[tuple[int, str, int, str]], applied: Applied) -> int:
+    lacking: dict[int, set[str]] = {}
+    for row_id, _uid, _number, missing in page:
+        try:
+            lacking[row_id] = set(json.loads(missing or "[]"))
+        except ValueError:
+            lacking[row_id] = set()
+    named = {name.partition("/")[0] for names_ in lacking.values() for name in names_}
+    in_page_ids = {uid for _id, uid, _n, _m in page}
+    in_page = {(uid, number) for _id, uid, number, _m in page}
+    with write_transaction():
+        ids, identities = _present(named)
+        ids |= in_page_ids
+        identities |= in_page
+        candidates: list[int] = []
+        for row_id, _uid, _number, _missing in page:
+            left = {name for name in lacking[row_id] if not _satisfied(name, ids, identities)}
+            if not left:
+                candidates.append(row_id)
+            elif left != lacking[row_id] and len(lacking[row_id]) < MAX_MISSING:
+                HeldRevision.update(missing=json.dumps(sorted(left))).where(HeldRevision.id == row_id).execute()
         docs = []
-        for row in rows:
+        for row in HeldRevision.select().where(HeldRevision.id.in_(candidates)).order_by(HeldRevision.id):
             try:
                 docs.append(parse_update(zlib.decompress(bytes(row.document)),
                                          expected=(row.update_id, row.revision_number)))
@@ -173,9 +214,21 @@ def release_held(applied: Applied) -> None:
             applied.applied_ids.append(doc.identity)
             HeldRevision.delete().where(HeldRevision.update_id == doc.update_id,
                                         HeldRevision.revision_number == doc.revision_number).execute()
-        for (uid, number), missing in still.items():
-            HeldRevision.update(missing=json.dumps(missing[:200])).where(
+        for (uid, number), missing_now in still.items():
+            HeldRevision.update(missing=json.dumps(missing_now[:MAX_MISSING])).where(
                 HeldRevision.update_id == uid, HeldRevision.revision_number == number).execute()
+    return len(ready)
+
+
+def _satisfied(name: str, ids: set[str], identities: set[tuple[str, int]]) -> bool:
+    """A ``missing`` entry: an UpdateID (a prerequisite) or ``UpdateID/RevisionNumber`` (a bundle member)."""
+    uid, slash, number = name.partition("/")
+    if not slash:
+        return uid in ids
+    try:
+        return (uid, int(number)) in identities
+    except ValueError:
+        return False
 
 
 def stored_identities(identities: list[tuple[str, int]]) -> set[tuple[str, int]]:

@@ -18,10 +18,11 @@ import binascii
 import os
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 from devupdate.web import safexml
 from devupdate.wsus.catalog.loader import read_bytes
@@ -46,6 +47,9 @@ REPORTING = BY_KEY["reporting"]
 DUMMY_EXPIRATION = "9999-12-31T23:59:59.9999999"
 #: an answer of GetUpdateData may be large (§7: the DSS accepts ≤ 64 MiB); lists of identities too
 MAX_ANSWER_BYTES = 64 << 20
+#: a GetRevisionIdList answer is read as it streams, never held: ~127 bytes an identity, so this is
+#: about 2 million identities (real WSUS: 3.1 MB for 24,509)
+MAX_LIST_BYTES = 256 << 20
 MAX_DEPTH = 64
 MAX_ELEMENTS = 20_000_000
 
@@ -91,10 +95,44 @@ class ConfigData:
                 "ProtocolVersion": self.protocol_version, "Languages": self.languages}
 
 
-@dataclass(frozen=True)
 class RevisionList:
-    anchor: str | None
-    identities: list[tuple[str, int]]
+    """A ``GetRevisionIdList`` answer: its anchor and identities. The identities of a streamed answer
+    are spooled to an anonymous temporary file as they are parsed, so a list of any length costs
+    the same memory (and the upstream's connection is released as fast as it is read). Filled
+    first (:meth:`add`), then read (:attr:`identities`, :meth:`batches`) as often as needed."""
+
+    def __init__(self, anchor: str | None, identities: Iterable[tuple[str, int]] = ()) -> None:
+        self.anchor = anchor
+        self.count = 0
+        self._spool: IO[str] = tempfile.TemporaryFile("w+", encoding="ascii", newline="\n")  # noqa: SIM115
+        for identity in identities:
+            self.add(identity)
+
+    def add(self, identity: tuple[str, int]) -> None:
+        self._spool.write(f"{identity[0]} {identity[1]}\n")
+        self.count += 1
+
+    @property
+    def identities(self) -> Iterator[tuple[str, int]]:
+        """The identities in the upstream's order (read again from the spool on each use)."""
+        self._spool.flush()
+        self._spool.seek(0)
+        for line in self._spool:
+            uid, _, number = line.partition(" ")
+            yield uid, int(number)
+
+    def batches(self, size: int) -> Iterator[list[tuple[str, int]]]:
+        batch: list[tuple[str, int]] = []
+        for identity in self.identities:
+            batch.append(identity)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def close(self) -> None:
+        self._spool.close()
 
 
 @dataclass(frozen=True)
@@ -426,6 +464,48 @@ def revision_list(found: ET.Element) -> RevisionList:
     identities = [identity for item in children(child(found, "NewRevisions"), "UpdateIdentity")
                   if (identity := _identity_of(item)) is not None]
     return RevisionList(text(found, "Anchor"), identities)
+
+
+def read_revision_list(read: Callable[[int], bytes], max_bytes: int = MAX_LIST_BYTES) -> RevisionList:
+    """A ``GetRevisionIdList`` answer read as it streams (``read`` pulls its next block): each
+    ``UpdateIdentity`` is spooled and dropped from the tree as soon as it ends, so memory does not
+    follow the list. A fault raises :class:`UpstreamFault`; anything else than the answer,
+    :class:`BadAnswer` (a body above ``max_bytes`` included)."""
+    operation = "GetRevisionIdList"
+    listed = RevisionList(None)
+    stack: list[ET.Element] = []
+    seen_response = False
+    try:
+        for event, element in safexml.iterparse(read, max_bytes=max_bytes, max_depth=MAX_DEPTH,
+                                                max_elements=MAX_ELEMENTS):
+            name = local(element.tag)
+            if event == "start":
+                if len(stack) == 2 and not seen_response and local(stack[1].tag) == "Body":  # its first child
+                    if name not in ("Fault", f"{operation}Response"):
+                        raise BadAnswer(f"{operation}: answer is {name!r}, not {operation}Response")
+                    seen_response = True
+                stack.append(element)
+                continue
+            stack.pop()
+            if name == "UpdateIdentity" and len(stack) >= 1 and local(stack[-1].tag) == "NewRevisions":
+                identity = _identity_of(element)
+                if identity is not None:
+                    listed.add(identity)
+                stack[-1].remove(element)
+            elif name == "Anchor" and stack and local(stack[-1].tag) == f"{operation}Result":
+                listed.anchor = element.text
+            elif name == "Fault" and len(stack) == 2:
+                raise fault(element, operation)
+    except safexml.XmlRefused as exc:
+        listed.close()
+        raise BadAnswer(f"{operation}: answer is not SOAP ({exc.message})") from None
+    except BaseException:
+        listed.close()
+        raise
+    if not seen_response:
+        listed.close()
+        raise BadAnswer(f"{operation}: answer has no SOAP body")
+    return listed
 
 
 def sha1_hex(value: str) -> str | None:

@@ -37,6 +37,8 @@ log = logging.getLogger("devupdate.wsus.downstream")
 MODES = ("autonomous", "replica", "fault-in")
 REAUTHORIZE = frozenset(("InvalidCookie", "CookieExpired", "InvalidAuthorizationCookie"))
 SERVER_CHANGED = "ServerChanged"
+#: listed identities checked against the store (and fetched) at a time
+LIST_SLICE = 2_000
 
 
 @dataclass
@@ -268,10 +270,13 @@ class Run:
     def revision_list(self, *, anchor: str | None, get_config: bool, categories: Sequence[tuple[str, bool]] = (),
                       classifications: Sequence[tuple[str, bool]] = ()) -> messages.RevisionList:
         assert self.cookie is not None
+        service = messages.SERVER_SYNC
         try:
-            found = self.call("GetRevisionIdList", messages.get_revision_id_list(
-                self.cookie, anchor=anchor, get_config=get_config, categories=categories,
-                classifications=classifications))
+            return self.upstream.call_streamed(service.paths[0], service.namespace, "GetRevisionIdList",
+                                               messages.get_revision_id_list(
+                                                   self.cookie, anchor=anchor, get_config=get_config,
+                                                   categories=categories, classifications=classifications),
+                                               messages.read_revision_list)
         except UpstreamFault as fault:
             if fault.error_code == "InvalidParameters" and fault.message == "filter" and anchor \
                     and "sync" not in self.filter_cleared:
@@ -283,7 +288,6 @@ class Run:
                 return self.revision_list(anchor=None, get_config=get_config, categories=categories,
                                           classifications=classifications)
             raise
-        return messages.revision_list(found)
 
     def fetch(self, identities: list[tuple[str, int]]) -> apply.Applied:
         """GetUpdateData for these revisions in batches, each answer applied in one transaction."""
@@ -319,17 +323,20 @@ class Run:
             applied.failed += [{"UpdateID": u, "RevisionNumber": str(n), "Reason": "not in the GetUpdateData answer"}
                                for u, n in missing]
 
-    def _new(self, listed: messages.RevisionList) -> list[tuple[str, int]]:
-        stored = apply.stored_identities(listed.identities)
-        todo = [identity for identity in dict.fromkeys(listed.identities) if identity not in stored]
-        self.summary.unchanged += len(set(listed.identities)) - len(todo)
-        return todo
+    def _fetch_new(self, listed: messages.RevisionList) -> None:
+        """GetUpdateData for the listed revisions not stored yet, a slice of the list at a time (so
+        memory does not follow the list's length)."""
+        for chunk in listed.batches(LIST_SLICE):
+            stored = apply.stored_identities(chunk)
+            todo = [identity for identity in dict.fromkeys(chunk) if identity not in stored]
+            self.summary.unchanged += len(set(chunk)) - len(todo)
+            self.summary.add(self.fetch(todo))
 
     def _categories(self) -> None:
         state = self.state()
         listed = self.revision_list(anchor=state.sync_anchor, get_config=True)
         self.category_list = listed
-        self.summary.add(self.fetch(self._new(listed)))
+        self._fetch_new(listed)
         if self.options.mode == "fault-in":  # no updates phase: the categories' anchor completes the sync
             with write_transaction():
                 self._save(sync_anchor=listed.anchor)
@@ -341,7 +348,10 @@ class Run:
         classes = [(uid, uid in previous) for uid in self.options.classifications]
         listed = self.revision_list(anchor=self.state().sync_anchor, get_config=False, categories=products,
                                     classifications=classes)
-        self.summary.add(self.fetch(self._new(listed)))
+        try:
+            self._fetch_new(listed)
+        finally:
+            listed.close()
         # the earlier of the two lists' anchors: a change between them is listed again next time (harmless)
         anchor = self.category_list.anchor if self.category_list and self.category_list.anchor else listed.anchor
         with write_transaction():

@@ -9,6 +9,7 @@ decides (§4.2). Nothing here touches the database.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import random
 import time
@@ -102,9 +103,17 @@ class Upstream:
     def call(self, path: str, namespace: str, operation: str, body: bytes) -> ET.Element:
         """POST one SOAP request; the ``<operation>Result`` element, or the fault as
         :class:`UpstreamFault`."""
+        return self.call_streamed(path, namespace, operation, body,
+                                  lambda read: messages.result(read(messages.MAX_ANSWER_BYTES + 1), operation))
+
+    def call_streamed(self, path: str, namespace: str, operation: str, body: bytes,
+                      read_answer: Callable[[Callable[[int], bytes]], T]) -> T:
+        """POST one SOAP request and hand the answer's ``read`` to ``read_answer`` while it streams
+        (its result is returned); an HTTP error's body is read whole and its fault raised as
+        :class:`UpstreamFault`. A connection that breaks mid-answer is retried like any other (D6)."""
         action = f"{namespace}/{operation}"
 
-        def attempt() -> bytes:
+        def attempt() -> T:
             self.traffic.requests += 1
             self.traffic.operations[operation] = self.traffic.operations.get(operation, 0) + 1
             req = urllib.request.Request(self.url(path), data=body, method="POST", headers={
@@ -112,8 +121,10 @@ class Upstream:
                 **self.headers()})
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as answer:
-                    data: bytes = answer.read(messages.MAX_ANSWER_BYTES + 1)
-                    return data
+                    try:
+                        return read_answer(answer.read)
+                    except http.client.HTTPException as exc:  # IncompleteRead, a broken chunk
+                        raise Transient(f"{operation}: the answer broke off ({exc!r})") from None
             except urllib.error.HTTPError as exc:
                 data = exc.read(messages.MAX_ANSWER_BYTES + 1)
                 try:
@@ -125,7 +136,7 @@ class Upstream:
                 raise BadAnswer(f"{operation}: HTTP {exc.code} with a SOAP answer") from None
 
         # a fault (ServerBusy included) is raised inside the retry loop
-        return self.retrying(operation, lambda: messages.result(attempt(), operation))
+        return self.retrying(operation, attempt)
 
 
 class Transient(Exception):
