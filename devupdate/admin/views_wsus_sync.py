@@ -19,15 +19,17 @@ from devupdate.admin.routing import (
     only_keys,
     principal,
     query_int,
+    query_text,
     route,
     runtime,
 )
 from devupdate.admin.schemas import UPDATE_ID
 from devupdate.errors import DevupdateError
-from devupdate.wsus.downstream import needed, service
+from devupdate.wsus.downstream import marks, needed, service
 
 log = logging.getLogger("devupdate.wsus.downstream")
 UPDATE = Param("update", UPDATE_ID, "The UpdateID", where="path")
+FILE_STATE = Param("state", {"enum": list(marks.STATES)}, "Only the files in this state")
 
 
 @route("GET", "/wsus/sync", role="operator",
@@ -59,6 +61,28 @@ def start_wsus_sync() -> Response:
 
     threading.Thread(target=run, name="wsus-sync-api", daemon=True).start()
     return json_response({"Started": True, "Upstream": url, "Mode": mode or rt.settings.wsus_sync_mode}, 202)
+
+
+@route("GET", "/wsus/sync/files", role="operator",
+       summary="The files the sync gave up on (corrupt upstream after 3 mismatches, or unavailable there); "
+               "they are not fetched again until cleared",
+       params=(FILE_STATE, LIMIT), responses={200: "WsusMarkedFileList", **READ})
+def list_wsus_sync_files() -> Response:
+    return json_response(marks.marked(query_text("state", 40), query_int("limit", 100, 1, 1000)))
+
+
+@route("POST", "/wsus/sync/files/retry", role="admin",
+       summary="Clear the marks of these files (or of all of them, or all in one state): the next sync fetches, "
+               "verifies and stores them again",
+       body="WsusMarkedFileRetry", responses={200: "WsusMarkedFileList", **JSON_CHANGE, 404: "Error"})
+def retry_wsus_sync_files() -> Response:
+    body = json_body()
+    only_keys(body, "SHA1", "All", "State")
+    sha1s, every = body.get("SHA1"), body.get("All") is True
+    if (sha1s is None) == (not every):
+        raise DevupdateError("give either SHA1 (a list) or All: true", code="bad-body")
+    return json_response(marks.clear(None if every else [str(s) for s in sha1s or []], state=body.get("State"),
+                                     actor=principal().actor))
 
 
 @route("GET", "/wsus/needed", role="operator", summary="The needed-update list of fault-in mode, oldest first",

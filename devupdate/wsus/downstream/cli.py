@@ -76,6 +76,59 @@ def sync_status(limit: int, as_json: bool) -> None:
     print_table(rows, ["Id", "Started", "Outcome", "Mode", "Trigger", "New", "Files", "Error"])
 
 
+@sync_group.group("files", invoke_without_command=True)
+@click.option("--corrupt", "state", flag_value="corrupt-upstream", help="Only the files marked corrupt-upstream.")
+@click.option("--unavailable", "state", flag_value="unavailable", help="Only the files marked unavailable.")
+@click.option("--limit", type=WholeNumber(1, 1000), default=100, show_default=True, help="Files to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+@handle_errors
+def sync_files(ctx: click.Context, state: str | None, limit: int, as_json: bool) -> None:
+    """The files the sync gave up on: corrupt upstream (3 mismatches) or unavailable there. They are not
+    fetched again until their mark is cleared.
+
+    \b
+    devupdate wsus sync files --corrupt
+    devupdate wsus sync files retry 3f786850e387550fdab836ed7e6dc881de23001b
+    devupdate wsus sync files retry --all --corrupt"""
+    if ctx.invoked_subcommand is not None:
+        return
+    from devupdate.wsus.downstream import marks
+
+    runtime()
+    rows = marks.marked(state, limit)
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(rows, ["SHA1", "State", "Attempts", "FileName", "Changed", "Reason"])
+
+
+@sync_files.command("retry")
+@click.argument("sha1s", nargs=-1, metavar="[SHA1]...")
+@click.option("--all", "every", is_flag=True, help="Every marked file (with --corrupt or --unavailable: those).")
+@click.option("--corrupt", "state", flag_value="corrupt-upstream", help="Only files marked corrupt-upstream.")
+@click.option("--unavailable", "state", flag_value="unavailable", help="Only files marked unavailable.")
+@click.option("--json", "as_json", is_flag=True, help="Print the cleared files as JSON.")
+@handle_errors
+def sync_files_retry(sha1s: tuple[str, ...], every: bool, state: str | None, as_json: bool) -> None:
+    """Clear the marks of these files: the next sync fetches, verifies and stores them again."""
+    from devupdate.errors import DevupdateError
+    from devupdate.wsus.downstream import marks
+
+    if bool(sha1s) == every:
+        raise DevupdateError("name the files' SHA-1s or give --all (see 'devupdate wsus sync files')",
+                             code="bad-arguments")
+    runtime()
+    cleared = marks.clear(list(sha1s) if sha1s else None, state=state, actor=actor())
+    if as_json:
+        print_json(cleared)
+        return
+    for item in cleared:
+        click.echo(f"{item['SHA1']} ({item['State']}) cleared: the next sync fetches it again")
+    if not cleared:
+        click.echo("no marked files")
+
+
 @click.group("needed")
 def needed_group() -> None:
     """The needed-update list that fault-in mode fetches (an MDM pushes what its devices need).
