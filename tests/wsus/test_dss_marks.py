@@ -44,8 +44,8 @@ def test_cli_lists_the_marked_files_and_a_retry_fetches_again(rt, install, corru
         (NBT, "corrupt-upstream", 3, image.files[0].file_name)]
     assert listed[0]["Reason"].startswith("SHA-1 ") and listed[0]["Changed"].endswith("Z")
     every = json.loads(install.invoke("wsus", "sync", "files", "--json").output)
-    assert [(f["SHA1"], f["State"], f["FileName"]) for f in every] == [(GONE, "unavailable", None),
-                                                                       (NBT, "corrupt-upstream", image.files[0].file_name)]
+    assert [(f["SHA1"], f["State"], f["FileName"]) for f in every] == [
+        (GONE, "unavailable", None), (NBT, "corrupt-upstream", image.files[0].file_name)]
     plain = install.invoke("wsus", "sync", "files", "--unavailable")
     assert plain.exit_code == 0 and GONE in plain.output and NBT not in plain.output
     # the upstream is repaired; the mark cleared, the next run fetches, verifies and stores it
