@@ -158,7 +158,18 @@ SCHEMAS: dict[str, Any] = {
     "RuleList": _array("Rule"),
     "RuleDetail": _object({**_RULE, "Versions": _array(_object({
         "Version": STRING, "ImportedTime": NULLABLE_STRING, "UnreferencedSince": NULLABLE_STRING,
-        "Files": _array(_object({"FileName": STRING, "Role": STRING, "SHA256": STRING}))}))}),
+        "Files": _array(_object({"FileName": STRING, "Role": STRING, "SHA256": STRING, "Size": INTEGER}))}))}),
+    "ActivityDay": _object({"Date": {"type": "string", "format": "date"}, **{name: INTEGER for name in (
+        "Checks", "ChecksInternal", "ChecksExternal", "Downloads", "DownloadsInternal", "DownloadsExternal",
+        "DownloadBytes")}}),
+    "ActivityDays": _array("ActivityDay"),
+    "RuleAdoption": _object({
+        "RuleId": STRING, "ApprovedVersion": NULLABLE_STRING, "ApprovedTime": NULLABLE_STRING, "Since": STRING,
+        "Resolution": {"enum": ["hour", "day"]}, "Devices": INTEGER, "OnApproved": INTEGER,
+        "Versions": _array(_object({"Version": NULLABLE_STRING, "Devices": INTEGER, "Internal": INTEGER,
+                                    "External": INTEGER, "Approved": BOOLEAN})),
+        "Curve": _array(_object({"Time": STRING, "Approved": INTEGER, "Devices": INTEGER})),
+        "Checks": INTEGER, "Downloads": INTEGER, "DownloadBytes": INTEGER}),
     "RemovedRule": _object({"Id": STRING, "Key": STRING,
                             **{f"{state}Version": NULLABLE_STRING for state in _VERSIONS}}),
     "ImportResult": _object({

@@ -56,3 +56,13 @@ def list_devices() -> Response:
        responses={200: "DeviceDetail", 404: "Error", **READ})
 def show_device(device: str) -> Response:
     return json_response(compliance.device_detail(device, store=runtime().store))
+
+
+@route("GET", "/activity", role="operator", summary="Check-ins and downloads per UTC day, oldest first",
+       params=(Param("days", {"type": "integer", "minimum": 1, "maximum": 3650, "default": 30},
+                     "How many days, today included (beyond the retention, activity_retention_days: zeros)"),),
+       responses={200: "ActivityDays", **READ})
+def activity_days() -> Response:
+    from devupdate.devices import adoption
+
+    return json_response(adoption.activity_days(query_int("days", 30, 1, 3650)))

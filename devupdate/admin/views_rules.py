@@ -76,6 +76,16 @@ def show_rule(rule: str) -> Response:
     return json_response({**_rule_json(found), "Versions": lifecycle.rule_versions(found.id)})
 
 
+@route("GET", "/rules/{rule}/adoption", role="operator", summary="The rule's rollout since its last approval: "
+       "devices on the approved version over time, who runs what now, checks and downloads", params=(RULE,),
+       responses={200: "RuleAdoption", **READ, 404: "Error", 409: "Error"})
+def rule_adoption(rule: str) -> Response:
+    from devupdate.devices import adoption
+
+    found = lifecycle.resolve(clean(rule, "rule"))
+    return json_response(adoption.adoption(found, retention_days=runtime().settings.activity_retention_days))
+
+
 def _rule_action(name: str, summary: str) -> None:
     def view(rule: str) -> Response:
         changed = getattr(lifecycle, name)(clean(rule, "rule"), principal().actor)

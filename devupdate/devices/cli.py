@@ -155,6 +155,47 @@ def devices_show(device: str, as_json: bool) -> None:
         print_table(detail["Audit"], ["Time", "Actor", "Action", "Target"])
 
 
+@devices.command("activity")
+@click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True,
+              help="How many UTC days, today included.")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def devices_activity(days: int, as_json: bool) -> None:
+    """Check-ins and downloads per UTC day, internal and external, oldest first (the dashboard's chart;
+    kept activity_retention_days)."""
+    from devupdate.devices.adoption import activity_days
+
+    runtime()
+    rows = activity_days(days)
+    print_json(rows) if as_json else print_table(rows, ["Date", "Checks", "ChecksInternal", "ChecksExternal",
+                                                        "Downloads", "DownloadBytes"])
+
+
+@devices.command("adoption")
+@click.argument("rule")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def devices_adoption(rule: str, as_json: bool) -> None:
+    """A rule's rollout since its last approval: who runs what now, and devices on the approved version
+    over time (per hour, per day beyond a week)."""
+    from devupdate.devices.adoption import adoption
+    from devupdate.rules.lifecycle import resolve
+
+    rt = runtime()
+    data = adoption(resolve(rule), retention_days=rt.settings.activity_retention_days)
+    if as_json:
+        print_json(data)
+        return
+    click.echo(f"{data['OnApproved']} of {data['Devices']} devices on the approved version "
+               f"{data['ApprovedVersion'] or '-'} (since {data['Since']}: {data['Checks']} check-ins, "
+               f"{data['Downloads']} downloads)")
+    click.echo("")
+    print_table([{**row, "Version": row["Version"] or "(not reported)", "Approved": "yes" if row["Approved"] else ""}
+                 for row in data["Versions"]], ["Version", "Devices", "Internal", "External", "Approved"])
+    click.echo("")
+    print_table(data["Curve"], ["Time", "Approved", "Devices"])
+
+
 @click.command("check")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors

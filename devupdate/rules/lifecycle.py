@@ -287,12 +287,14 @@ def remove(ref: str, actor: str) -> dict[str, Any]:
 
 def rule_versions(rule_id: str) -> list[dict[str, Any]]:
     """Imported versions of a rule with their files (what ``rules show`` lists)."""
+    from devupdate.content.models import StoredObject
     from devupdate.rules.models import VersionFile
 
     rows = []
     for version in RuleVersion.select().where(RuleVersion.rule_id == rule_id).order_by(RuleVersion.imported_at):
-        files = [{"FileName": f.file_name, "Role": f.role, "SHA256": f.blob_id}
-                 for f in VersionFile.select().where(VersionFile.rule_version == version).order_by(VersionFile.id)]
+        files = [{"FileName": f.file_name, "Role": f.role, "SHA256": f.blob_id, "Size": f.blob.size}
+                 for f in VersionFile.select(VersionFile, StoredObject).join(StoredObject)
+                 .where(VersionFile.rule_version == version).order_by(VersionFile.id)]
         rows.append({"Version": version.version, "ImportedTime": iso_utc(version.imported_at),
                      "UnreferencedSince": iso_utc(version.unreferenced_since), "Files": files})
     return rows

@@ -241,3 +241,46 @@ def test_test_devices_inventory_logs_and_operator(install, live_server, browser,
     page.goto(f"{server.url}/console/rules/{RULE_CX600}/restore")
     assert "may not change rules" in page.inner_text("main")
     page.close()
+
+
+def test_dashboard_activity_and_rule_rollout_curve(install, live_server, browser, tmp_path, shots):
+    """Check-ins reach the dashboard's days and a rule's rollout curve through the inventory's batch."""
+    kit.setup_install(install)
+    kit.add_admin(install, "alice", "admin")
+    kit.import_in_process(install, kit.cab_in(tmp_path / "old", [make_update("Polycom", "CX600", kit.V_MID)]),
+                          approve=(RULE_CX600,))
+    server = live_server(workers=1)
+    fleet = kit.phones(5, kit.CX600, kit.V_MID, seed=1) + kit.phones(3, kit.CX600, kit.V_OLD, seed=2)
+    kit.check_in(server, fleet)
+    assert wait_for(lambda: device_count(install) == len(fleet)), "inventory did not record the check-ins"
+    kit.import_in_process(install, kit.cab_in(tmp_path / "new", [make_update("Polycom", "CX600", kit.V_NEW)]),
+                          approve=(RULE_CX600,))
+    updated = kit.phones(5, kit.CX600, kit.V_NEW, seed=1)[:2]  # two of the first five moved on
+    kit.check_in(server, updated)
+
+    page = browser.new_page(viewport=kit.LAPTOP)
+    sign_in(page, server, "alice")
+
+    def rule_page_shows_two() -> bool:
+        page.goto(f"{server.url}/console/rules/{RULE_CX600}")
+        return page.inner_text("#on-approved") == "2"
+
+    assert wait_for(rule_page_shows_two), page.inner_text("#adoption")
+    rows = [r.inner_text().split("\t")[:4] for r in page.query_selector_all("#who-runs-what tbody tr")]
+    assert [[cell.strip() for cell in row] for row in rows] == [
+        [f"{kit.V_NEW} approved", "2", "2", "0"], [kit.V_MID, "3", "3", "0"], [kit.V_OLD, "3", "3", "0"]]
+    assert "2 of 8 devices on the approved version" in page.inner_text("#adoption .big")
+    approved = page.get_attribute("#adoption svg.curve polyline.approved", "points")
+    everyone = page.get_attribute("#adoption svg.curve polyline.all", "points")
+    assert approved and everyone
+    assert float(approved.split()[-1].split(",")[1]) == 30.0  # 2 of 8 at the end: 40 - 40 * 2/8
+    assert float(everyone.split()[-1].split(",")[1]) == 0.0
+    assert page.query_selector_all("code.sha256"), "the files' SHA-256 are listed"
+    kit.save_screenshot(page, "rule-rollout-laptop", shots)
+
+    go(page, "Dashboard")
+    assert page.inner_text("#activity-checks .activity-total") == str(len(fleet) + len(updated))
+    today = page.query_selector_all("#activity-checks g.day")[-1]
+    assert today.get_attribute("data-total") == str(len(fleet) + len(updated))
+    assert len(page.query_selector_all("#activity-checks g.day")) == 30
+    kit.save_screenshot(page, "dashboard-activity-laptop", shots)

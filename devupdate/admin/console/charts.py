@@ -89,3 +89,45 @@ def compliance_bars(rows: list[dict[str, Any]], label: str, key: str) -> list[di
         bars.append({"Label": row.get(label) or row.get("UpdateID") or "", "Row": row, "Id": str(row[key]),
                      "Total": sum(count for _, count, _, _ in parts), "Segments": _segments(parts)})
     return bars
+
+
+#: the activity charts' colours: internal and external checks, downloads
+INTERNAL, EXTERNAL, DOWNLOADS = "#2563eb", "#d97706", "#0d9488"
+HEIGHT = 40.0  # the activity charts' viewBox is 100 × 40
+
+
+def daily_columns(days: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """One column per day (``fleet.activity_days`` rows) for ``key`` (``Checks`` or ``Downloads``),
+    internal below external, scaled to the busiest day; ``Max`` labels the axis."""
+    peak = max((day[key] for day in days), default=0) or 1
+    width = 100.0 / max(1, len(days))
+    columns = []
+    for n, day in enumerate(days):
+        internal, external = day[f"{key}Internal"], day[f"{key}External"]
+        low = HEIGHT * internal / peak
+        high = HEIGHT * external / peak
+        columns.append({"Date": day["Date"], "Total": day[key], "Internal": internal, "External": external,
+                        "X": round(n * width + width * 0.1, 3), "Width": round(width * 0.8, 3),
+                        "InternalY": round(HEIGHT - low, 3), "InternalHeight": round(low, 3),
+                        "ExternalY": round(HEIGHT - low - high, 3), "ExternalHeight": round(high, 3)})
+    return {"Key": key, "Max": max((day[key] for day in days), default=0), "Total": sum(day[key] for day in days),
+            "Columns": columns, "First": days[0]["Date"] if days else "", "Last": days[-1]["Date"] if days else ""}
+
+
+def curve_lines(curve: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rollout curve (``fleet.adoption``'s ``Curve``) as two SVG polylines in a 100 × 40 box: the
+    rule's devices (grey) and those on the approved version (green), on one scale."""
+    peak = max((point["Devices"] for point in curve), default=0) or 1
+    count = len(curve)
+
+    def line(key: str) -> str:
+        if count == 1:
+            y = round(HEIGHT - HEIGHT * curve[0][key] / peak, 3)
+            return f"0,{y} 100,{y}"
+        return " ".join(f"{round(100.0 * n / (count - 1), 3)},{round(HEIGHT - HEIGHT * point[key] / peak, 3)}"
+                        for n, point in enumerate(curve))
+
+    return {"Approved": line("Approved") if count else "", "Devices": line("Devices") if count else "",
+            "Max": max((point["Devices"] for point in curve), default=0), "Points": count,
+            "First": curve[0]["Time"] if curve else None, "Last": curve[-1]["Time"] if curve else None,
+            "ApprovedColour": APPROVED, "DevicesColour": UNKNOWN}

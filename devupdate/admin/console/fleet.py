@@ -129,3 +129,4 @@ def summary(store, service_name: str, *, hours: int = 24) -> dict[str, Any]:
             "Compliance": dict(compliance),
             "VersionDistribution": version_distribution(groups),
             "Storage": usage_rows(store)}
+

@@ -21,7 +21,7 @@ from devupdate.admin.console import auth, charts, fleet
 from devupdate.admin.console.origin import foreign_origin
 from devupdate.admin.console.session import COOKIE_NAME, SessionCookie, SessionData
 from devupdate.audit.trail import list_events
-from devupdate.devices import compliance, logs
+from devupdate.devices import adoption, compliance, logs
 from devupdate.devices.users import HashingBusy
 from devupdate.errors import DevupdateError
 from devupdate.rules import lifecycle
@@ -208,12 +208,18 @@ def sign_out() -> BaseResponse:
 
 # --- dashboard -------------------------------------------------------------------------------------
 
+ACTIVITY_DAYS = 30
+ACTIVITY_COLOURS = {"Internal": charts.INTERNAL, "External": charts.EXTERNAL}
+
+
 @bp.get("/")
 def dashboard() -> Response:
     rt = _runtime()
     data = fleet.summary(rt.store, rt.settings.effective_service_name)
+    days = adoption.activity_days(ACTIVITY_DAYS)
     return page("dashboard.html", data=data, bars=charts.distribution_bars(data["VersionDistribution"]),
-                storage=charts.usage_bars(data["Storage"]))
+                storage=charts.usage_bars(data["Storage"]), checks=charts.daily_columns(days, "Checks"),
+                downloads=charts.daily_columns(days, "Downloads"), colours=ACTIVITY_COLOURS)
 
 
 # --- rules -----------------------------------------------------------------------------------------
@@ -241,11 +247,14 @@ def rule_detail(rule_id: str) -> Response:
         rule = lifecycle.resolve(rule_id)
     except DevupdateError as exc:
         return refuse(exc.status, "No such rule", exc.message)
-    row = _rule_row(rule, _runtime().settings.effective_service_name)
+    settings = _runtime().settings
+    rollout_now = adoption.adoption(rule, retention_days=settings.activity_retention_days)
+    row = _rule_row(rule, settings.effective_service_name, rollout_now["Devices"])
     from devupdate.rules import rollout
 
     staged = rollout.of_rule(rule.id)
     return page("rule.html", rule=row, versions=lifecycle.rule_versions(rule.id), verbs=VERBS,
+                adoption=rollout_now, curve=charts.curve_lines(rollout_now["Curve"]),
                 events=list_events(limit=20, target=rule.id),
                 rollout=rollout.describe(staged) if staged is not None else None)
 
