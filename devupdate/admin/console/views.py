@@ -231,14 +231,57 @@ def _rule_row(rule, service_name: str, known: int | None = None) -> dict[str, An
             "Previews": previews}
 
 
+RULE_FILTERS = ("brand", "model", "locale", "state")
+
+
 @bp.get("/rules")
 def rules() -> Response:
     name = _runtime().settings.effective_service_name
-    found = lifecycle.list_rules()
+    form = {key: request.args.get(key, "").strip()[:200] for key in RULE_FILTERS}
+    try:
+        found = lifecycle.list_rules(**{key: value or None for key, value in form.items()})
+    except DevupdateError as exc:
+        return refuse(exc.status, "Bad filter", exc.message)
     known = fleet.family_device_counts(found)
     rows = [_rule_row(rule, name, known[rule.id]) for rule in found]
     rows.sort(key=lambda row: row["PendingVersion"] is None)  # waiting for approval first
-    return page("rules.html", rules=rows, verbs=VERBS)
+    return page("rules.html", rules=rows, verbs=VERBS, form=form, states=lifecycle.RULE_STATES)
+
+
+@bp.post("/rules/bulk")
+def rules_bulk() -> BaseResponse:
+    """The rules chosen on the rules page: without ``confirmed`` the confirmation (the same text as
+    ``rules approve --dry-run`` and the API's DryRun); confirmed, ``bulk.apply`` with the ``expect``
+    digest the confirmation carried (a selection that changed since is shown again, not acted on)."""
+    from devupdate.rules import bulk
+
+    action = request.form.get("action", "")
+    chosen = tuple(value[:38] for value in request.form.getlist("rule")[:bulk.MAX_RULES])
+    if action not in bulk.ACTIONS:
+        return refuse(400, "No such action", f"{action[:40]!r} is not one of approve, reset.")
+    if not chosen:
+        g.session.notice("error", "Choose one or more rules first (the boxes in the first column).")
+        return redirect(url_for(".rules"), code=303)
+    selection = bulk.Selection(rules=chosen)
+    try:
+        if request.form.get("confirmed") == "yes":
+            result = bulk.apply(action, selection, g.admin.actor, expect=request.form.get("expect", "")[:64])
+        else:
+            return page("bulk_confirm.html", plan=bulk.plan(action, selection), action=action,
+                        verb=bulk.ACTIONS[action][0], changed=False)
+    except DevupdateError as exc:
+        if exc.code == "selection-changed":
+            return page("bulk_confirm.html", status=409, plan=bulk.plan(action, selection), action=action,
+                        verb=bulk.ACTIONS[action][0], changed=True)
+        return refuse(exc.status, "Not possible", exc.message)
+    for entry in result["Rules"]:
+        if entry["Outcome"] == "refused":
+            g.session.notice("error", f"{entry['Name']} · {entry['UpdateType']}: {entry['Error']['message']}")
+    names = ", ".join(f"{e['Name']} · {e['UpdateType']}" for e in result["Rules"]
+                      if e["Outcome"] == bulk.ACTIONS[action][1])
+    g.session.notice("ok", f"{bulk.ACTIONS[action][0]}: {result['Count']} rule{'s' if result['Count'] != 1 else ''}"
+                           f"{' (' + names + ')' if names else ''}.")
+    return redirect(url_for(".rules"), code=303)
 
 
 @bp.get("/rules/<rule_id>")
@@ -401,12 +444,70 @@ def device_page(device_id: str) -> Response:
     return page("device.html", d=detail)
 
 
+AUDIT_FILTERS = ("action", "actor", "target", "since", "until")
+
+
+def _audit_filter() -> tuple[dict[str, str], Any]:
+    from devupdate.audit.trail import Filter
+
+    form = {key: request.args.get(key, "").strip()[:300] for key in AUDIT_FILTERS}
+    return form, Filter.parse(**form)
+
+
 @bp.get("/audit")
 def audit() -> Response:
+    from devupdate.audit.readable import list_events as readable_events
+
     number = _page_number()
-    action, actor = request.args.get("action", "").strip(), request.args.get("actor", "").strip()
-    rows = list_events(limit=PAGE + 1, offset=(number - 1) * PAGE, action=action or None, actor=actor or None)
-    return page("audit.html", events=rows[:PAGE], more=len(rows) > PAGE, number=number, action=action, actor=actor)
+    try:
+        form, where = _audit_filter()
+    except DevupdateError as exc:
+        return refuse(exc.status, "Bad filter", exc.message)
+    rows = readable_events(where, limit=PAGE + 1, offset=(number - 1) * PAGE)
+    query = {key: value for key, value in form.items() if value}
+    return page("audit.html", events=rows[:PAGE], more=len(rows) > PAGE, number=number, form=form, query=query,
+                action=form["action"], actor=form["actor"])
+
+
+@bp.get("/audit.csv")
+def audit_csv() -> BaseResponse:
+    """The filtered trail as a CSV download (the same export as 'devupdate audit export')."""
+    from flask import stream_with_context
+
+    from devupdate.audit.readable import export_csv
+
+    try:
+        _, where = _audit_filter()
+    except DevupdateError as exc:
+        return refuse(exc.status, "Bad filter", exc.message)
+    return Response(stream_with_context(export_csv(where)), mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
+
+
+@bp.get("/request-logs")
+def request_logs() -> Response:
+    """The per-request audit log files (one row per update check), newest first."""
+    from devupdate.audit import requestlog_view
+
+    return page("request_logs.html", files=requestlog_view.files(_runtime().store))
+
+
+@bp.get("/request-logs/<name>")
+def request_log(name: str) -> Response:
+    """One file a page at a time from a byte offset, searched; never read whole."""
+    from devupdate.audit import requestlog_view
+
+    search = request.args.get("q", "")
+    try:
+        start = numbers.whole(request.args.get("start", "0") or "0")
+    except ValueError:
+        return refuse(400, "Bad offset", "start must be a whole number (digits 0-9).")
+    try:
+        with requestlog_view.open_file(_runtime().store, name) as handle:
+            found = requestlog_view.read_page(handle, start=start, search=search, limit=PAGE)
+    except DevupdateError as exc:
+        return refuse(exc.status, "Not possible", exc.message)
+    return page("request_log.html", name=name, found=found, q=search, columns=requestlog_view.COLUMNS)
 
 
 @bp.get("/logs")
