@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 
 import pytest
 from fleet import CX600, V0, V1, V2, client, fleet, import_release, phonesim, server_env
@@ -54,10 +55,13 @@ def generation(install) -> int:
         db.database.close()
 
 
-def served_everywhere(server, wanted: int) -> bool:
-    """Every worker serves the rules generation ``wanted`` (asked on 8 new connections in a row)."""
+def served_everywhere(server, wanted: int, steady: float = 1.5) -> bool:
+    """Every worker serves the rules generation ``wanted``: new connections, which land on whichever
+    worker accepts them, all say so for ``steady`` seconds (a busy worker may accept none for a while;
+    each refreshes its snapshot every 0.5 s, so answers that stay right that long mean every one has it)."""
     host = server.url.split("//")[1]
-    for _ in range(8):
+    since = time.monotonic()
+    while True:
         conn = http.client.HTTPConnection(host, timeout=10)
         conn.request("GET", "/healthz")
         response = conn.getresponse()
@@ -65,7 +69,9 @@ def served_everywhere(server, wanted: int) -> bool:
         conn.close()
         if int(response.getheader("X-Snapshot-Generation", "-1")) < wanted:
             return False
-    return True
+        if time.monotonic() - since >= steady:
+            return True
+        time.sleep(0.05)
 
 
 class Fleet:
