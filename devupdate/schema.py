@@ -24,7 +24,16 @@ from devupdate.devices.inventory import Device
 from devupdate.devices.reports import DeviceReport
 from devupdate.devices.users import ExternalUser
 from devupdate.imports.models import ImportJournal, ImportRecord
-from devupdate.rules.models import Generation, RolloutDevice, Rule, RuleRollout, RuleVersion, TestDevice, VersionFile
+from devupdate.rules.models import (
+    Generation,
+    RolloutDevice,
+    RolloutDownload,
+    Rule,
+    RuleRollout,
+    RuleVersion,
+    TestDevice,
+    VersionFile,
+)
 from devupdate.wsus.catalog.models import MODELS as WSUS_CATALOG
 from devupdate.wsus.client.models import MODELS as WSUS_COOKIES
 from devupdate.wsus.compliance.models import MODELS as WSUS_COMPLIANCE
@@ -43,6 +52,7 @@ class SchemaVersion(BaseModel):
 MODELS: list[type[BaseModel]] = [Rule, Generation, StoredObject, RuleVersion, VersionFile, TestDevice, ConfigSetting,
                                  AuditEvent, ImportRecord, ImportJournal, Device, ApiToken,
                                  AdminUser, SignInFailure, ExternalUser, DeviceReport, RuleRollout, RolloutDevice,
+                                 RolloutDownload,
                                  *WSUS_CATALOG, *WSUS_COMPLIANCE, *WSUS_TARGETING, *WSUS_COOKIES, *WSUS_UPSTREAM,
                                  *WSUS_DOWNSTREAM, ActivityHour]
 
@@ -83,6 +93,20 @@ def _external_user_nt_hash(db: peewee.Database) -> None:
     table = ExternalUser._meta.table_name
     if "nt_hash" not in {column.name for column in db.get_columns(table)}:  # created by migration 3 of this code
         migrate(SchemaMigrator.from_database(db).add_column(table, "nt_hash", ExternalUser.nt_hash))
+
+
+def _rollout_downloads(db: peewee.Database) -> None:
+    """Downloads of a rollout's image per client, and when each device offered it fetched it: the
+    "downloaded but still runs the old version" signal for phones that do not report (Lync)."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    table = RolloutDevice._meta.table_name
+    have = {column.name for column in db.get_columns(table)}
+    migrator = SchemaMigrator.from_database(db)
+    for name in ("downloaded_at", "checks_at_download"):
+        if name not in have:  # created by migration 15 of this code
+            migrate(migrator.add_column(table, name, RolloutDevice._meta.fields[name]))
+    db.create_tables([RolloutDownload])
 
 
 def _compliance_counters(db: peewee.Database) -> None:
@@ -174,6 +198,8 @@ MIGRATIONS: list[Migration] = [
     Migration(17, "external users: the NT hash beside the scrypt hash (NTLM)", _external_user_nt_hash),
     Migration(18, "check-ins, downloads and version changes per hour, rule, version and side",
               lambda db: db.create_tables([ActivityHour])),
+    Migration(19, "staged rollouts: downloads of the image per client, when each device offered fetched it",
+              _rollout_downloads),
 ]
 
 

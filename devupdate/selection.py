@@ -84,6 +84,7 @@ class DownloadEntry:
     imported_at: float  # POSIX time, for Last-Modified
     rule_id: str = ""  # whose version the file belongs to (the activity series counts downloads per rule)
     version: str = ""
+    rolled_out: bool = False  # an image of the version an active rollout of its rule rolls out
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ locale) and installed module versions. Modes:
 - ``apply``   check, download every offered file, verify its size and SHA-256 against the answer,
               install it (the phone now runs the offered version), check again;
 - ``rollout`` rounds of ``apply`` over the fleet during a staged rollout, ``--fail-share`` of the
-              phones failing (``--fail-mode`` stuck | report | fallback), ``--json-share`` of them on
+              phones failing (``--fail-mode`` stuck | report | fallback | ignore), ``--json-share`` of them on
               the device API; with ``--rule`` and ``--token`` the server's rollout is read after each
               round (``--advance`` starts the next stage through the API).
 
@@ -62,6 +62,7 @@ class Phone:
     user_id: str = ""
     fallback_to: dict[str, str] | None = None  # rollout mode: the modules it falls back to after its next check
     fell_back: bool = False
+    address: str = ""  # the source address it connects from ('' : the system's choice)
 
     @property
     def device_id(self) -> str:
@@ -112,11 +113,13 @@ class Phone:
 def make_fleet(count: int, *, families: Iterable[tuple[str, str, str, str, str]] = (DEFAULT_FAMILY,),
                installed: dict[str, str] | Callable[[int], dict[str, str]] | None = None, seed: int = 1,
                mac_prefix: str = "00-04-F2", serial_only_every: int = 0,
-               user_domain: str = "contoso.com") -> list[Phone]:
+               user_domain: str = "contoso.com", source_network: str | None = None) -> list[Phone]:
     """``count`` phones, deterministic for a seed. Families are dealt round-robin; MACs are
     ``<prefix>-XX-XX-XX`` from a shuffled index; ``serial_only_every=n`` makes every n-th phone
-    report no MAC (serial only)."""
+    report no MAC (serial only); ``source_network`` (e.g. ``127.0.0.0/8``, all of it on the loopback
+    interface) gives each phone an address of its own to connect from, as a real fleet has."""
     families = list(families)
+    addresses = source_addresses(source_network, count) if source_network else [""] * count
     rng = random.Random(seed)
     numbers = rng.sample(range(1, 0xFFFFFF), count)
     phones = []
@@ -129,8 +132,19 @@ def make_fleet(count: int, *, families: Iterable[tuple[str, str, str, str, str]]
         modules = installed(i) if callable(installed) else dict(installed or {})
         phones.append(Phone(mac=mac, serial=f"{model}-{n:08d}", device_type=device_type, vendor=vendor,
                             model=model, revision=revision, locale=locale, modules=modules,
-                            user_id=f"user{i}@{user_domain}"))
+                            user_id=f"user{i}@{user_domain}", address=addresses[i]))
     return phones
+
+
+def source_addresses(network: str, count: int) -> list[str]:
+    """``count`` host addresses of ``network``, from its 257th on (past 127.0.0.1 and its neighbours)."""
+    import ipaddress
+    from itertools import islice
+
+    hosts = list(islice(ipaddress.ip_network(network).hosts(), 256, 256 + count))
+    if len(hosts) < count:
+        raise ValueError(f"{network} has fewer than {count + 256} host addresses")
+    return [str(host) for host in hosts]
 
 
 # --- protocol --------------------------------------------------------------------------------------
@@ -225,15 +239,16 @@ class Client:
         self.timeout = timeout
         self._local = threading.local()
 
-    def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+    def _connection(self, scheme: str, netloc: str, source: str = "") -> http.client.HTTPConnection:
         connections = getattr(self._local, "connections", None)
         if connections is None:
             connections = self._local.connections = {}
-        key = (scheme, netloc)
+        key = (scheme, netloc, source)
         conn = connections.get(key)
         if conn is None:
             cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-            conn = connections[key] = cls(netloc, timeout=self.timeout)
+            conn = connections[key] = cls(netloc, timeout=self.timeout,
+                                          source_address=(source, 0) if source else None)
         return conn
 
     def map_url(self, url: str) -> str:
@@ -242,15 +257,16 @@ class Client:
                 return target.rstrip("/") + url[len(prefix):]
         return url
 
-    def request(self, method: str, url: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(self, method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+                source: str = "") -> tuple[int, dict[str, str], bytes]:
+        """One request on this thread's keep-alive connection from ``source`` (a phone's address)."""
         parts = urlsplit(self.map_url(url))
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         sent = {"Connection": "keep-alive", **(headers or {})}
         if self.auth and "Authorization" not in sent:
             sent["Authorization"] = self.auth
         for attempt in (1, 2):
-            conn = self._connection(parts.scheme, parts.netloc)
+            conn = self._connection(parts.scheme, parts.netloc, source)
             try:
                 conn.request(method, path, body=body, headers=sent)
                 response = conn.getresponse()
@@ -267,10 +283,11 @@ class Client:
     def check(self, phone: Phone, *, path: str = "/RequestHandler/ucdevice.upx", get: bool = False) -> CheckResult:
         started = time.perf_counter()
         if get:
-            status, headers, body = self.request("GET", f"{self.base_url}{path}?{phone.query()}")
+            status, headers, body = self.request("GET", f"{self.base_url}{path}?{phone.query()}",
+                                                 source=phone.address)
         else:
             status, headers, body = self.request("POST", self.base_url + path, phone.request_xml(),
-                                                 {"Content-Type": "text/xml; charset=utf-8"})
+                                                 {"Content-Type": "text/xml; charset=utf-8"}, phone.address)
         seconds = time.perf_counter() - started
         if status == 200:
             return CheckResult(status, parse_response(body), seconds=seconds, headers=headers, body=body)
@@ -280,7 +297,8 @@ class Client:
         """The device API's check (``POST /api/device/v1/check``, or ``/api/device-ext/v1/check``)."""
         started = time.perf_counter()
         status, headers, body = self.request("POST", f"{self.base_url}{api_prefix(external)}/check",
-                                             phone.request_json(), {"Content-Type": "application/json"})
+                                             phone.request_json(), {"Content-Type": "application/json"},
+                                             phone.address)
         document = json.loads(body) if body else {}
         return JsonResult(status, document, time.perf_counter() - started, headers)
 
@@ -291,11 +309,12 @@ class Client:
         payload = {"device": phone.identity(), "package": package, "version": version, "state": state,
                    "code": code, "message": message}
         status, headers, body = self.request("POST", f"{self.base_url}{api_prefix(external)}/status",
-                                             json.dumps(payload).encode(), {"Content-Type": "application/json"})
+                                             json.dumps(payload).encode(), {"Content-Type": "application/json"},
+                                             phone.address)
         return JsonResult(status, json.loads(body) if body else {}, time.perf_counter() - started, headers)
 
-    def download(self, offered: OfferedFile) -> bytes:
-        status, _, data = self.request("GET", offered.url)
+    def download(self, offered: OfferedFile, source: str = "") -> bytes:
+        status, _, data = self.request("GET", offered.url, source=source)
         if status != 200:
             raise ProtocolError(f"GET {offered.url}: HTTP {status}")
         return data
@@ -346,7 +365,7 @@ def apply_updates(client: Client, phones: list[Phone], *, concurrency: int = 8,
             return ApplyResult(phone, first, [], None, [f"check answered {first.status} {first.code}"])
         for offered in first.files:
             try:
-                data = client.download(offered)
+                data = client.download(offered, phone.address)
             except (ProtocolError, OSError) as exc:
                 problems.append(str(exc))
                 continue
@@ -382,9 +401,10 @@ class RolloutRound:
     problems: list[str] = field(default_factory=list)
 
 
-#: how a failing phone fails: keeps the old version (the image never boots), says so through the device
-#: API, or boots the new one and falls back to the old at its next check
-FAIL_MODES = ("stuck", "report", "fallback")
+#: how a failing phone fails: downloads the image and keeps the old version (the image never boots),
+#: says so through the device API, or boots the new one and falls back to the old at its next check;
+#: ``ignore`` never downloads what it is offered (not a failure of the image: the server must not count it)
+FAIL_MODES = ("stuck", "report", "fallback", "ignore")
 
 
 def rollout_round(client: Client, phones: list[Phone], *, module: str = "CPE.nbt",
@@ -398,9 +418,9 @@ def rollout_round(client: Client, phones: list[Phone], *, module: str = "CPE.nbt
     lock = threading.Lock()
     path = "/RequestHandlerExt/ucdevice.upx" if external else "/RequestHandler/ucdevice.upx"
 
-    def fetch(url: str, sha256: str) -> bool:
+    def fetch(url: str, sha256: str, source: str) -> bool:
         try:
-            status, _, data = client.request("GET", url)
+            status, _, data = client.request("GET", url, source=source)
         except OSError as exc:
             result.problems.append(f"GET {url}: {exc}")
             return False
@@ -439,9 +459,11 @@ def rollout_round(client: Client, phones: list[Phone], *, module: str = "CPE.nbt
         elif phone.fell_back:
             offers = []  # it does not try again
         for version, package, files, image in offers:
+            if mode == "ignore":
+                continue  # offered, and never fetches it (no signal of a bad image)
             if use_json:
                 client.report(phone, package, version, "downloading", external=external)
-            if not all(fetch(url, sha) for url, sha in files):
+            if not all(fetch(url, sha, phone.address) for url, sha in files):
                 continue
             if use_json:
                 client.report(phone, package, version, "downloaded", external=external)
@@ -602,11 +624,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="FROM=TO: rewrite URLs starting with FROM (public names → where the server listens)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mac-prefix", default="00-04-F2")
+    parser.add_argument("--source-network", help="Give each phone an address of this network to connect from "
+                        "(e.g. 127.0.0.0/8 against a server on loopback), as a real fleet has.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
     phones = make_fleet(args.devices, families=args.family or [DEFAULT_FAMILY], installed=dict(args.installed),
-                        seed=args.seed, mac_prefix=args.mac_prefix)
+                        seed=args.seed, mac_prefix=args.mac_prefix, source_network=args.source_network)
     client = Client(args.url, user=args.user, password=args.password, url_map=dict(args.map))
     path = "/RequestHandlerExt/ucdevice.upx" if args.external else "/RequestHandler/ucdevice.upx"
     started = time.perf_counter()

@@ -30,6 +30,7 @@ from devupdate.audit.requestlog import (
 )
 from devupdate.devices.access import BASIC_ONLY, CHALLENGE, SCHEMES_EXTENSION, Access, Refusal, Schemes, decide
 from devupdate.devices.failures import FailureLimiter
+from devupdate.devices.image_fetches import DownloadRecorder
 from devupdate.devices.inventory import InventoryRecorder
 from devupdate.devices.reports import ReportRecorder
 from devupdate.devices.request import MAX_REQUEST_BYTES, RequestError, parse_query, parse_xml, raw_fields
@@ -46,6 +47,7 @@ log = logging.getLogger("devupdate.check")
 
 CONTENT_TYPE = "text/xml; charset=utf-8"
 EXTENSION = "device_checks"
+FETCHES = "image_downloads"  # the DownloadRecorder of a rollout's image downloads
 
 bp = Blueprint("device_checks", __name__)
 
@@ -302,6 +304,8 @@ def install(app: Flask, runtime, *, background: bool = True) -> CheckService:
     snapshots = app.extensions["snapshots"]
     inventory = InventoryRecorder(snapshot=lambda: snapshots.current, retention_days=settings.activity_retention_days)
     reports = ReportRecorder()
+    fetches = DownloadRecorder()
+    app.extensions[FETCHES] = fetches
     service = CheckService(snapshots=app.extensions["snapshots"], audit=audit, inventory=inventory,
                            base_urls={"Int": settings.public_internal_url, "Ext": settings.public_external_url},
                            network=app.extensions["network"], users=app.extensions["users"],
@@ -332,5 +336,6 @@ def install(app: Flask, runtime, *, background: bool = True) -> CheckService:
         audit.start()
         inventory.start()
         reports.start()
-    app.extensions.setdefault("shutdown", []).extend([inventory.close, reports.close, audit.close])
+        fetches.start()
+    app.extensions.setdefault("shutdown", []).extend([inventory.close, reports.close, fetches.close, audit.close])
     return service

@@ -6,8 +6,9 @@ The handlers are the Lync check's, step for step: the same access decision
 (:func:`devupdate.devices.check.access_of`: internal networks, or external credentials), the same
 bounded body read, the same identity validation, the same selection (``selection.targets``), one audit
 row and one inventory observation per check; a status report is one dict update
-(:class:`devupdate.devices.reports.ReportRecorder`). No database query per request. They are served
-from WSGI by the check's fast path, and by the blueprint below otherwise.
+(:class:`devupdate.devices.reports.ReportRecorder`), and one more for ``installed``, which the inventory
+takes as the device's version of that package (``InventoryRecorder.installed``). No database query per
+request. They are served from WSGI by the check's fast path, and by the blueprint below otherwise.
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ def _status(service: CheckService, side: str, environ: dict) -> Answer:
     assert service.reports is not None  # install() always sets it
     service.reports.observe(report.request.device_id, target.rule.rule_id, report.package, report.version,
                             report.state, report.code, report.message)
+    if report.state == "installed":  # the inventory shows it, as the device's next check would
+        service.inventory.installed(report.request, access.client_address, access.side, access.user, target.rule,
+                                    report.package, report.version)
     metrics.status_reported(report.state, "taken")
     return Answer(202, jsonapi.render_status(report), content_type=_JSON)
 

@@ -19,6 +19,8 @@ come from the content-addressed ``images`` area, so no request path ever becomes
 - Unknown paths and anything that looks like traversal (``..``, ``.``, empty components, ``\\``,
   NUL and other control characters, or ``%2F`` / ``%5C`` / ``%00`` in the raw request URI) → ``404``.
 - Refusals (404, 416, 503) carry the device protocol's XML error body, like every device path.
+- A GET of an image a staged rollout rolls out is counted per client for the rollout watch
+  (``devices/image_fetches``): one dict update, no query.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from devupdate import metrics
 from devupdate.content.areas import IMAGES
 from devupdate.devices.access import guard_request
+from devupdate.devices.check import FETCHES
 from devupdate.selection import DownloadEntry
 from devupdate.web.byteranges import precondition
 from devupdate.web.errors import render_error
@@ -90,6 +93,15 @@ def _common_headers(response: BaseResponse, entry: DownloadEntry, modified: int,
     return response
 
 
+def _fetched(entry: DownloadEntry, status: int, client: tuple[str, str]) -> None:
+    """A GET of an image an active rollout rolls out, answered with its bytes (or a range of them),
+    is counted for the rollout watch: who asked (``devices/image_fetches``)."""
+    if entry.rolled_out and request.method == "GET" and status in (200, 206):
+        recorder = current_app.extensions.get(FETCHES)
+        if recorder is not None:
+            recorder.observe(entry.rule_id, entry.version, *client)
+
+
 def serve(side: str, subpath: str) -> BaseResponse:
     guard = guard_request(side)
     if isinstance(guard, Response):
@@ -113,6 +125,7 @@ def serve(side: str, subpath: str) -> BaseResponse:
         response.headers["X-Accel-Redirect"] = f"/{prefix.strip('/')}/{entry.sha256[:2]}/{entry.sha256}"
         if request.method == "GET":
             _count(side, entry, entry.size, whole=not request.headers.get("Range"))
+        _fetched(entry, 200, guard)
         return _common_headers(response, entry, modified, side)
 
     try:
@@ -137,6 +150,7 @@ def serve(side: str, subpath: str) -> BaseResponse:
     if request.method == "GET" and response.status_code in (200, 206):
         first = (response.headers.get("Content-Range") or "bytes 0-").removeprefix("bytes ").split("-", 1)[0]
         _count(side, entry, sent, whole=response.status_code == 200 or first == "0")
+    _fetched(entry, response.status_code, guard)
     return _common_headers(response, entry, modified, side)
 
 

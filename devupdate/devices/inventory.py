@@ -9,10 +9,17 @@ worker's slower flush) never overwrites a newer one.
 The same batch keeps the hourly activity series (``devices.activity``): each batch reads the
 versions its devices had before (one indexed query), tallies checks, downloads and version
 changes per rule, and writes them with the devices in one transaction, so a batch counts once.
+
+A device API status report ``installed`` is an observation too (:meth:`InventoryRecorder.installed`):
+the inventory then shows the reported version for that rule's module, as a check reporting it would.
+It goes into the same batch: merged into a check pending for the device, else written by the same
+upsert after one locked read of the stored versions per batch (``checks`` is not counted: it was not
+a check). A later check replaces it, as the device's own word.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -29,7 +36,7 @@ from devupdate import db, metrics
 from devupdate.db import BaseModel, utcnow
 from devupdate.devices import activity
 from devupdate.jobs import PeriodicJob, Retry
-from devupdate.selection import DeviceRequest, Module, Snapshot, family, installed_version
+from devupdate.selection import DeviceRequest, Module, RuleEntry, Snapshot, family, installed_version
 
 _json_string = json.encoder.encode_basestring_ascii  # what json.dumps uses for str
 
@@ -83,7 +90,23 @@ class _Seen:
     user: str
     first: float
     last: float
-    count: int
+    count: int  # checks; 0 for status reports only
+    installed: list[tuple[RuleEntry, str, str]] | None = None  # reports: (rule, package, version)
+
+
+def with_installed(modules: tuple[Module, ...], rule: RuleEntry, package: str, version: str) -> tuple[Module, ...]:
+    """The modules with ``version`` for the rule's module: under the name the device reported it by
+    (the one :func:`devupdate.selection.installed_version` finds), else under the package name."""
+    kept: list[Module] = []
+    name = ""
+    for module in modules:
+        lowered = module.file_name.lower()
+        if lowered in rule.image_names or lowered.rsplit(".", 1)[0] == rule.update_type:
+            name = name or module.file_name
+        else:
+            kept.append(module)
+    kept.append(Module(name or package, version))
+    return tuple(kept)
 
 
 def _datetime(posix: float) -> dt.datetime:
@@ -227,6 +250,37 @@ def tally_checks(seen: list[_Seen], previous: dict[str, str], snapshot: Snapshot
                 tally.add(hour, activity.ARRIVE, rule.rule_id, now, side)
 
 
+def _merged(older: _Seen, newer: _Seen) -> _Seen:
+    """Two observations of one device as one: either a check (``count`` > 0, its module list with any
+    later report in it) or reports only."""
+    newer.first = older.first = min(older.first, newer.first)
+    if newer.count:  # a check says all the device runs
+        newer.count += older.count
+        return newer
+    if older.count:  # reports after a check: the check's module list takes them
+        modules = older.request.modules
+        for rule, package, version in newer.installed or ():
+            modules = with_installed(modules, rule, package, version)
+        older.request = dataclasses.replace(older.request, modules=modules)
+        older.address, older.network, older.last = newer.address, newer.network, max(older.last, newer.last)
+        return older
+    newer.installed = (older.installed or []) + (newer.installed or [])
+    return newer
+
+
+def _apply_reports(seen: _Seen, stored: str | None) -> None:
+    """A device with status reports and no check in this batch: its stored module list (read under a
+    row lock in the flush's transaction, so no other flush writes between) with the reported versions."""
+    try:
+        known = json.loads(stored or "{}")
+    except ValueError:
+        known = {}
+    modules = tuple(Module(str(name), str(version)) for name, version in known.items())
+    for rule, package, version in seen.installed or ():
+        modules = with_installed(modules, rule, package, version)
+    seen.request = dataclasses.replace(seen.request, modules=modules)
+
+
 class InventoryRecorder:
     """Collects observations on the request path; writes them from its own job (backing off up to
     ``MAX_BACKOFF`` seconds while the database is away, nothing lost meanwhile)."""
@@ -261,10 +315,21 @@ class InventoryRecorder:
             seen = self._pending.get(key)
             if seen is None:
                 self._pending[key] = _Seen(request, address, network, user, now, now, 1)
-            else:
+            else:  # the check says all the device runs: what a report said before is in it
                 seen.request, seen.address, seen.network, seen.user = request, address, network, user
                 seen.last = now
                 seen.count += 1
+                seen.installed = None
+
+    def installed(self, request: DeviceRequest, address: str, side: str, user: str, rule: RuleEntry, package: str,
+                  version: str) -> None:
+        """Hot path: a status report ``installed`` (``request`` has the identity only), one dict update."""
+        now = self.clock()
+        network = "internal" if side == "Int" else "external"
+        report = _Seen(request, address, network, user, now, now, 0, [(rule, package, version)])
+        with self._lock:
+            held = self._pending.get(request.device_id)
+            self._pending[request.device_id] = report if held is None else _merged(held, report)
 
     def download(self, rule_id: str, version: str, side: str, size: int, *, whole: bool) -> None:
         """Hot path: an image sent (``whole``: a full answer or a range from its first byte, counted
@@ -314,8 +379,11 @@ class InventoryRecorder:
                     if unwritten is not None:
                         tally.merge(unwritten)
                     with db.write_transaction():
+                        reported = [seen for seen in chunk if seen.installed]
                         previous = (_previous_versions([seen.request.device_id for seen in chunk])
-                                    if snapshot is not None and chunk else {})
+                                    if (snapshot is not None or reported) and chunk else {})
+                        for seen in reported:
+                            _apply_reports(seen, previous.get(seen.request.device_id))
                         tally_checks(chunk, previous, snapshot, tally)
                         _execute_upsert([_values(seen, sqlite) for seen in chunk])
                         activity.write(tally)
@@ -338,8 +406,7 @@ class InventoryRecorder:
                         if newer is None:
                             self._pending[key] = seen
                         else:
-                            newer.first = min(newer.first, seen.first)
-                            newer.count += seen.count
+                            self._pending[key] = _merged(seen, newer)
                 raise
             self.written += len(items)
             return len(items)

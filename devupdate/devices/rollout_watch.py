@@ -1,6 +1,15 @@
 """The rollout watch: for every running or halted rollout, which devices have been offered the new
-version, which run it, which failed — from the inventory (what each device reports at its checks) and
-the device API's status reports — then halt at the threshold, or start the next stage when it is due.
+version, which run it, which failed — from the inventory (what each device reports at its checks), the
+device API's status reports and the image's downloads — then halt at the threshold, or start the next
+stage when it is due.
+
+A device "downloaded the new image" when it reported ``downloaded`` (or ``installed``) for the version,
+or when a download of the version's image is attributed to it: a GET from the address its last check
+came from (and, when the download was authenticated and several devices share the address, by the
+same user), after its stage started, with no other device of the rule's family — test devices and
+devices not offered included — last seen at that address. Several phones behind one address (NAT, a
+proxy not trusted for ``X-Forwarded-For``) make a download nobody's: no "stuck" signal for them rather
+than a wrong one.
 
 Runs in one process of the installation (NodeLock ``rollout-watch``) every ``rollout_check_seconds``,
 and on demand (``devupdate rules rollout check``); ``now`` is always passed in, so tests move time
@@ -26,7 +35,7 @@ from devupdate.devices.reports import DeviceReport
 from devupdate.jobs import NodeLock, PeriodicJob, Retry
 from devupdate.packages.description import version_key
 from devupdate.rules import rollout_actions
-from devupdate.rules.models import RolloutDevice, Rule, RuleRollout
+from devupdate.rules.models import RolloutDevice, RolloutDownload, Rule, RuleRollout
 from devupdate.rules.rollout import ACTIVE, RUNNING, stage_shares, stage_times
 from devupdate.rules.rollout_plan import FAILED, UPDATED, Plan, halts, included_stage, outcome, stage_due
 from devupdate.selection import DeviceRequest, Module, RuleEntry, Snapshot, bucket, installed_version, is_test_device
@@ -62,6 +71,33 @@ def _rule_entry(snapshot: Snapshot, rule_id: str) -> RuleEntry | None:
     return None
 
 
+def _attributed(rollout: RuleRollout, devices: list[Device], started: float) -> dict[str, list[tuple[float, float]]]:
+    """Device id → the (first, last) times of the downloads of the rollout's image attributed to it,
+    from the downloads per client (see above)."""
+    by_address: dict[str, list[Device]] = {}
+    for device in devices:
+        if device.address:
+            by_address.setdefault(device.address, []).append(device)
+    found: dict[str, list[tuple[float, float]]] = {}
+    query = RolloutDownload.select().where((RolloutDownload.rule_id == rollout.rule_id)
+                                           & (RolloutDownload.version == rollout.version)
+                                           & (RolloutDownload.last_at >= started))
+    for row in query:
+        there = by_address.get(row.address, [])
+        if len(there) > 1 and row.user_id:
+            there = [d for d in there if d.user_id.lower() == row.user_id.lower()]
+        if len(there) != 1:
+            continue  # nobody's, or several devices': not attributed
+        found.setdefault(there[0].device_id, []).append((row.first_at, row.last_at))
+    return found
+
+
+def _first_after(spans: list[tuple[float, float]], since: float) -> float | None:
+    """The earliest download known to have been at or after ``since``."""
+    times = [first if first >= since else last for first, last in spans if last >= since]
+    return min(times) if times else None
+
+
 def evaluate_one(rollout: RuleRollout, snapshot: Snapshot, now: float) -> dict[str, Any]:
     """Counts for one rollout, its device rows brought up to date; then halt / advance / complete."""
     rule = Rule.get_or_none(Rule.id == rollout.rule_id)
@@ -70,13 +106,24 @@ def evaluate_one(rollout: RuleRollout, snapshot: Snapshot, now: float) -> dict[s
     shares, times = plan.stages, stage_times(rollout)
     target = version_key(rollout.version)
     tracked = {t.device_id: t for t in RolloutDevice.select().where(RolloutDevice.rule_id == rollout.rule_id)}
-    failed_reports = {r.device_id for r in DeviceReport.select(DeviceReport.device_id).where(
-        (DeviceReport.rule_id == rollout.rule_id) & (DeviceReport.version == rollout.version)
-        & (DeviceReport.state == "failed"))}
+    failed_reports: set[str] = set()
+    installed_reports: set[str] = set()
+    reported: dict[str, float] = {}  # device id -> when it said it had the new image
+    for report in DeviceReport.select(DeviceReport.device_id, DeviceReport.state, DeviceReport.first_reported).where(
+            (DeviceReport.rule_id == rollout.rule_id) & (DeviceReport.version == rollout.version)
+            & DeviceReport.state.in_(("downloaded", "installed", "failed"))):
+        if report.state == "failed":
+            failed_reports.add(report.device_id)
+            continue
+        if report.state == "installed":
+            installed_reports.add(report.device_id)
+        reported[report.device_id] = report.first_reported.replace(tzinfo=dt.UTC).timestamp()
+    family = _family_devices(rule) if rule is not None and entry is not None else []
+    fetched = _attributed(rollout, family, times[0]) if family else {}
     counts = {"offered": 0, "updated": 0, "failed": 0}
     reasons: dict[str, int] = {}
     new_rows, changed = [], []
-    for device in (_family_devices(rule) if rule is not None and entry is not None else []):
+    for device in family:
         request = _request(device)
         if is_test_device(snapshot, request):
             continue  # they get every version first, by design: not the fleet's signal
@@ -92,12 +139,21 @@ def evaluate_one(rollout: RuleRollout, snapshot: Snapshot, now: float) -> dict[s
             track = RolloutDevice(rule_id=rollout.rule_id, device_id=device.device_id, offered_at=now,
                                   checks_at_offer=device.checks)
             new_rows.append(track)
-        result, why = outcome(is_new=is_new, seen_new=bool(track.seen_new),
-                              reported_failed=device.device_id in failed_reports,
-                              checks_since_offer=device.checks - track.checks_at_offer,
-                              seconds_since_offer=now - track.offered_at, plan=plan)
-        seen_new = bool(track.seen_new) or is_new
-        if track.id is not None and (track.outcome, track.reason, bool(track.seen_new)) != (result, why, seen_new):
+        before = (track.outcome, track.reason, bool(track.seen_new), track.downloaded_at)
+        if track.downloaded_at is None:
+            spans = fetched.get(device.device_id, [])
+            if device.device_id in reported:
+                spans = [*spans, (reported[device.device_id], reported[device.device_id])]
+            track.downloaded_at = _first_after(spans, times[stage])
+            if track.downloaded_at is not None:  # the checks since: at least the last, when it came later
+                track.checks_at_download = device.checks - (1 if seen > track.downloaded_at + 0.002 else 0)
+        since_checks = since_seconds = None
+        if track.downloaded_at is not None and track.checks_at_download is not None:
+            since_checks, since_seconds = device.checks - track.checks_at_download, now - track.downloaded_at
+        seen_new = bool(track.seen_new) or is_new or device.device_id in installed_reports
+        result, why = outcome(is_new=is_new, seen_new=seen_new, reported_failed=device.device_id in failed_reports,
+                              checks_since_download=since_checks, seconds_since_download=since_seconds, plan=plan)
+        if track.id is not None and before != (result, why, seen_new, track.downloaded_at):
             changed.append(track)
         track.outcome, track.reason, track.seen_new = result, why, seen_new
         counts["offered"] += 1
@@ -110,11 +166,13 @@ def evaluate_one(rollout: RuleRollout, snapshot: Snapshot, now: float) -> dict[s
         for start in range(0, len(new_rows), 500):
             RolloutDevice.insert_many([{"rule_id": t.rule_id, "device_id": t.device_id, "offered_at": t.offered_at,
                                         "checks_at_offer": t.checks_at_offer, "seen_new": t.seen_new,
-                                        "outcome": t.outcome, "reason": t.reason}
+                                        "outcome": t.outcome, "reason": t.reason, "downloaded_at": t.downloaded_at,
+                                        "checks_at_download": t.checks_at_download}
                                        for t in new_rows[start:start + 500]]).on_conflict_ignore().execute()
         for track in changed:
-            RolloutDevice.update(outcome=track.outcome, reason=track.reason, seen_new=track.seen_new).where(
-                RolloutDevice.id == track.id).execute()
+            RolloutDevice.update(outcome=track.outcome, reason=track.reason, seen_new=track.seen_new,
+                                 downloaded_at=track.downloaded_at, checks_at_download=track.checks_at_download
+                                 ).where(RolloutDevice.id == track.id).execute()
     reason = None
     if rollout.state == RUNNING and halts(counts["offered"], counts["failed"], rollout.acknowledged, rollout.halt_at):
         reason = rollout_actions.halt_reason(counts["offered"], counts["failed"], rollout.acknowledged,

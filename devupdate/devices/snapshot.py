@@ -46,8 +46,10 @@ def build_snapshot() -> Snapshot:
         assert imported is not None  # imported_at is NOT NULL
         for item in files_by_version.get(version.id, []):
             path = f"{version.path_prefix}/{item.file_name}"
+            rolling = rollouts.get(version.rule_id)
+            watched = item.role == "image" and rolling is not None and rolling.version == version.version
             downloads[path.lower()] = DownloadEntry(item.blob.sha256, item.blob.size, version.imported_at.timestamp(),
-                                                         version.rule_id, version.version)
+                                                    version.rule_id, version.version, watched)
             entries.append(OfferedFile(item.file_name, item.signature_file_name, version.version,
                                        imported, path, item.blob.size, item.blob.sha256))
             if item.role == "image":

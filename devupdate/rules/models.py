@@ -125,9 +125,29 @@ class RolloutDevice(BaseModel):
     seen_new = peewee.BooleanField(default=False)
     outcome = peewee.CharField(max_length=10, default="waiting")  # waiting | updated | failed
     reason = peewee.CharField(max_length=10, default="")  # reported | fallback | stuck
+    downloaded_at = peewee.FloatField(null=True)  # when it fetched the new image (POSIX seconds), as attributed
+    checks_at_download = peewee.BigIntegerField(null=True)  # the inventory's check count then
 
     class Meta:
         indexes = ((("rule_id", "device_id"), True),)
+
+
+class RolloutDownload(BaseModel):
+    """Downloads of the image a rollout rolls out, per client address (and external user): the watch
+    attributes them to devices through the inventory (``devices/rollout_watch``). Only images of an
+    active rollout's version are counted; the rows end with the rollout."""
+
+    id = peewee.AutoField()
+    rule_id = peewee.CharField(max_length=36)
+    version = peewee.CharField(max_length=64)
+    address = peewee.CharField(max_length=64)
+    user_id = peewee.CharField(max_length=256, default="")
+    first_at = peewee.FloatField()  # POSIX seconds
+    last_at = peewee.FloatField()
+    count = peewee.BigIntegerField(default=1)
+
+    class Meta:
+        indexes = ((("rule_id", "version", "address", "user_id"), True),)
 
 
 class Generation(BaseModel):

@@ -10,7 +10,7 @@ from typing import Any
 
 from devupdate.audit.trail import record
 from devupdate.db import iso_utc
-from devupdate.rules.models import RolloutDevice, Rule, RuleRollout
+from devupdate.rules.models import RolloutDevice, RolloutDownload, Rule, RuleRollout
 from devupdate.rules.rollout_plan import Plan, percent, spell_duration
 
 RUNNING, HALTED, COMPLETED = "running", "halted", "completed"
@@ -49,6 +49,7 @@ def end(rule_id: str, actor: str, why: str, *, quiet: bool = False) -> bool:
         return False
     before = describe(rollout)
     RolloutDevice.delete().where(RolloutDevice.rule_id == rule_id).execute()
+    RolloutDownload.delete().where(RolloutDownload.rule_id == rule_id).execute()
     rollout.delete_instance()
     if not quiet or rollout.state != COMPLETED:
         record(actor, "rule.rollout.end", rule_id, before=before, after=None, detail={"reason": why})

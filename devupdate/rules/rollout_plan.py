@@ -121,20 +121,22 @@ def stage_due(stage: int, stage_count: int, stage_started: float, every: int, no
     return stage < stage_count - 1 and now >= stage_started + every
 
 
-def outcome(*, is_new: bool, seen_new: bool, reported_failed: bool, checks_since_offer: int,
-            seconds_since_offer: float, plan: Plan) -> tuple[str, str]:
+def outcome(*, is_new: bool, seen_new: bool, reported_failed: bool, checks_since_download: int | None,
+            seconds_since_download: float | None, plan: Plan) -> tuple[str, str]:
     """(updated | failed | waiting, why) for one device offered the new version.
 
-    Failure signals: an explicit ``failed`` status report; the new version seen and then an older
-    one (fallback); still the old version ``fail_after_checks`` checks or ``fail_after`` seconds after
-    being offered (a phone offered an image downloads it at once, so it took and did not boot it)."""
+    Failure signals: an explicit ``failed`` status report; the new version seen (or reported
+    installed) and then an older one (fallback); the new image downloaded, and still the old version
+    ``fail_after_checks`` checks or ``fail_after`` seconds later (``None``: not known to have downloaded
+    it, so it is waiting, whatever the time)."""
     if reported_failed:
         return FAILED, REPORTED
     if is_new:
         return UPDATED, ""
     if seen_new:
         return FAILED, FALLBACK
-    if checks_since_offer >= plan.fail_after_checks or seconds_since_offer >= plan.fail_after:
+    if checks_since_download is not None and seconds_since_download is not None and (
+            checks_since_download >= plan.fail_after_checks or seconds_since_download >= plan.fail_after):
         return FAILED, STUCK
     return WAITING, ""
 

@@ -337,3 +337,46 @@ def test_the_external_side_takes_ntlm_like_ucdevice_upx(install, server):
     assert answer["packages"] == [expected_package(server.releases["v1"], EXTERNAL_BASE, "Ext", V0)]
     conn.close()
     assert audit_rows(install)[-1]["User ID"] == "ntlm-phone"
+
+
+def inventory(install) -> dict[str, tuple[dict[str, str], int]]:
+    from devupdate import db
+    from devupdate.devices.inventory import Device
+
+    db.open_database(install.settings().effective_database_url).connect(reuse_if_open=True)
+    try:
+        return {d.device_id: (json.loads(d.versions), d.checks) for d in Device.select()}
+    finally:
+        db.database.close()
+
+
+def test_installed_reports_feed_the_inventory_and_the_compliance_view(install, server):
+    """A device reporting ``installed`` makes the inventory show that version for the rule's module,
+    under the name the device reports it by, as its next check would; a later check is the device's
+    own word again. Reports after a written check, reports in the same batch as a check, and a report
+    of a device that never checked."""
+    a, b, c, d = fleet(4)  # CPE.nbt V0
+    cl = client(server)
+    b.modules = {"CPE": V0, "Other.bin": "1.0"}  # the device API's package name, and a module of no rule
+    assert cl.check(a).status == 200 and cl.check_json(b).status == 200
+    assert wait_for(lambda: set(inventory(install)) == {a.device_id, b.device_id}, timeout=15)
+    assert cl.check(c).status == 200  # still pending in its worker when the report arrives
+    for phone in (a, b, c, d):
+        result = cl.report(phone, "CPE", V1, "installed")
+        assert (result.status, result.document["state"]) == (202, "installed")
+    assert cl.report(a, "CPE", V1, "downloading").status == 202  # other states change no version
+    expected = {a.device_id: ({"CPE.nbt": V1}, 1), b.device_id: ({"CPE": V1, "Other.bin": "1.0"}, 1),
+                c.device_id: ({"CPE.nbt": V1}, 1), d.device_id: ({"CPE": V1}, 0)}
+    assert wait_for(lambda: inventory(install) == expected, timeout=15), inventory(install)
+    listed = {x["DeviceId"]: x for x in json.loads(install.cli("devices", "list", "--json").stdout)}
+    assert {i: (x["Status"], x["Updates"][0]["InstalledVersion"], x["Checks"]) for i, x in listed.items()} == {
+        a.device_id: ("Current", V1, 1), b.device_id: ("Current", V1, 1), c.device_id: ("Current", V1, 1),
+        d.device_id: ("Current", V1, 0)}
+    # the next check says V0 again (it fell back): the inventory follows the device
+    assert cl.check(a).status == 200
+    expected[a.device_id] = ({"CPE.nbt": V0}, 2)
+    assert wait_for(lambda: inventory(install) == expected, timeout=15), inventory(install)
+    # a report for a package of no rule of the family changes nothing
+    assert cl.report(a, "Other", "1.0", "installed").status == 404
+    server.stop()
+    assert inventory(install) == expected

@@ -155,3 +155,63 @@ def test_fleet_groups_count_what_the_device_list_shows(database):
 
     assert fleet.version_distribution(groups) == fleet.version_distribution(
         (entry, 1) for entry in compliance.list_devices(snapshot=snapshot))
+
+
+CPE_RULE = RuleEntry("rule-1", "cpe", frozenset({"cx600_a_enu_cpe.nbt"}), None, None, name="CPE")
+
+
+def stored(device_id: str = "0004F2000001") -> tuple[dict[str, str], int, dt.datetime]:
+    device = Device.get(Device.device_id == device_id)
+    return json.loads(device.versions), device.checks, device.last_seen
+
+
+def test_installed_reports_in_the_inventory_batch(database):
+    """An ``installed`` report gives the rule's module the version, under the name the device used:
+    merged into a check of the same batch, or over the stored versions; a later check replaces it."""
+    clock = [1_795_000_000.0]
+    recorder = InventoryRecorder(clock=lambda: clock[0])
+    identity = request(modules=())
+    two = (Module("CPE.nbt", "4.0.7577.4366"), Module("Other.bin", "1.0"))
+    # same batch: a check, then the report
+    recorder.observe(request(modules=two), "10.0.0.7", "Int")
+    clock[0] += 1
+    recorder.installed(identity, "10.0.0.7", "Int", "", CPE_RULE, "CPE", "4.0.7577.4372")
+    assert recorder.flush() == 1
+    assert stored()[:2] == ({"CPE.nbt": "4.0.7577.4372", "Other.bin": "1.0"}, 1)
+    # a report alone: over what is stored (no check counted); twice is once
+    clock[0] += 1
+    for _ in range(2):
+        recorder.installed(identity, "10.0.0.7", "Int", "", CPE_RULE, "cpe", "4.0.7577.4387")
+    assert recorder.flush() == 1
+    versions, checks, seen = stored()
+    assert (versions, checks, seen) == ({"CPE.nbt": "4.0.7577.4387", "Other.bin": "1.0"}, 1, at_posix(clock[0]))
+    # a report, then a check in the same batch: the check is the device's own, later word
+    clock[0] += 1
+    recorder.installed(identity, "10.0.0.7", "Int", "", CPE_RULE, "CPE", "9.9")
+    recorder.observe(request(version="4.0.7577.4366"), "10.0.0.7", "Int")
+    assert recorder.flush() == 1
+    assert stored()[:2] == ({"CPE.nbt": "4.0.7577.4366"}, 2)
+    # a device that never checked: known from its report, with no check; an image file name is the module
+    recorder.installed(request(mac="0004F2000002", modules=()), "10.0.0.8", "Int", "", CPE_RULE, "CPE", "1.2")
+    recorder.observe(request(mac="0004F2000003", modules=(Module("CX600_A_ENU_CPE.nbt", "1.0"),)), "10.0.0.9",
+                     "Int")
+    recorder.installed(request(mac="0004F2000003", modules=()), "10.0.0.9", "Int", "", CPE_RULE, "CPE", "1.2")
+    assert recorder.flush() == 2
+    assert stored("0004F2000002")[:2] == ({"CPE": "1.2"}, 0)
+    assert stored("0004F2000003")[:2] == ({"CX600_A_ENU_CPE.nbt": "1.2"}, 1)
+
+
+def test_installed_report_older_than_a_written_check_changes_nothing(database):
+    """Workers flush on their own: a report older than a check already written loses to the check."""
+    clock = [1_795_000_000.0]
+    early = InventoryRecorder(clock=lambda: clock[0])
+    early.installed(request(modules=()), "10.0.0.7", "Int", "", CPE_RULE, "CPE", "4.0.7577.4372")
+    clock[0] += 5
+    late = InventoryRecorder(clock=lambda: clock[0])
+    late.observe(request(version="4.0.7577.4366"), "10.0.0.7", "Int")
+    assert late.flush() == 1 and early.flush() == 1
+    assert stored()[:2] == ({"CPE.nbt": "4.0.7577.4366"}, 1)
+
+
+def at_posix(posix: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(posix, dt.UTC).replace(tzinfo=None)

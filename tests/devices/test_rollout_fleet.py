@@ -1,7 +1,10 @@
-"""A staged rollout end to end: a fleet of simulated phones (the Lync check and the device API mixed)
-against a real ``devupdate serve`` (2 workers), the rollout driven with the real CLI. A full rollout
-over three stages, a halt caused by phones that stay on the old image, report a failure or fall back,
-a resume, and an abort — with the exact counts per stage, from the phones' side and the server's."""
+"""A staged rollout end to end: a fleet of simulated phones (the Lync check and the device API mixed),
+each connecting from an address of its own, against a real ``devupdate serve`` (2 workers), the rollout
+driven with the real CLI. A full rollout over three stages, a halt caused by phones that download the
+image and stay on the old one, report a failure or fall back, a resume, and an abort — with the exact
+counts per stage, from the phones' side and the server's. And Lync phones only, with the watch running
+by itself: the rollout halts on the phones that fetched the image and still run the old one, not on
+those that never fetched it, nor on two behind one address (nobody can tell which fetched it)."""
 
 from __future__ import annotations
 
@@ -41,6 +44,17 @@ def failed_reports(install) -> int:
     db = _db(install)
     try:
         return DeviceReport.select().where(DeviceReport.state == "failed").count()
+    finally:
+        db.database.close()
+
+
+def inventory_versions(install) -> dict[str, str]:
+    """Device id → the version its inventory row shows (the fleet runs one module)."""
+    from devupdate.devices.inventory import Device
+
+    db = _db(install)
+    try:
+        return {d.device_id: next(iter(json.loads(d.versions).values())) for d in Device.select()}
     finally:
         db.database.close()
 
@@ -85,12 +99,21 @@ class Fleet:
         self.rounds = 0
 
     def round(self, reports: int | None = None) -> phonesim.RolloutRound:
+        before = {p.device_id: (next(iter(p.modules.values())), p.fell_back) for p in self.phones}
         a = phonesim.rollout_round(self.cl, self.xml_phones, failing=self.failing)
         b = phonesim.rollout_round(self.cl, self.json_phones, failing=self.failing, use_json=True)
         assert a.problems == [] and b.problems == []
         self.rounds += 1
-        # the server has written every check (and the reports) before the watch looks
+        # the server has written every check (and the reports) before the watch looks: what each phone
+        # checked with, or what a device API phone reported installed after its check
         assert wait_for(lambda: total_checks(self.install) == self.rounds * len(self.phones), timeout=20)
+        expected = {}
+        for phone in self.phones:
+            version, fell_back = before[phone.device_id]
+            now = next(iter(phone.modules.values()))
+            took = phone in self.json_phones and now != version and phone.fell_back == fell_back
+            expected[phone.device_id] = now if took else version
+        assert wait_for(lambda: inventory_versions(self.install) == expected, timeout=20)
         if reports is not None:
             assert wait_for(lambda: failed_reports(self.install) == reports, timeout=20)
         versions = dict(a.versions)
@@ -117,7 +140,7 @@ def test_fleet_through_a_staged_rollout(install, live_server, tmp_path):
     install.cli("rules", "approve", v1.rule_id)
     import_release(install, tmp_path, V2)
     rule = v1.rule_id
-    phones = fleet(200, installed=V1)
+    phones = fleet(200, installed=V1, source_network="127.0.0.0/8")
     tester, rest = phones[0], phones[1:]
     install.cli("test-devices", "add", "lab", "--mac", tester.mac)
     place = {p.device_id: bucket(rule, p.device_id) for p in rest}
@@ -154,8 +177,10 @@ def test_fleet_through_a_staged_rollout(install, live_server, tmp_path):
     third = f.round(reports=2)
     new = len(stage2) - len(stage1)
     assert (third.offered, third.installed, third.failed) == (new, new - 4, 4)
-    # what a phone runs is known from its next check: the new ones still count as waiting
-    assert f.watch() == {"RuleId": rule, "Offered": len(stage2), "Updated": len(stage1), "Failed": 2,
+    # what a Lync phone runs is known from its next check: the new ones still count as waiting; the
+    # device API phones that reported "installed" count as updated already
+    reported = sum(1 for i in second_only if i in json_ids and failing.get(i) not in ("stuck", "report"))
+    assert f.watch() == {"RuleId": rule, "Offered": len(stage2), "Updated": len(stage1) + reported, "Failed": 2,
                          "FailedBy": {"reported": 2}, "State": "running", "Stage": 2}  # 2 % < 5 %
     fourth = f.round(reports=2)  # the fallback phones report V2, then fall back
     assert (fourth.offered, fourth.installed, fourth.failed) == (4, 0, 6)
@@ -211,3 +236,79 @@ def test_fleet_through_a_staged_rollout(install, live_server, tmp_path):
     actions = [e["Action"] for e in trail]
     assert sorted(set(actions)) == ["rule.rollout.advance", "rule.rollout.end", "rule.rollout.halt",
                                     "rule.rollout.resume", "rule.rollout.start"]
+
+
+def rollout_rows(install, rule: str) -> dict[str, tuple[str, str, bool]]:
+    """Device id → (outcome, reason, downloaded) as the watch stored them."""
+    from devupdate.rules.models import RolloutDevice
+
+    db = _db(install)
+    try:
+        return {t.device_id: (t.outcome, t.reason, t.downloaded_at is not None)
+                for t in RolloutDevice.select().where(RolloutDevice.rule_id == rule)}
+    finally:
+        db.database.close()
+
+
+def test_lync_phones_that_download_and_keep_the_old_image_halt_the_rollout(install, live_server, tmp_path):
+    """Lync phones say nothing after their check: the server knows one fetched the image from its
+    download (GET of the image, from the address of the phone's last check). Three of them fetch it
+    and keep the old version: after two more checks the watch — running by itself every second —
+    halts the rollout. One never fetches it and two fetch it behind one address (NAT): those are not
+    failures, they wait."""
+    v1 = import_release(install, tmp_path, V1)[CX600]
+    install.cli("rules", "approve", v1.rule_id)
+    import_release(install, tmp_path, V2)
+    rule = v1.rule_id
+    phones = fleet(40, installed=V1, source_network="127.0.0.0/8")
+    first = sorted((p for p in phones if bucket(rule, p.device_id) < 5000), key=lambda p: p.device_id)
+    n = len(first)
+    assert 12 <= n <= 28
+    stuck, nat, ignoring = first[:3], first[3:5], first[5]
+    nat[1].address = nat[0].address  # two phones behind one address
+    failing = {p.device_id: "stuck" for p in stuck + nat} | {ignoring.device_id: "ignore"}
+    halt_at = f"{250 / n:.2f}%"  # 3 failures of n halt it, 2 do not
+    install.cli("rules", "approve", rule, "--rollout", "50%,100%", "--every", "24h", "--halt-at", halt_at,
+                "--fail-after-checks", "2")
+    server = live_server(workers=2, **server_env(DEVUPDATE_ROLLOUT_CHECK_SECONDS="1"))
+    cl = client(server)
+
+    def show() -> dict:
+        return json.loads(install.cli("rules", "rollout", "show", rule, "--json").stdout)
+
+    def counts() -> tuple:
+        found = show()
+        return found["State"], found["Offered"], found["Updated"], found["Failed"]
+
+    def round_of_checks(number: int) -> phonesim.RolloutRound:
+        result = phonesim.rollout_round(cl, phones, failing=failing)
+        assert result.problems == []
+        assert wait_for(lambda: total_checks(install) == number * len(phones), timeout=20)
+        return result
+
+    one = round_of_checks(1)
+    assert (one.offered, one.installed, one.failed) == (n, n - 6, 5)
+    # every phone of the first half offered; the downloads of the five that fetched it are theirs
+    # (the NAT pair's is nobody's); no phone updated yet as far as the server knows (next check)
+    downloaded = {p.device_id for p in first if p is not ignoring and p not in nat}
+    assert wait_for(lambda: counts() == ("running", n, 0, 0)
+                    and {i for i, row in rollout_rows(install, rule).items() if row[2]} == downloaded, timeout=20)
+    two = round_of_checks(2)
+    assert (two.offered, two.installed, two.failed) == (6, 0, 5)
+    assert wait_for(lambda: counts() == ("running", n, n - 6, 0), timeout=20)
+    three = round_of_checks(3)  # two checks after the download, still the old version: failed
+    assert (three.offered, three.installed, three.failed) == (6, 0, 5)
+    assert wait_for(lambda: counts() == ("halted", n, n - 6, 3), timeout=20)
+    halted = show()
+    assert halted["Reason"] == (f"3 of {n} devices offered failed ({3 / n:.1%}; threshold {halt_at}) — 3 stuck")
+    rows = rollout_rows(install, rule)
+    assert {i: rows[i] for i in failing} == {
+        **{p.device_id: ("failed", "stuck", True) for p in stuck},
+        **{p.device_id: ("waiting", "", False) for p in nat}, ignoring.device_id: ("waiting", "", False)}
+    assert sum(1 for row in rows.values() if row[:2] == ("updated", "")) == n - 6
+    events = json.loads(install.cli("audit", "list", "--action", "rule.rollout.halt", "--json").stdout)
+    assert [(e["Actor"], e["After"]["Failed"]) for e in events] == [("devupdate", 3)]
+    # halted: the share stays; nobody of the second half is offered
+    four = round_of_checks(4)
+    assert (four.offered, four.installed) == (6, 0)
+    assert counts() == ("halted", n, n - 6, 3)
