@@ -16,7 +16,7 @@ import peewee
 
 from devupdate.content import areas
 from devupdate.db import BaseModel, utcnow, write_transaction
-from devupdate.errors import DevupdateError
+from devupdate.errors import DevupdateError, NotFound
 from devupdate.ranges import Range, size_text
 
 log = logging.getLogger("devupdate.configuration")
@@ -200,6 +200,18 @@ def show(site: str | None = None) -> dict[str, object]:
     return {"Scope": _scope(site), **effective(site)}
 
 
+def overrides() -> dict[str, dict[str, object]]:
+    """Every scope's own values (``global``, then ``site:<name>`` by name): what each has set itself."""
+    found: dict[str, dict[str, object]] = {}
+    for row in ConfigSetting.select().order_by(ConfigSetting.scope, ConfigSetting.key):
+        option = OPTIONS.get(row.key)
+        try:
+            found.setdefault(row.scope, {})[row.key] = option.parse(row.value) if option else row.value
+        except ValueError:  # stored before today's range: shown as stored
+            found.setdefault(row.scope, {})[row.key] = row.value
+    return found
+
+
 def _shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "…"
@@ -253,4 +265,23 @@ def set_value(key: str, value: str, *, site: str | None, actor: str,
     return {"Scope": scope, "Key": name, "Before": before, "After": parsed}
 
 
-__all__ = ["ConfigSetting", "OPTIONS", "canonical_key", "check_value", "effective", "show", "set_value"]
+def remove(*, site: str | None, actor: str) -> dict[str, object]:
+    """Remove a site's own configuration (Lync's ``Remove-CsDeviceUpdateConfiguration``): the site then
+    follows the global values. For the global scope (``site`` None) every setting returns to its
+    default, as Lync resets rather than deletes the global collection. Nothing stored: a clear 404."""
+    from devupdate.audit.trail import record
+
+    scope = _scope(site)
+    with write_transaction():
+        rows = list(ConfigSetting.select().where(ConfigSetting.scope == scope).order_by(ConfigSetting.key))
+        if not rows:
+            raise NotFound(f"{scope} has no configuration of its own to remove" if site else
+                           "the global configuration is at its defaults already", code="no-configuration")
+        removed = overrides().get(scope, {})
+        ConfigSetting.delete().where(ConfigSetting.scope == scope).execute()
+        record(actor, "config.remove", scope, before=removed, after=None)
+    return {"Scope": scope, "Removed": removed}
+
+
+__all__ = ["ConfigSetting", "OPTIONS", "canonical_key", "check_value", "effective", "overrides", "remove", "show",
+           "set_value"]

@@ -16,12 +16,14 @@ from typing import Any
 from flask import Response
 
 from devupdate.admin import (
+    views_accounts,
     views_audit,
     views_configuration,
     views_devices,
     views_filestore,
     views_imports,
     views_logs,
+    views_maintenance,
     views_rules,
     views_test_devices,
     views_wsus,
@@ -36,7 +38,8 @@ from devupdate.configuration import value_schema
 
 #: every feature's API views, in the order the document lists their paths
 FEATURES = (views_rules, views_imports, views_test_devices, views_configuration, views_devices, views_audit,
-            views_logs, views_filestore, views_wsus, views_wsus_targeting, views_wsus_compliance, views_wsus_sync)
+            views_logs, views_filestore, views_maintenance, views_accounts,
+            views_wsus, views_wsus_targeting, views_wsus_compliance, views_wsus_sync)
 _RANK = {module.__name__: rank for rank, module in enumerate(FEATURES)}
 
 
@@ -127,7 +130,9 @@ def _document(quotas: tuple[tuple[str, int], ...]) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "devupdate administration API", "version": "1",
                  "description": "Rules, imports, test devices, configuration, device compliance, audit trail, "
-                                "device logs, filestore usage and the WSUS update catalog. Authenticate with "
+                                "device logs, filestore usage and maintenance, tokens and accounts, and the WSUS "
+                                "update catalog. Listings page alike: limit, an opaque cursor from the previous "
+                                "page's Next link, Total where it is cheap to count. Authenticate with "
                                 "'Authorization: Bearer <token>' "
                                 "(devupdate tokens create NAME --role admin|operator)."},
         "paths": paths,

@@ -22,6 +22,18 @@ SITE_SCHEMA = {"type": "string", "maxLength": 100, "pattern": r"^[A-Za-z0-9_.-]{
                "description": "letters, digits, '.', '_' or '-' (1–100)"}
 TEST_DEVICE_NAME = {"type": "string", "maxLength": 200, "pattern": r"^[^\x00-\x1f/]{1,200}$",
                     "description": "1–200 characters, no control characters, no '/'"}
+#: the names the account services take (admin/tokens.py, console/auth.py, devices/users.py)
+TOKEN_NAME = {"type": "string", "maxLength": 100, "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$",
+              "description": "1–100 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"}
+ACCOUNT_NAME = {"type": "string", "maxLength": 128, "pattern": r"^[A-Za-z0-9_.@+-]{1,128}$",
+                "description": "1–128 letters, digits, '.', '_', '@', '+' or '-'"}
+ROLE = {"enum": ["admin", "operator"], "description": "admin may change; operator may only read"}
+
+
+def password(minimum: int) -> dict[str, Any]:
+    return {"type": "string", "minLength": minimum, "maxLength": 1024, "pattern": NO_NUL,
+            "description": f"at least {minimum} characters (never stored in clear, never shown again)"}
+
 #: what ``POST /imports`` takes as the cab's Content-Type (none at all is taken too)
 CAB_MEDIA_TYPES = ("application/vnd.ms-cab-compressed", "application/octet-stream")
 
@@ -48,6 +60,14 @@ def _array(item: str | dict[str, Any]) -> dict[str, Any]:
 
 def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+def page(item: str) -> dict[str, Any]:
+    """A page of a listing (``paging.py``): the rows, the page size, the count where cheap, the next page."""
+    return _object({"Items": _array(item), "Limit": INTEGER, "Total": {"type": ["integer", "null"]},
+                    "Next": {"type": ["string", "null"],
+                             "description": "path and query of the next page (also a Link rel=next header); "
+                                            "null on the last page"}})
 
 
 #: the compliance report's columns (devupdate.wsus.compliance.reports.COLUMNS)
@@ -155,7 +175,7 @@ SCHEMAS: dict[str, Any] = {
             "Error": {"anyOf": [{"type": "null"}, _object({"code": STRING, "message": STRING})]},
             **{f"{state}Version": NULLABLE_STRING for state in _VERSIONS}}))}),
     "Rule": _object(_RULE),
-    "RuleList": _array("Rule"),
+    "RulePage": page("Rule"),
     "RuleDetail": _object({**_RULE, "Versions": _array(_object({
         "Version": STRING, "ImportedTime": NULLABLE_STRING, "UnreferencedSince": NULLABLE_STRING,
         "Files": _array(_object({"FileName": STRING, "Role": STRING, "SHA256": STRING, "Size": INTEGER}))}))}),
@@ -182,7 +202,7 @@ SCHEMAS: dict[str, Any] = {
     "UsageList": _array("AreaUsage"),
     "TestDevice": _object({"Name": STRING, "Scope": STRING, "IdentifierType": {"enum": ["MACAddress", "SerialNumber"]},
                            "Identifier": STRING}),
-    "TestDeviceList": _array("TestDevice"),
+    "TestDevicePage": page("TestDevice"),
     "TestDeviceNew": _one_identifier({"Name": TEST_DEVICE_NAME, "Site": SITE_SCHEMA}, ["Name"]),
     "TestDeviceIdentifier": _one_identifier({}, []),
     "Configuration": _object({
@@ -209,7 +229,7 @@ SCHEMAS: dict[str, Any] = {
                                                                              "installed", "failed"]},
                                        "Code": NULLABLE_STRING, "Message": NULLABLE_STRING,
                                        "Time": NULLABLE_STRING})]}}))}),
-    "DeviceList": _array("Device"),
+    "DevicePage": page("Device"),
     "DeviceDetail": {"allOf": [ref("Device"), _object({
         "History": _array(_object({"Package": STRING, "Version": STRING, "State": STRING, "RuleId": NULLABLE_STRING,
                                    "FirstReported": NULLABLE_STRING, "LastReported": NULLABLE_STRING,
@@ -218,11 +238,45 @@ SCHEMAS: dict[str, Any] = {
     "AuditEvent": _object({"Id": INTEGER, "Time": STRING, "Actor": STRING, "Action": STRING, "Target": STRING,
                            "TargetName": STRING,
                            "Outcome": STRING, "Before": ANY, "After": ANY, "Detail": ANY}),
-    "AuditPage": _object({"Events": _array("AuditEvent"), "Limit": INTEGER, "Offset": INTEGER,
-                          "NextOffset": {"type": ["integer", "null"]}}),
+    "AuditPage": page("AuditEvent"),
     "LogFile": _object({"Type": STRING, "DeviceId": STRING, "FileName": STRING, "Path": STRING, "Size": INTEGER,
                         "LastWriteTime": STRING}),
-    "LogFileList": _array("LogFile"),
+    "LogFilePage": page("LogFile"),
+    # accounts: API tokens, console admins, external users (views_accounts)
+    "Token": _object({"Name": STRING, "Role": {"enum": ["admin", "operator"]}, "Created": NULLABLE_STRING,
+                      "CreatedBy": STRING, "LastUsed": NULLABLE_STRING, "Revoked": NULLABLE_STRING,
+                      "RevokedBy": NULLABLE_STRING}),
+    "TokenPage": page("Token"),
+    "TokenNew": {**_object({"Name": TOKEN_NAME, "Role": ROLE}), "additionalProperties": False},
+    "TokenCreated": {"allOf": [ref("Token"), _object({"Secret": STRING})]},
+    "Admin": _object({"Name": STRING, "Role": {"enum": ["admin", "operator"]}, "Created": NULLABLE_STRING,
+                      "LastSignIn": NULLABLE_STRING}),
+    "AdminPage": page("Admin"),
+    "AdminNew": {**_object({"Name": ACCOUNT_NAME, "Role": ROLE, "Password": password(10),
+                            "Replace": BOOLEAN}, ["Name", "Role", "Password"]), "additionalProperties": False},
+    "AdminRemoved": _object({"Name": STRING, "Role": STRING}),
+    "User": _object({"Name": STRING, "NTLM": BOOLEAN}),
+    "UserPage": page("User"),
+    "UserNew": {**_object({"Name": ACCOUNT_NAME, "Password": password(8), "Replace": BOOLEAN}, ["Name", "Password"]),
+                "additionalProperties": False},
+    "UserChange": _object({"Name": STRING, "Replaced": BOOLEAN}),
+    "UserRemoved": _object({"Name": STRING}),
+    # maintenance (views_maintenance): what files cleanup, logs cleanup and filestore verify report
+    "FileCleanup": _object({"VersionsRemoved": _array(STRING), "ObjectsRemoved": INTEGER, "BytesFreed": INTEGER,
+                            "GraceSeconds": INTEGER, "OrphansRemoved": INTEGER}),
+    "LogCleanup": _object({"DaysBack": INTEGER, "Cutoff": STRING, "FilesRemoved": INTEGER, "BytesFreed": INTEGER,
+                           "Removed": _array(_object({"Area": STRING, "Path": STRING, "Size": INTEGER,
+                                                      "LastWriteTime": STRING}))}),
+    "LogCleanupRequest": {**_object({"DaysBack": {"type": "integer", "minimum": 0, "maximum": 36500,
+                                                  "description": "default: LogCleanUpInterval"}}, []),
+                          "additionalProperties": False},
+    "FilestoreVerify": _object({"Ok": BOOLEAN, "Problems": _array(_object({"Area": STRING, "SHA256": STRING,
+                                                                            "Problem": STRING}))}),
+    "ConfigScope": _object({"Scope": STRING, "Values": {"type": "object",
+                                                        "description": "the values this scope sets itself"}}),
+    "ConfigScopePage": page("ConfigScope"),
+    "ConfigRemoval": _object({"Scope": STRING, "Removed": {"type": "object",
+                                                           "description": "the overrides removed, by setting"}}),
     "WsusUpdate": _object(_WSUS_UPDATE),
     "WsusUpdatePage": _object({"Updates": _array("WsusUpdate"), "Limit": INTEGER, "Offset": INTEGER,
                                "NextOffset": {"type": ["integer", "null"]}}),

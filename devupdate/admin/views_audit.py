@@ -5,19 +5,9 @@ from __future__ import annotations
 
 from flask import Response, stream_with_context
 
-from devupdate.admin.routing import (
-    LIMIT,
-    MAX_OFFSET,
-    MAX_PAGE,
-    OFFSET,
-    READ,
-    Param,
-    json_response,
-    query_int,
-    query_text,
-    route,
-)
-from devupdate.audit.readable import export_csv, list_events
+from devupdate.admin import paging
+from devupdate.admin.routing import READ, Param, query_text, route
+from devupdate.audit.readable import count_events, export_csv, list_events
 from devupdate.audit.trail import TEXT_PATTERN, TIME_PATTERN, Filter
 
 _TIME = {"type": "string", "maxLength": 40, "pattern": TIME_PATTERN,
@@ -40,13 +30,12 @@ def _filter() -> Filter:
 
 
 @route("GET", "/audit", role="operator", summary="The admin audit trail, newest first, targets by name",
-       params=(LIMIT, OFFSET, *FILTERS), responses={200: "AuditPage", **READ})
+       params=(*paging.PARAMS, *FILTERS), responses={200: "AuditPage", **READ})
 def list_audit() -> Response:
-    limit, offset = query_int("limit", 50, 1, MAX_PAGE), query_int("offset", 0, 0, MAX_OFFSET)
-    events = list_events(_filter(), limit=limit + 1, offset=offset)
-    more = len(events) > limit
-    return json_response({"Events": events[:limit], "Limit": limit, "Offset": offset,
-                          "NextOffset": offset + limit if more else None})
+    page = paging.page_request("audit", (paging.INT,))
+    where = _filter()
+    events = list_events(where, limit=page.limit + 1, before=page.after[0] if page.after else None)
+    return paging.respond(page, events, lambda event: (event["Id"],), total=count_events(where))
 
 
 @route("GET", "/audit/export", role="operator", params=FILTERS, responses={200: "", **READ},

@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Response
 
 from devupdate import configuration
-from devupdate.admin import validation
+from devupdate.admin import paging, validation
 from devupdate.admin.routing import (
+    CHANGE,
     JSON_CHANGE,
     READ,
     SITE,
@@ -30,6 +31,15 @@ def show_configuration() -> Response:
     return json_response(configuration.show(query_text("site")))
 
 
+@route("GET", "/configurations", role="operator", params=paging.PARAMS,
+       summary="Every scope with values of its own (Get-CsDeviceUpdateConfiguration without -Identity): global, "
+               "then the sites", responses={200: "ConfigScopePage", **READ})
+def list_configuration_scopes() -> Response:
+    page = paging.page_request("configuration-scopes", (paging.TEXT,))
+    return paging.in_memory(page, configuration.overrides().items(), lambda pair: (pair[0],),
+                            lambda pair: {"Scope": pair[0], "Values": pair[1]})
+
+
 @route("PUT", "/configuration/{key}", role="admin", summary="Change one setting (globally or for a site)",
        params=(CONFIG_KEY, SITE), body="ConfigValue", responses={200: "ConfigChange", **JSON_CHANGE})
 def set_configuration(key: str) -> Response:
@@ -48,3 +58,10 @@ def set_configuration(key: str) -> Response:
     change = configuration.set_value(name, text, site=query_text("site"), actor=principal().actor,
                                      quotas=runtime().settings.quotas)
     return json_response(change)
+
+
+@route("DELETE", "/configuration", role="admin", params=(SITE,), summary="Remove a site's own configuration "
+       "(Remove-CsDeviceUpdateConfiguration): the site follows the global values; without site, every global "
+       "setting returns to its default", responses={200: "ConfigRemoval", **CHANGE, 404: "Error"})
+def remove_configuration() -> Response:
+    return json_response(configuration.remove(site=query_text("site"), actor=principal().actor))

@@ -4,20 +4,8 @@ from __future__ import annotations
 
 from flask import Response
 
-from devupdate.admin.routing import (
-    LIMIT,
-    MAX_OFFSET,
-    MAX_PAGE,
-    OFFSET,
-    READ,
-    Param,
-    json_response,
-    query_bool,
-    query_int,
-    query_text,
-    route,
-    runtime,
-)
+from devupdate.admin import paging
+from devupdate.admin.routing import READ, Param, json_response, query_bool, query_text, route, runtime
 from devupdate.admin.schemas import NO_NUL
 from devupdate.devices import compliance
 
@@ -36,17 +24,24 @@ from devupdate.devices import compliance
                Param("sort", {"type": "string", "enum": [p + key for key in compliance.SORTS for p in ("", "-")],
                               "maxLength": 20, "pattern": "^-?[a-z][a-z-]{0,18}$"},
                      "Sort key; a leading '-' sorts descending (default: device)"),
-               LIMIT, OFFSET),
-       responses={200: "DeviceList", **READ})
+               *paging.PARAMS),
+       responses={200: "DevicePage", **READ})
 def list_devices() -> Response:
+    sort = compliance.parse_sort(query_text("sort", 20) or "device")
+    kind = _SORT_KINDS.get(sort.lstrip("-"), paging.TEXT)
+    page = paging.page_request("devices", (kind, paging.TEXT), sort)
     age = query_text("not_seen_since", 10)
-    rows = compliance.list_devices(model=query_text("model", 100), outdated=query_bool("outdated"),
-                                   status=query_text("status", 20), search=query_text("search", 100),
-                                   not_seen_since=compliance.parse_age(age) if age else None,
-                                   sort=query_text("sort", 20) or "device",
-                                   limit=query_int("limit", 50, 1, MAX_PAGE),
-                                   offset=query_int("offset", 0, 0, MAX_OFFSET))
-    return json_response(rows)
+    model, search = query_text("model", 100), query_text("search", 100)
+    not_seen_since = compliance.parse_age(age) if age else None
+    status = "outdated" if query_bool("outdated") else query_text("status", 20)
+    rows = compliance.device_page(model=model, search=search, not_seen_since=not_seen_since, status=status,
+                                  sort=sort, limit=page.limit + 1, after=page.after)
+    # counting is one indexed query without the status filter; with it, every row's versions are needed
+    total = None if status else compliance.count_devices(model=model, search=search, not_seen_since=not_seen_since)
+    return paging.respond(page, rows, lambda pair: pair[0], lambda pair: pair[1], total=total)
+
+
+_SORT_KINDS = {"first-seen": paging.TIME, "last-seen": paging.TIME, "checks": paging.INT}
 
 
 @route("GET", "/devices/{device}", role="operator", summary="One device: identity, versions over time, its logs "

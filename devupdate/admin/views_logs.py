@@ -6,13 +6,13 @@ from typing import Any
 
 from flask import Response
 
+from devupdate.admin import paging
 from devupdate.admin.routing import (
     PREFIX,
     READ,
     Param,
     clean,
     error_response,
-    json_response,
     query_text,
     route,
     runtime,
@@ -30,11 +30,13 @@ def LOG_PART(length: int) -> dict[str, Any]:  # noqa: N802 - reads as a constant
 @route("GET", "/logs", role="operator", summary="Device logs uploaded by phones",
        params=(Param("type", {"type": "string", "maxLength": 40, "pattern": NO_NUL}, "Only this log type, e.g. Watson"),
                Param("device", {"type": "string", "maxLength": 80, "pattern": NO_NUL},
-                     "Only this device: MAC or serial")),
-       responses={200: "LogFileList", **READ})
+                     "Only this device: MAC or serial"), *paging.PARAMS),
+       responses={200: "LogFilePage", **READ})
 def list_logs() -> Response:
+    page = paging.page_request("logs", (paging.TEXT,) * 3)
     files = logs.list_logs(runtime().store, log_type=query_text("type", 40), device=query_text("device", 80))
-    return json_response([item.as_dict() for item in files])
+    return paging.in_memory(page, files, lambda item: (item.log_type, item.device_id, item.name),
+                            lambda item: item.as_dict())
 
 
 @route("GET", "/logs/{type}/{device}/{name}", role="operator", summary="Download one device log",

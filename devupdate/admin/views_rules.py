@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Response
 
+from devupdate.admin import paging
 from devupdate.admin.routing import (
     CHANGE,
     JSON_CHANGE,
@@ -33,6 +34,13 @@ def _rule_json(rule) -> dict[str, Any]:
     return lifecycle.rule_dict(rule, runtime().settings.effective_service_name)
 
 
+_RULE_KEY = (paging.TEXT,) * 7
+
+
+def _rule_key(rule) -> paging.Key:
+    return (rule.device_type, rule.brand, rule.model, rule.revision, rule.locale, rule.update_type, rule.id)
+
+
 _PATTERN = lifecycle.PATTERN_SCHEMA
 RULE_FILTERS = (Param("brand", _PATTERN, "Only this brand (pattern)"),
                 Param("model", _PATTERN, "Only this model (pattern), e.g. CX*"),
@@ -41,12 +49,14 @@ RULE_FILTERS = (Param("brand", _PATTERN, "Only this brand (pattern)"),
 
 @route("GET", "/rules", role="operator", summary="Update rules, filtered by brand, model, locale and state",
        params=(*RULE_FILTERS, Param("state", {"type": "string", "enum": list(lifecycle.RULE_STATES)},
-                                    "Only rules with a pending version, an approved one, or neither")),
-       responses={200: "RuleList", **READ})
+                                    "Only rules with a pending version, an approved one, or neither"),
+               *paging.PARAMS),
+       responses={200: "RulePage", **READ})
 def list_rules() -> Response:
+    page = paging.page_request("rules", _RULE_KEY)
     found = lifecycle.list_rules(brand=query_text("brand", 100), model=query_text("model", 100),
                                  locale=query_text("locale", 100), state=query_text("state", 20))
-    return json_response([_rule_json(rule) for rule in found])
+    return paging.in_memory(page, found, _rule_key, _rule_json)
 
 
 def _bulk_action(name: str, summary: str) -> None:

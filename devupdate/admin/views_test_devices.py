@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Response
 
+from devupdate.admin import paging
 from devupdate.admin.routing import (
     CHANGE,
     JSON_CHANGE,
@@ -31,10 +32,12 @@ def _identifier(body: dict[str, Any]) -> dict[str, str | None]:
     return {"mac": body_text(body, "MACAddress"), "serial": body_text(body, "SerialNumber")}
 
 
-@route("GET", "/test-devices", role="operator", summary="Registered test devices", params=(SITE,),
-       responses={200: "TestDeviceList", **READ})
+@route("GET", "/test-devices", role="operator", summary="Registered test devices, by scope and name",
+       params=(SITE, *paging.PARAMS), responses={200: "TestDevicePage", **READ})
 def list_test_devices() -> Response:
-    return json_response([test_devices.device_dict(d) for d in test_devices.list_devices(query_text("site"))])
+    page = paging.page_request("test-devices", (paging.TEXT, paging.TEXT))
+    return paging.in_memory(page, test_devices.list_devices(query_text("site")), lambda d: (d.scope, d.name),
+                            test_devices.device_dict)
 
 
 @route("POST", "/test-devices", role="admin", summary="Register a test device", body="TestDeviceNew",

@@ -24,10 +24,18 @@ def _query(where: Filter):
     return where.where(AuditEvent.select(), also_targets=named).order_by(AuditEvent.id.desc())
 
 
-def list_events(where: Filter, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-    """A page of the filtered trail, newest first, with ``TargetName``."""
-    query = _query(where).limit(max(1, min(limit, 1000))).offset(max(0, offset))
+def list_events(where: Filter, *, limit: int = 50, offset: int = 0, before: int | None = None) -> list[dict[str, Any]]:
+    """A page of the filtered trail, newest first, with ``TargetName``; ``before`` keeps events older
+    than that Id (the API's keyset pages)."""
+    query = _query(where)
+    if before is not None:
+        query = query.where(AuditEvent.id < before)
+    query = query.limit(max(1, min(limit, 1000))).offset(max(0, offset))
     return name_targets([event_dict(event) for event in query])
+
+
+def count_events(where: Filter) -> int:
+    return _query(where).order_by().count()
 
 
 def _csv_cell(value: Any) -> str:

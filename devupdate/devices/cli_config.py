@@ -3,6 +3,8 @@ Registered on the main command in ``devupdate.cli``."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import click
 
 from devupdate.clikit import actor, handle_errors, print_json, print_record, runtime
@@ -38,3 +40,22 @@ def config_set(key: str, value: str, site: str | None) -> None:
     rt = runtime()
     change = configuration.set_value(key, value, site=site, actor=actor(), quotas=rt.settings.quotas)
     click.echo(f"{change['Scope']}: {change['Key']} = {change['After']} (was {change['Before']})")
+
+
+@config.command("remove")
+@click.option("--site", help="Remove this site's own values (without it: reset the global values to their defaults).")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def config_remove(site: str | None, as_json: bool) -> None:
+    """Remove a site's configuration (Remove-CsDeviceUpdateConfiguration); the site then follows the global one."""
+    from devupdate import configuration
+
+    runtime()
+    result = configuration.remove(site=site, actor=actor())
+    if as_json:
+        print_json(result)
+        return
+    removed = cast(dict, result["Removed"])
+    values = ", ".join(f"{key}={' '.join(v) if isinstance(v, list) else v}" for key, v in removed.items())
+    click.echo(f"{result['Scope']}: removed {values}" + ("; the global values are the defaults again" if site is None
+                                                          else "; the site follows the global values"))

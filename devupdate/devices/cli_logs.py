@@ -35,17 +35,13 @@ def logs_list(log_type: str | None, device: str | None, as_json: bool) -> None:
 @handle_errors
 def logs_cleanup(days_back: int | None, as_json: bool) -> None:
     """Remove old device logs and request audit logs (what the service also does on its own)."""
-    from devupdate import configuration
-    from devupdate.devices.logs import cleanup
+    from devupdate.devices.logs import cleanup_now
 
-    rt = runtime()
-    if days_back is None:
-        days_back = configuration.whole(configuration.effective(), "LogCleanUpInterval")
-    report = cleanup(rt.store, days_back)
+    report = cleanup_now(runtime().store, days_back)
     if as_json:
         print_json(report.as_dict())
         return
     for item in report.removed:
         click.echo(f"removed {item['Path']}")
     click.echo(f"removed {len(report.removed)} file(s), {report.bytes_freed} bytes, "
-               f"last written more than {days_back} day(s) ago")
+               f"last written more than {report.days_back} day(s) ago")

@@ -144,14 +144,25 @@ def parse_sort(text: str) -> str:
     return text
 
 
+def sort_key(device: Device, sort: str) -> tuple[Any, str]:
+    """Where ``device`` stands in ``sort`` order: its sort column's value and its DeviceId (the tie-break)."""
+    return getattr(device, SORTS[sort.lstrip("-")].name), device.device_id
+
+
 def device_query(*, model: str | None = None, search: str | None = None, not_seen_since: dt.timedelta | None = None,
-                 sort: str = "device", now: dt.datetime | None = None) -> Any:
-    """The inventory rows matching the filters the database can answer, in ``sort`` order (ties by DeviceId)."""
+                 sort: str = "device", now: dt.datetime | None = None, after: tuple[Any, str] | None = None) -> Any:
+    """The inventory rows matching the filters the database can answer, in ``sort`` order (ties by DeviceId);
+    ``after`` (a :func:`sort_key`) keeps the rows that come after that position (keyset paging)."""
     column = SORTS[parse_sort(sort).lstrip("-")]
-    order = [column.desc() if sort.startswith("-") else column.asc()]
+    descending = sort.startswith("-")
+    order = [column.desc() if descending else column.asc()]
     if column is not Device.device_id:
         order.append(Device.device_id)
     query = Device.select().order_by(*order)
+    if after is not None:
+        value, device_id = after
+        beyond = column < value if descending else column > value
+        query = query.where(beyond | ((column == value) & (Device.device_id > device_id)))
     if model:
         if "*" in model:
             query = query.where(peewee.fn.LOWER(Device.model) ** model.lower().replace("*", "%"))
@@ -168,19 +179,29 @@ def list_devices(*, model: str | None = None, outdated: bool = False, snapshot: 
                  limit: int | None = None, offset: int = 0, search: str | None = None, status: str | None = None,
                  not_seen_since: dt.timedelta | None = None, sort: str = "device",
                  now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """:func:`device_page` without the positions."""
+    return [row for _, row in device_page(model=model, outdated=outdated, snapshot=snapshot, limit=limit,
+                                          offset=offset, search=search, status=status,
+                                          not_seen_since=not_seen_since, sort=sort, now=now)]
+
+
+def device_page(*, model: str | None = None, outdated: bool = False, snapshot: Snapshot | None = None,
+                limit: int | None = None, offset: int = 0, search: str | None = None, status: str | None = None,
+                not_seen_since: dt.timedelta | None = None, sort: str = "device", now: dt.datetime | None = None,
+                after: tuple[Any, str] | None = None) -> list[tuple[tuple[Any, str], dict[str, Any]]]:
     """Known devices, the one listing of the CLI, the API and the console: ``model`` matches
     case-insensitively (``*`` wildcards); ``status`` keeps devices of one compliance status
     (``outdated`` is ``status="Outdated"``); ``search`` keeps devices whose MAC, serial or user ID
     contains the text (see :func:`search_condition`); ``not_seen_since`` keeps devices whose last check
-    is older than that; ``sort`` is a key of :data:`SORTS`. A page (``limit``/``offset``) reads only
-    as far as it needs."""
+    is older than that; ``sort`` is a key of :data:`SORTS`. A page (``limit``/``offset``, or ``after``
+    a position) reads only as far as it needs. Each row comes with its :func:`sort_key`."""
     if snapshot is None:
         from devupdate.devices.snapshot import build_snapshot
 
         snapshot = build_snapshot()
     wanted = OUTDATED if outdated else (parse_status(status) if status else None)
     update_types = _update_types()
-    query = device_query(model=model, search=search, not_seen_since=not_seen_since, sort=sort, now=now)
+    query = device_query(model=model, search=search, not_seen_since=not_seen_since, sort=sort, now=now, after=after)
     if wanted is None and (offset or limit is not None):
         query = query.offset(offset).limit(limit if limit is not None else -1)
         offset = 0
@@ -192,11 +213,17 @@ def list_devices(*, model: str | None = None, outdated: bool = False, snapshot: 
         if offset:
             offset -= 1
             continue
-        rows.append(entry)
+        rows.append((sort_key(device, sort), entry))
         if limit is not None and len(rows) >= limit:
             break
-    _attach_reports(rows)
+    _attach_reports([entry for _, entry in rows])
     return rows
+
+
+def count_devices(*, model: str | None = None, search: str | None = None,
+                  not_seen_since: dt.timedelta | None = None, now: dt.datetime | None = None) -> int:
+    """How many devices the database-side filters keep (the status filter needs every row's versions)."""
+    return device_query(model=model, search=search, not_seen_since=not_seen_since, now=now).order_by().count()
 
 
 def _attach_reports(rows: list[dict[str, Any]]) -> None:

@@ -189,6 +189,16 @@ def cleanup(store: FileStore, days_back: int, *, now: float | None = None,
     return CleanupReport(days_back, cutoff, removed)
 
 
+def cleanup_now(store: FileStore, days_back: int | None = None) -> CleanupReport:
+    """``logs cleanup`` (Clear-CsDeviceUpdateLog) from the CLI or the API: ``days_back`` defaults to
+    LogCleanUpInterval."""
+    from devupdate import configuration
+
+    if days_back is None:
+        days_back = configuration.whole(configuration.effective(), "LogCleanUpInterval")
+    return cleanup(store, days_back)
+
+
 # --- configuration, cached per worker ------------------------------------------------------------
 
 class ConfigCache:

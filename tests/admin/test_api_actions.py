@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from apikit import RULE_ID_CX600, cab_for, make_api
+from apikit import API, RULE_ID_CX600, cab_for, make_api
 from helpers.cabs import make_update
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ def test_import_then_the_rule_lifecycle(api_app, install, tmp_path):
     assert ImportRecord.select().where(ImportRecord.outcome == "imported").count() == 1
     assert not list((install.home / "filestore" / "incoming").iterdir())  # the upload left nothing behind
 
-    listed = api_app.get("/rules").json
+    listed = api_app.get("/rules").json["Items"]
     assert [(r["Id"], r["PendingVersion"], r["ApprovedVersion"]) for r in listed] == [(RULE_ID_CX600, V1, None)]
     cli_listed = json.loads(install.cli("rules", "list", "--json").stdout)
     assert cli_listed == listed  # one implementation, one shape
@@ -67,14 +67,14 @@ def test_import_then_the_rule_lifecycle(api_app, install, tmp_path):
     assert api_app.get("/rules/not-a-guid!").json["error"]["code"] == "bad-rule-ref"
     removed = api_app.call("DELETE", f"/rules/{RULE_ID_CX600}")
     assert removed.status_code == 200 and removed.json["Id"] == RULE_ID_CX600
-    assert api_app.get("/rules").json == []
+    assert api_app.get("/rules").json == {"Items": [], "Limit": 50, "Total": 0, "Next": None}
 
-    trail = api_app.get("/audit?actor=token:ci-admin&action=rule.").json["Events"]
+    trail = api_app.get("/audit?actor=token:ci-admin&action=rule.").json["Items"]
     assert [(e["Action"], e["Outcome"]) for e in trail][::-1] == [
         ("rule.pending", "ok"), ("rule.approve", "ok"), ("rule.approve", "refused"), ("rule.pending", "ok"),
         ("rule.reset", "ok"), ("rule.pending", "ok"), ("rule.approve", "ok"), ("rule.restore", "ok"),
         ("rule.remove", "ok")]
-    imports = api_app.get("/audit?action=import").json["Events"]
+    imports = api_app.get("/audit?action=import").json["Items"]
     assert {e["Actor"] for e in imports} == {"token:ci-admin"}
 
 
@@ -123,7 +123,7 @@ def test_import_refusals_keep_their_status_and_reason(install, tmp_path):
     assert not list((install.home / "filestore" / "incoming").iterdir())
     # every refused upload is in the trail, those refused before the import (size, empty) too;
     # a request that was not an upload at all (JSON) is not
-    refusals = api_app.get("/audit?action=import").json["Events"]
+    refusals = api_app.get("/audit?action=import").json["Items"]
     assert [(e["Outcome"], e["Detail"]["code"]) for e in refusals] == [
         ("refused", "quota-exceeded"), ("refused", "cab-too-large"), ("refused", "cab-too-large"),
         ("refused", "empty-body"), ("refused", refused.json["error"]["code"])]
@@ -159,9 +159,10 @@ def test_test_devices_configuration_and_usage(api_app, install):
     changed = api_app.call("PUT", "/test-devices/lab-1?site=berlin", json={"SerialNumber": "sn-78"})
     assert changed.json["Identifier"] == "SN-78"
     assert api_app.call("PUT", "/test-devices/ghost", json={"SerialNumber": "A"}).status_code == 404
-    assert [d["Scope"] for d in api_app.get("/test-devices").json] == ["global", "site:berlin"]
-    assert [d["Name"] for d in api_app.get("/test-devices?site=berlin").json] == ["lab-1"]
-    assert json.loads(install.cli("test-devices", "list", "--json").stdout) == api_app.get("/test-devices").json
+    assert [d["Scope"] for d in api_app.get("/test-devices").json["Items"]] == ["global", "site:berlin"]
+    assert [d["Name"] for d in api_app.get("/test-devices?site=berlin").json["Items"]] == ["lab-1"]
+    listed = api_app.get("/test-devices").json["Items"]
+    assert json.loads(install.cli("test-devices", "list", "--json").stdout) == listed
     assert api_app.call("DELETE", "/test-devices/lab-1").json["Scope"] == "global"
     assert api_app.call("DELETE", "/test-devices/lab-1").status_code == 404
 
@@ -186,7 +187,7 @@ def test_test_devices_configuration_and_usage(api_app, install):
     cli_usage = json.loads(install.cli("filestore", "usage", "--json").stdout)
     assert [(u["Area"], u["QuotaBytes"]) for u in cli_usage] == [(u["Area"], u["QuotaBytes"]) for u in usage]
 
-    actors = {(e["Action"], e["Actor"]) for e in api_app.get("/audit?limit=100").json["Events"]
+    actors = {(e["Action"], e["Actor"]) for e in api_app.get("/audit?limit=100").json["Items"]
               if e["Action"].startswith(("test-device.", "config."))}
     assert actors == {("test-device.add", "token:ci-admin"), ("test-device.set", "token:ci-admin"),
                       ("test-device.remove", "token:ci-admin"), ("config.set", "token:ci-admin")}
@@ -196,13 +197,14 @@ def test_audit_trail_is_paged_and_filtered(api_app):
     for i in range(7):
         api_app.call("POST", "/test-devices", json={"Name": f"p{i}", "SerialNumber": f"S{i}"})
     page = api_app.get("/audit?action=test-device.&limit=3").json
-    assert (len(page["Events"]), page["Limit"], page["Offset"], page["NextOffset"]) == (3, 3, 0, 3)
-    assert [e["Target"] for e in page["Events"]] == ["global/p6", "global/p5", "global/p4"]
-    last = api_app.get("/audit?action=test-device.&limit=3&offset=6").json
-    assert [e["Target"] for e in last["Events"]] == ["global/p0"] and last["NextOffset"] is None
-    assert [e["Target"] for e in api_app.get("/audit?target=p3").json["Events"]] == ["global/p3"]
-    assert api_app.get("/audit?actor=nobody").json["Events"] == []
-    for bad in ("limit=0", "limit=501", "offset=-1", "limit=x", "actor=%00"):
+    assert (len(page["Items"]), page["Limit"], page["Total"]) == (3, 3, 7)
+    assert [e["Target"] for e in page["Items"]] == ["global/p6", "global/p5", "global/p4"]
+    middle = api_app.get(page["Next"].removeprefix(API)).json
+    last = api_app.get(middle["Next"].removeprefix(API)).json
+    assert [e["Target"] for e in last["Items"]] == ["global/p0"] and last["Next"] is None
+    assert [e["Target"] for e in api_app.get("/audit?target=p3").json["Items"]] == ["global/p3"]
+    assert api_app.get("/audit?actor=nobody").json["Items"] == []
+    for bad in ("limit=0", "limit=501", "offset=0", "limit=x", "actor=%00", "cursor=x%21"):
         assert api_app.get(f"/audit?{bad}").status_code == 400, bad
 
 
@@ -221,23 +223,26 @@ def test_devices_compliance_and_device_logs(api_app, tmp_path):
         assert answer.status_code == 200
     api_app.app.extensions["device_checks"].inventory.flush()
 
-    devices = api_app.get("/devices").json
+    devices = api_app.get("/devices").json["Items"]
     assert len(devices) == 3
     assert {d["DeviceId"]: d["Status"] for d in devices} == {
         phones[0].device_id: "Current", phones[1].device_id: "Outdated", phones[2].device_id: "Outdated"}
-    outdated = api_app.get("/devices?outdated=true&model=cx600").json
+    outdated = api_app.get("/devices?outdated=true&model=cx600").json["Items"]
     assert sorted(d["DeviceId"] for d in outdated) == sorted(p.device_id for p in phones[1:])
-    assert len(api_app.get("/devices?limit=1&offset=1").json) == 1
+    first = api_app.get("/devices?limit=2").json
+    assert (len(first["Items"]), first["Total"]) == (2, 3)
+    rest = api_app.get(first["Next"].removeprefix(API)).json
+    assert [d["DeviceId"] for d in first["Items"] + rest["Items"]] == sorted(p.device_id for p in phones)
     assert api_app.get("/devices?outdated=maybe").status_code == 400
 
     store = api_app.runtime.store
     device = phones[0].device_id
     store.write_named(CLIENT_AREA, f"Watson/{device}/crash.dmp", io.BytesIO(b"dump" * 1000))
     store.write_named(CLIENT_AREA, f"Config/{device}/settings.txt", io.BytesIO(b"cfg"))
-    logs = api_app.get(f"/logs?device={device}").json
+    logs = api_app.get(f"/logs?device={device}").json["Items"]
     assert [(entry["Type"], entry["FileName"], entry["Size"]) for entry in logs] == [
         ("Config", "settings.txt", 3), ("Watson", "crash.dmp", 4000)]
-    assert [entry["FileName"] for entry in api_app.get("/logs?type=watson").json] == ["crash.dmp"]
+    assert [entry["FileName"] for entry in api_app.get("/logs?type=watson").json["Items"]] == ["crash.dmp"]
     download = api_app.get(f"/logs/Watson/{device}/crash.dmp")
     assert download.status_code == 200 and download.data == b"dump" * 1000
     assert download.headers["Content-Type"] == "application/octet-stream"

@@ -37,6 +37,10 @@ EXPECTED_ROUTES = {
     ("POST", "/rules/{rule}/rollout/advance"), ("POST", "/rules/{rule}/rollout/resume"),
     ("GET", "/wsus/sync"), ("POST", "/wsus/sync"), ("GET", "/wsus/needed"), ("POST", "/wsus/needed"),
     ("DELETE", "/wsus/needed/{update}"),
+    ("DELETE", "/configuration"), ("GET", "/configurations"), ("POST", "/files/cleanup"),
+    ("POST", "/logs/cleanup"), ("POST", "/filestore/verify"),
+    ("GET", "/tokens"), ("POST", "/tokens"), ("DELETE", "/tokens/{name}"), ("GET", "/admins"), ("POST", "/admins"),
+    ("DELETE", "/admins/{name}"), ("GET", "/users"), ("POST", "/users"), ("DELETE", "/users/{name}"),
 }
 PROTECTED = [r for r in api.ROUTES if r.role is not None]
 CHANGES = [r for r in api.ROUTES if r.role == "admin"]
@@ -72,7 +76,10 @@ def test_the_route_table_is_the_issue_list():
                                          "/wsus/targeting", "/rules/{rule}/rollout",
                                          "/rules/{rule}/rollout/abort", "/rules/{rule}/rollout/advance",
                                          "/rules/{rule}/rollout/resume", "/wsus/sync", "/wsus/needed",
-                                         "/wsus/needed/{update}", "/bulk/rules/approve", "/bulk/rules/reset"}
+                                         "/wsus/needed/{update}", "/bulk/rules/approve", "/bulk/rules/reset",
+                                         "/configuration", "/files/cleanup",
+                                         "/logs/cleanup", "/filestore/verify", "/tokens", "/tokens/{name}",
+                                         "/admins", "/admins/{name}", "/users", "/users/{name}"}
 
 
 def test_every_route_refuses_without_a_token(api_app):

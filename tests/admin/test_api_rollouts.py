@@ -61,7 +61,7 @@ def test_rollout_over_the_api(api_app, install, tmp_path):
     assert gone.status_code == 404 and gone.json["error"]["code"] == "no-rollout"
     assert api_app.call("POST", f"/rules/{rule}/rollout/abort").status_code == 404
 
-    trail = api_app.get("/audit?actor=token:ci-admin&action=rule.").json["Events"]
+    trail = api_app.get("/audit?actor=token:ci-admin&action=rule.").json["Items"]
     assert [(e["Action"], e["Outcome"]) for e in trail][::-1][-6:] == [
         ("rule.approve", "ok"), ("rule.rollout.start", "ok"), ("rule.rollout.resume", "refused"),
         ("rule.rollout.advance", "ok"), ("rule.restore", "ok"), ("rule.rollout.end", "ok")]

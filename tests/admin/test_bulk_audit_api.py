@@ -71,14 +71,14 @@ def api(install, live_server, tmp_path) -> Api:
 
 def test_bulk_approve_dry_run_expect_and_one_entry_per_rule(api):
     status, listed = api.call("GET", "/rules?brand=polycom&model=CX*&state=pending")
-    assert status == 200 and [r["Model"] for r in listed] == ["CX600", "CX700"]
+    assert status == 200 and [r["Model"] for r in listed["Items"]] == ["CX600", "CX700"]
     status, dry = api.call("POST", "/bulk/rules/approve", {"Brand": "Polycom", "Model": "CX*", "DryRun": True})
     assert status == 200 and dry["DryRun"] is True and dry["Count"] == 2
     assert dry["Confirmation"][0] == "Approve 2 pending rules matching brand=Polycom model=CX*:"
     assert dry["Confirmation"][1] == (f"  Polycom CX600 ENU · CPE: All Polycom CX600 ENU phones will be offered CPE "
                                       f"{NEW} (upgrade from {OLD}).")
     assert [(r["Id"], r["Outcome"]) for r in dry["Rules"]] == [(CX600.id, "would-approve"), (CX700.id, "would-approve")]
-    assert api.call("GET", "/rules?state=pending")[1].__len__() == 3  # the dry run changed nothing
+    assert api.call("GET", "/rules?state=pending")[1]["Total"] == 3  # the dry run changed nothing
 
     # another admin resets CX700 in between: the confirmed selection is stale → 409, nothing done
     assert api.call("POST", f"/rules/{CX700.id}/reset")[0] == 200
@@ -93,7 +93,7 @@ def test_bulk_approve_dry_run_expect_and_one_entry_per_rule(api):
     assert [(r["Id"], r["Outcome"], r["ApprovedVersion"], r["RestoreVersion"]) for r in done["Rules"]] == [
         (CX600.id, "approved", NEW, OLD)]
     status, page = api.call("GET", "/audit?action=rule.approve&actor=token:ci-admin")
-    assert [(e["Target"], e["TargetName"], e["Outcome"]) for e in page["Events"]] == [
+    assert [(e["Target"], e["TargetName"], e["Outcome"]) for e in page["Items"]] == [
         (CX600.id, "Polycom CX600 ENU", "ok")]
 
     status, by_ids = api.call("POST", "/bulk/rules/reset", {"Rules": [VVX.id[:8]], "DryRun": True})
@@ -137,17 +137,17 @@ def test_hostile_bodies_and_filters_are_refused_with_a_reason(api):
             assert status == 400 and answer["error"]["message"].startswith(message), (path, query, answer)
     status, listed = api.call("GET", "/rules?model=" + urllib.parse.quote("*" * 9))
     assert (status, listed["error"]["code"]) == (400, "bad-parameter") and "wildcards" in listed["error"]["message"]
-    assert len(api.call("GET", "/rules?state=pending")[1]) == 3
+    assert api.call("GET", "/rules?state=pending")[1]["Total"] == 3
 
 
 def test_audit_filters_names_and_csv(api):
     api.call("POST", "/bulk/rules/approve", {"Model": "CX700"})
     status, page = api.call("GET", "/audit?target=cx700")  # by the rule's name, not its GUID
-    assert [(e["Action"], e["TargetName"]) for e in page["Events"]] == [
+    assert [(e["Action"], e["TargetName"]) for e in page["Items"]] == [
         ("rule.approve", "Polycom CX700 ENU"), ("rule.pending", "Polycom CX700 ENU")]
-    assert api.call("GET", "/audit?since=2000-01-01&until=2000-01-02")[1]["Events"] == []
+    assert api.call("GET", "/audit?since=2000-01-01&until=2000-01-02")[1]["Items"] == []
     status, recent = api.call("GET", "/audit?since=1h&action=rule.approve&actor=token:ci-admin")
-    assert [e["Target"] for e in recent["Events"]] == [CX700.id]
+    assert [e["Target"] for e in recent["Items"]] == [CX700.id]
 
     status, media, data = api.raw("GET", "/audit/export?action=rule.&target=CX700")
     assert status == 200 and media.startswith("text/csv")

@@ -62,10 +62,10 @@ def test_filters_sorting_and_detail(install):
 
     # The API: the same filters, the page of one device, a refusal with its reason.
     listed = api.get("/devices?not_seen_since=30d")
-    assert [r["DeviceId"] for r in listed.json] == ["0004F2000001"]
-    assert [r["DeviceId"] for r in api.get("/devices?sort=-checks&search=contoso&limit=2").json] == [
+    assert [r["DeviceId"] for r in listed.json["Items"]] == ["0004F2000001"]
+    assert [r["DeviceId"] for r in api.get("/devices?sort=-checks&search=contoso&limit=2").json["Items"]] == [
         "SN-HP-1", "0004F2000001"]
-    assert api.get("/devices?status=unmanaged&model=CX*").json[0]["DeviceId"] == "0004F2000001"
+    assert api.get("/devices?status=unmanaged&model=CX*").json["Items"][0]["DeviceId"] == "0004F2000001"
     page = api.get("/devices/0004F2000002")
     assert page.status_code == 200 and page.json["Audit"][0]["Action"] == "test-device.add"
     missing = api.get("/devices/0004F2FFFFFF")

@@ -11,6 +11,7 @@ def install(app, runtime) -> None:
     """Register the console blueprint, its cookie settings, and ``/`` → ``/console/``."""
     from flask import redirect, url_for
 
+    from devupdate.admin.console import configuration  # noqa: F401 - its pages join the blueprint
     from devupdate.admin.console.session import SessionCookie, cookie_secure, load_signing_key
     from devupdate.admin.console.views import bp
 
