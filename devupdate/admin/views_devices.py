@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response
 
 from devupdate.admin import paging
-from devupdate.admin.routing import READ, Param, json_response, query_bool, query_text, route, runtime
+from devupdate.admin.routing import READ, Param, json_response, query_bool, query_int, query_text, route, runtime
 from devupdate.admin.schemas import NO_NUL
 from devupdate.devices import compliance
 

@@ -37,6 +37,8 @@ EXPECTED_ROUTES = {
     ("POST", "/rules/{rule}/rollout/advance"), ("POST", "/rules/{rule}/rollout/resume"),
     ("GET", "/wsus/sync"), ("POST", "/wsus/sync"), ("GET", "/wsus/needed"), ("POST", "/wsus/needed"),
     ("DELETE", "/wsus/needed/{update}"),
+    ("GET", "/activity"), ("GET", "/rules/{rule}/adoption"), ("GET", "/wsus/sync/files"),
+    ("POST", "/wsus/sync/files/retry"),
     ("DELETE", "/configuration"), ("GET", "/configurations"), ("POST", "/files/cleanup"),
     ("POST", "/logs/cleanup"), ("POST", "/filestore/verify"),
     ("GET", "/tokens"), ("POST", "/tokens"), ("DELETE", "/tokens/{name}"), ("GET", "/admins"), ("POST", "/admins"),
@@ -77,7 +79,7 @@ def test_the_route_table_is_the_issue_list():
                                          "/rules/{rule}/rollout/abort", "/rules/{rule}/rollout/advance",
                                          "/rules/{rule}/rollout/resume", "/wsus/sync", "/wsus/needed",
                                          "/wsus/needed/{update}", "/bulk/rules/approve", "/bulk/rules/reset",
-                                         "/configuration", "/files/cleanup",
+                                         "/wsus/sync/files/retry", "/configuration", "/files/cleanup",
                                          "/logs/cleanup", "/filestore/verify", "/tokens", "/tokens/{name}",
                                          "/admins", "/admins/{name}", "/users", "/users/{name}"}
 
