@@ -329,7 +329,7 @@ SCHEMAS: dict[str, Any] = {
     "WsusMarkedFileList": _array("WsusMarkedFile"),
     "WsusMarkedFileRetry": {**_object({
         "SHA1": {"type": "array", "minItems": 1, "maxItems": 1000,
-                 "items": {"type": "string", "pattern": "^[0-9A-Fa-f]{40}$"}},
+                 "items": {"type": "string", "pattern": "^[0-9A-Fa-f]{40}$", "maxLength": 40}},
         "All": {"const": True, "description": "every marked file (with State: every one in that state)"},
         "State": {"enum": ["corrupt-upstream", "unavailable"]}}, []),
         "oneOf": [{"required": ["SHA1"]}, {"required": ["All"]}], "additionalProperties": False},

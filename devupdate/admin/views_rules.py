@@ -48,7 +48,8 @@ RULE_FILTERS = (Param("brand", _PATTERN, "Only this brand (pattern)"),
 
 
 @route("GET", "/rules", role="operator", summary="Update rules, filtered by brand, model, locale and state",
-       params=(*RULE_FILTERS, Param("state", {"type": "string", "enum": list(lifecycle.RULE_STATES)},
+       params=(*RULE_FILTERS, Param("state", {"type": "string", "enum": list(lifecycle.RULE_STATES), "maxLength": 20,
+                                 "pattern": "^[a-z]+$"},
                                     "Only rules with a pending version, an approved one, or neither"),
                *paging.PARAMS),
        responses={200: "RulePage", **READ})

@@ -29,7 +29,8 @@ from devupdate.wsus.downstream import marks, needed, service
 
 log = logging.getLogger("devupdate.wsus.downstream")
 UPDATE = Param("update", UPDATE_ID, "The UpdateID", where="path")
-FILE_STATE = Param("state", {"enum": list(marks.STATES)}, "Only the files in this state")
+FILE_STATE = Param("state", {"type": "string", "enum": list(marks.STATES), "maxLength": 40, "pattern": "^[a-z-]+$"},
+                   "Only the files in this state")
 
 
 @route("GET", "/wsus/sync", role="operator",

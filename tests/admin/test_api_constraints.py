@@ -5,6 +5,8 @@ says why (the cases schemathesis found: NUL in a query value, a MAC over 300 cha
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from apikit import cab_for, make_api
 
@@ -70,7 +72,7 @@ def test_nul_in_a_query_value_is_outside_the_document_and_refused(api_app):
     for path, name in (("/audit", "actor"), ("/audit", "target"), ("/devices", "model"), ("/logs", "type"),
                        ("/logs", "device")):
         (schema,) = [p["schema"] for p in doc["paths"]["/api/v1" + path]["get"]["parameters"] if p["name"] == name]
-        assert schema["pattern"] == r"^[^\x00]*$"
+        assert re.fullmatch(schema["pattern"], "a\x00b") is None and re.fullmatch(schema["pattern"], "ab")
         response = api_app.get(f"{path}?{name}=a%00b")
         assert response.status_code == 400, (path, name)
         assert response.json["error"]["code"] in ("bad-parameter", "bad-text")
