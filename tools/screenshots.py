@@ -2,8 +2,8 @@
 """Refresh the console screenshots in docs/screenshots/ from the browser tests.
 
 The tests never write into the tracked tree: their screenshots stay in the test run's folder. This
-runs ``tests/admin/test_console_browser.py`` (system Chromium via Playwright, against a real
-``devupdate serve``) with ``DEVUPDATE_SCREENSHOTS_DIR`` pointing at docs/screenshots/, then lists
+runs the console's browser tests (system Chromium via Playwright, against a real ``devupdate serve``)
+with ``DEVUPDATE_SCREENSHOTS_DIR`` pointing at docs/screenshots/, then lists
 what changed. Needs the test dependencies (``pip install -e '.[test]'``) and ``chromium``.
 
     python tools/screenshots.py [--into DIR]
@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TEST = "tests/admin/test_console_browser.py::test_upload_approve_dashboard_rollback"
+TESTS = (
+    "tests/admin/test_console_browser.py::test_upload_approve_dashboard_rollback",
+    "tests/admin/test_console_browser.py::test_dashboard_activity_and_rule_rollout_curve",
+    "tests/admin/test_console_device_page.py",
+    "tests/admin/test_console_bulk_audit.py",
+    "tests/wsus/test_targeting_admin_browser.py",
+)
 
 
 def _digests(directory: Path) -> dict[str, str]:
@@ -37,15 +43,15 @@ def main() -> int:
     before = _digests(into)
     started = time.time() - 1
     env = {**os.environ, "DEVUPDATE_SCREENSHOTS_DIR": str(into)}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", TEST],
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n0", "-p", "no:cacheprovider", "-rs", *TESTS],
                           cwd=REPO, env=env, check=False)
     if proc.returncode != 0:
-        print(f"screenshots: the browser test failed (exit {proc.returncode}); {into} may be partly updated",
+        print(f"screenshots: the browser tests failed (exit {proc.returncode}); {into} may be partly updated",
               file=sys.stderr)
         return 1
     written = {p.name for p in into.glob("*.png") if p.stat().st_mtime >= started}
     if not written:
-        print("screenshots: the browser test took none (skipped? see above)", file=sys.stderr)
+        print("screenshots: the browser tests took none (skipped? see above)", file=sys.stderr)
         return 1
     after = {name: digest for name, digest in _digests(into).items() if name in written}
     for name, digest in after.items():
