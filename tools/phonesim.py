@@ -510,13 +510,19 @@ def served_generation(client: Client) -> int:
         conn.close()
 
 
-def wait_generation(client: Client, before: int, timeout: float = 15.0) -> bool:
-    """Until 8 new connections in a row are served a newer generation than ``before`` (every worker
-    has the change), or ``timeout``."""
+def wait_generation(client: Client, before: int, timeout: float = 15.0, steady: float = 1.5) -> bool:
+    """Until new connections are served a newer generation than ``before`` for ``steady`` seconds in a
+    row (every worker has the change: a busy one may accept none for a while, but each refreshes its
+    snapshot every 0.5 s), or ``timeout``."""
     deadline = time.monotonic() + timeout
+    since: float | None = None
     while time.monotonic() < deadline:
-        if all(served_generation(client) > before for _ in range(8)):
-            return True
+        if served_generation(client) > before:
+            since = since if since is not None else time.monotonic()
+            if time.monotonic() - since >= steady:
+                return True
+        else:
+            since = None
         time.sleep(0.05)
     return False
 
@@ -551,7 +557,7 @@ def rollout_mode(client: Client, phones: list[Phone], args: argparse.Namespace) 
             row["server"] = {k: server.get(k) for k in ("State", "Stage", "Share", "Offered", "Updated", "Failed")}
         rounds.append(row)
         if args.advance and number < args.rounds:
-            before = served_generation(client)
+            before = max(served_generation(client) for _ in range(4))  # the newest any worker serves
             moved = api("POST", f"/rules/{args.rule}/rollout/advance")
             if moved is not None and "Stage" in moved:
                 wait_generation(client, before)

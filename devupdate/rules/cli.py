@@ -106,12 +106,11 @@ def _bulk(action: str, rule: str | None, brand: str | None, model: str | None, l
 
     if not (brand or model or locale or dry_run):
         if rule is None:
-            raise DevupdateError(f"give a RULE, or choose rules with --brand, --model or --locale "
-                                 f"(e.g. devupdate rules {action} --brand Polycom --model 'CX*' --dry-run)",
-                                 code="no-selection")
+            raise click.UsageError(f"give a RULE, or choose rules with --brand, --model or --locale "
+                                   f"(e.g. devupdate rules {action} --brand Polycom --model 'CX*' --dry-run)")
         return False
     if rule is not None and (brand or model or locale):
-        raise DevupdateError("give a RULE or --brand/--model/--locale, not both", code="bad-selection")
+        raise click.UsageError("give a RULE or --brand/--model/--locale, not both")
     selection = bulk.Selection(brand=brand, model=model, locale=locale, rules=(rule,) if rule else ())
     runtime()
     result = bulk.plan(action, selection) if dry_run else bulk.apply(action, selection, actor())

@@ -86,17 +86,18 @@ def test_single_rule_dry_run_and_plain_action_unchanged(seeded):
     assert seeded.cli("rules", "reset", CX700.id).stdout == f"reset rule {CX700.id}: approved=- pending=- restore=-\n"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["rules", "approve"], "give a RULE, or choose rules with --brand, --model or --locale"),
-    (["rules", "approve", "--model", "x" * 101], "the model pattern is longer than 100 characters"),
-    (["rules", "approve", "--model", "*" * 9], "the model pattern has more than 8 wildcards"),
-    (["rules", "approve", "--brand", "Poly\x01com"], "the brand pattern contains a control or unencodable character"),
-    (["rules", "approve", CX600.id, "--brand", "Polycom"], "give a RULE or --brand/--model/--locale, not both"),
-    (["rules", "approve", "--brand", "Polycom", "--rollout", "5%"], "--rollout approves one RULE"),
+@pytest.mark.parametrize("args, status, message", [
+    (["rules", "approve"], 2, "give a RULE, or choose rules with --brand, --model or --locale"),  # usage: exit 2
+    (["rules", "approve", "--model", "x" * 101], 1, "the model pattern is longer than 100 characters"),
+    (["rules", "approve", "--model", "*" * 9], 1, "the model pattern has more than 8 wildcards"),
+    (["rules", "approve", "--brand", "Poly\x01com"], 1,
+     "the brand pattern contains a control or unencodable character"),
+    (["rules", "approve", CX600.id, "--brand", "Polycom"], 2, "give a RULE or --brand/--model/--locale, not both"),
+    (["rules", "approve", "--brand", "Polycom", "--rollout", "5%"], 1, "--rollout approves one RULE"),
 ])
-def test_hostile_selections_are_refused_with_a_reason(seeded, args, message):
+def test_hostile_selections_are_refused_with_a_reason(seeded, args, status, message):
     proc = seeded.invoke(*args)
-    assert proc.exit_code == 1 and proc.stderr.startswith(f"devupdate: error: {message}"), proc.stderr
+    assert proc.exit_code == status and proc.stderr.startswith(f"devupdate: error: {message}"), proc.stderr
     assert proc.stdout == "" and proc.stderr.count("\n") == 1
     assert len(json.loads(seeded.invoke("rules", "list", "--json", "--state", "pending").stdout)) == 4
 

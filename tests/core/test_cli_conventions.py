@@ -16,11 +16,13 @@ V1, V2 = "4.0.7577.4366", "4.0.7577.4372"
 
 @pytest.mark.parametrize("args, line", [
     (["--bogus"], "no such option '--bogus' (see 'devupdate --help')"),
-    (["rules", "approve"], "missing argument 'RULE' (see 'devupdate rules approve --help')"),
+    (["rules", "approve"], "give a RULE, or choose rules with --brand, --model or --locale (e.g. devupdate rules "
+                           "approve --brand Polycom --model 'CX*' --dry-run) (see 'devupdate rules approve --help')"),
     (["rules", "frob"], "no such command 'frob' (see 'devupdate rules --help')"),
     (["audit", "list", "--limit", "0"],
      "invalid value for '--limit': 0 is not in the range 1<=x<=1000 (see 'devupdate audit list --help')"),
-    (["audit", "list", "--jsn"], "no such option '--jsn'. Did you mean '--json'? (see 'devupdate audit list --help')"),
+    (["audit", "list", "--jsn"], "no such option '--jsn'. (Did you mean one of: '--csv', '--json', '--since'?) "
+                                 "(see 'devupdate audit list --help')"),
     (["test-devices", "add", "lab", "--mac"], "option '--mac' requires an argument "
                                               "(see 'devupdate test-devices add --help')"),
 ])

@@ -138,7 +138,7 @@ def test_approvals_need_the_eula_and_are_audited(api):
     assert api.ok("GET", f"/wsus/updates/{E}/approvals") == []
     assert len(api.ok("GET", f"/wsus/updates/{E}/approvals?all=true")) == 1
     api.refused("DELETE", f"/wsus/updates/{E}/approvals/test", status=404, code="not-approved")
-    events = api.ok("GET", f"/audit?action=wsus.&actor={q('token:ci-admin')}&limit=50")["Events"]
+    events = api.ok("GET", f"/audit?action=wsus.&actor={q('token:ci-admin')}&limit=50")["Items"]
     assert [(e["Actor"], e["Action"], e["Target"], e["Outcome"]) for e in reversed(events)] == [
         ("token:ci-admin", "wsus.approve", f"{E} @ Test", "refused"),
         ("token:ci-admin", "wsus.eula.accept", EULA, "ok"),
