@@ -99,8 +99,17 @@ def list_rules(*, brand: str | None = None, model: str | None = None, locale: st
     """Rules in family order; ``brand``/``model``/``locale`` match case-insensitively with ``*`` / ``?`` wildcards,
     ``state`` keeps rules with a pending version, an approved one, or neither — the one selection of
     ``rules list`` and the bulk actions."""
-    query = Rule.select().order_by(Rule.device_type, Rule.brand, Rule.model, Rule.revision, Rule.locale,
-                                   Rule.update_type)
+    return list(rule_query(brand=brand, model=model, locale=locale, state=state))
+
+
+def rule_query(*, brand: str | None = None, model: str | None = None, locale: str | None = None,
+               state: str | None = None, pending_first: bool = False) -> Any:
+    """:func:`list_rules` as a query, for a page of it (the console shows 50 rules at a time);
+    ``pending_first`` puts the rules awaiting approval ahead, each part in family order."""
+    order: list[Any] = [Rule.device_type, Rule.brand, Rule.model, Rule.revision, Rule.locale, Rule.update_type]
+    if pending_first:
+        order.insert(0, Rule.pending_version.is_null())
+    query = Rule.select().order_by(*order)
     for column, value, what in ((Rule.brand, brand, "brand"), (Rule.model, model, "model"),
                                 (Rule.locale, locale, "locale")):
         if value:
@@ -113,7 +122,7 @@ def list_rules(*, brand: str | None = None, model: str | None = None, locale: st
         query = query.where(Rule.pending_version.is_null() & Rule.approved_version.is_null())
     elif state:
         raise DevupdateError(f"{state[:40]!r} is not a rule state: use pending, approved or none", code="bad-state")
-    return list(query)
+    return query
 
 
 def resolve(ref: str, *, lock: bool = False) -> Rule:

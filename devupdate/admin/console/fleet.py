@@ -98,13 +98,19 @@ def family_devices(rule: Rule) -> int:
 
 
 def family_device_counts(rules: list[Rule]) -> dict[str, int]:
-    """Known devices per rule (by rule id), from one grouped query over the inventory."""
+    """Known devices per rule (by rule id), from one grouped query over the devices of these rules'
+    brands and models only: a page of 50 rules groups the few families it shows, not the fleet."""
     lower = peewee.fn.LOWER
     columns = (lower(Device.device_type), lower(Device.brand), lower(Device.model), lower(Device.revision),
                lower(Device.locale))
     counts: dict[tuple, int] = {}
-    for *family, count in tuples(Device.select(*columns, peewee.fn.COUNT(Device.id)).group_by(*columns)):
-        counts[tuple(family)] = count
+    if rules:
+        query = (Device.select(*columns, peewee.fn.COUNT(Device.id))
+                 .where(lower(Device.brand).in_(sorted({rule.brand.lower() for rule in rules}))
+                        & lower(Device.model).in_(sorted({rule.model.lower() for rule in rules})))
+                 .group_by(*columns))
+        for *family, count in tuples(query):
+            counts[tuple(family)] = count
     result = {}
     for rule in rules:
         key = (rule.device_type.lower(), rule.brand.lower(), rule.model.lower(), rule.revision.lower())
@@ -113,14 +119,15 @@ def family_device_counts(rules: list[Rule]) -> dict[str, int]:
     return result
 
 
-def summary(store, service_name: str, *, hours: int = 24) -> dict[str, Any]:
+def summary(store, service_name: str, *, hours: int = 24, snapshot=None) -> dict[str, Any]:
     """Everything the dashboard shows, in one call: rules awaiting approval, devices seen, the
-    compliance counts, the version distribution and the filestore usage per area."""
+    compliance counts, the version distribution and the filestore usage per area (``snapshot``:
+    the one phones are served, else one built for the call)."""
     from devupdate.content.usage import usage_rows
     from devupdate.devices.compliance import fleet_groups
     from devupdate.rules.lifecycle import rule_dict
 
-    groups = fleet_groups()
+    groups = fleet_groups(snapshot)
     compliance: Counter = Counter()
     for row, devices in groups:
         compliance[row["Status"]] += devices

@@ -48,6 +48,16 @@ def _runtime():
     return current_app.extensions["devupdate"]
 
 
+def _snapshot():
+    """The snapshot phones are served, confirmed current first (one read of the generation): the
+    compliance figures of a page without rebuilding every rule's versions and files per request."""
+    holder = current_app.extensions.get("snapshots")
+    if holder is None:
+        return None
+    holder.refresh()
+    return holder.current
+
+
 def _cookie() -> SessionCookie:
     return current_app.extensions["console.cookie"]
 
@@ -215,7 +225,7 @@ ACTIVITY_COLOURS = {"Internal": charts.INTERNAL, "External": charts.EXTERNAL}
 @bp.get("/")
 def dashboard() -> Response:
     rt = _runtime()
-    data = fleet.summary(rt.store, rt.settings.effective_service_name)
+    data = fleet.summary(rt.store, rt.settings.effective_service_name, snapshot=_snapshot())
     days = adoption.activity_days(ACTIVITY_DAYS)
     return page("dashboard.html", data=data, bars=charts.distribution_bars(data["VersionDistribution"]),
                 storage=charts.usage_bars(data["Storage"]), checks=charts.daily_columns(days, "Checks"),
@@ -238,14 +248,17 @@ RULE_FILTERS = ("brand", "model", "locale", "state")
 def rules() -> Response:
     name = _runtime().settings.effective_service_name
     form = {key: request.args.get(key, "").strip()[:200] for key in RULE_FILTERS}
+    number = _page_number()
     try:
-        found = lifecycle.list_rules(**{key: value or None for key, value in form.items()})
+        query = lifecycle.rule_query(**{key: value or None for key, value in form.items()}, pending_first=True)
+        found = list(query.offset((number - 1) * PAGE).limit(PAGE + 1))
     except DevupdateError as exc:
         return refuse(exc.status, "Bad filter", exc.message)
-    known = fleet.family_device_counts(found)
-    rows = [_rule_row(rule, name, known[rule.id]) for rule in found]
-    rows.sort(key=lambda row: row["PendingVersion"] is None)  # waiting for approval first
-    return page("rules.html", rules=rows, verbs=VERBS, form=form, states=lifecycle.RULE_STATES)
+    shown = found[:PAGE]  # waiting for approval first; the device counts for the rules shown only
+    known = fleet.family_device_counts(shown)
+    rows = [_rule_row(rule, name, known[rule.id]) for rule in shown]
+    return page("rules.html", rules=rows, verbs=VERBS, form=form, states=lifecycle.RULE_STATES, number=number,
+                more=len(found) > PAGE)
 
 
 @bp.post("/rules/bulk")
@@ -427,7 +440,8 @@ def devices() -> Response:
         age = compliance.parse_age(form["days"]) if form["days"] else None
         rows = compliance.list_devices(search=form["q"] or None, model=form["model"] or None,
                                        status=form["status"] or None, not_seen_since=age,
-                                       sort=form["sort"] or "device", limit=PAGE + 1, offset=(number - 1) * PAGE)
+                                       sort=form["sort"] or "device", limit=PAGE + 1, offset=(number - 1) * PAGE,
+                                       snapshot=_snapshot())
     except DevupdateError as exc:
         return refuse(exc.status, "Bad filter", exc.message)
     query = {key: value for key, value in form.items() if value}
