@@ -5,20 +5,8 @@ from __future__ import annotations
 
 from flask import Response
 
-from devupdate.admin.routing import (
-    JSON_CHANGE,
-    LIMIT,
-    MAX_OFFSET,
-    MAX_PAGE,
-    OFFSET,
-    READ,
-    Param,
-    json_response,
-    principal,
-    query_int,
-    query_text,
-    route,
-)
+from devupdate.admin import paging
+from devupdate.admin.routing import JSON_CHANGE, READ, Param, json_response, principal, query_text, route
 from devupdate.admin.schemas import NO_NUL, UPDATE_ID
 from devupdate.wsus.catalog import STATES
 from devupdate.wsus.catalog import service as catalog
@@ -38,16 +26,16 @@ FILTER = {"type": "string", "maxLength": 100, "pattern": NO_NUL}
                                        "pattern": "^[a-z]+$", "description": f"one of {', '.join(STATES)}"},
                      "Only updates in this state (deleted ones are listed only with state=deleted)"),
                Param("search", FILTER, "Title or KB contains this text, or the UpdateID starts with it"),
-               LIMIT, OFFSET),
+               *paging.PARAMS),
        responses={200: "WsusUpdatePage", **READ, 404: "Error"})
 def list_wsus_updates() -> Response:
-    limit, offset = query_int("limit", 50, 1, MAX_PAGE), query_int("offset", 0, 0, MAX_OFFSET)
+    # keyset on the indexed current RevisionID: a page of a 250,000-revision catalog reads one page;
+    # Total is left out (counting every filtered update is the read the keyset avoids)
+    page = paging.page_request("wsus-updates", (paging.INT,))
     rows = catalog.list_updates(product=query_text("product", 100), classification=query_text("classification", 100),
                                 state=query_text("state", 20), search=query_text("search", 100),
-                                limit=limit + 1, offset=offset)
-    more = len(rows) > limit
-    return json_response({"Updates": rows[:limit], "Limit": limit, "Offset": offset,
-                          "NextOffset": offset + limit if more else None})
+                                limit=page.limit + 1, before=page.after[0] if page.after else None)
+    return paging.respond(page, rows, lambda row: (row["RevisionID"],))
 
 
 @route("GET", "/wsus/updates/{update}", role="operator",

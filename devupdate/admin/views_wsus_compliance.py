@@ -5,18 +5,8 @@ from __future__ import annotations
 
 from flask import Response
 
-from devupdate.admin.routing import (
-    LIMIT,
-    MAX_OFFSET,
-    MAX_PAGE,
-    OFFSET,
-    READ,
-    Param,
-    json_response,
-    query_int,
-    query_text,
-    route,
-)
+from devupdate.admin import paging
+from devupdate.admin.routing import READ, Param, json_response, query_text, route
 from devupdate.wsus.compliance import reports
 
 GROUP = Param("group", {"type": "string", "minLength": 1, "maxLength": 258, "pattern": r"^[^\x00]*[^\x00\s][^\x00]*$",
@@ -24,28 +14,33 @@ GROUP = Param("group", {"type": "string", "minLength": 1, "maxLength": 258, "pat
               "Only computers that belong to this group (directly or in a group below it)")
 
 
-def _page(key: str, rows: list, limit: int, offset: int) -> Response:
-    more = len(rows) > limit
-    return json_response({key: rows[:limit], "Limit": limit, "Offset": offset,
-                          "NextOffset": offset + limit if more else None})
+
+def _computer_key(row: dict) -> paging.Key:
+    return ((row["DnsName"] or "").lower(), row["ComputerId"])
+
+
+def _update_key(row: dict) -> paging.Key:
+    return (-row["Failed"], -row["Needed"], row["UpdateID"])
 
 
 @route("GET", "/wsus/report/computers", role="operator",
        summary="Compliance per computer: updates needed, installed, failed; last sync, status and scan",
-       params=(GROUP, LIMIT, OFFSET), responses={200: "WsusComputerReportPage", **READ, 404: "Error"})
+       params=(GROUP, *paging.PARAMS), responses={200: "WsusComputerReportPage", **READ, 404: "Error"})
 def report_wsus_computers() -> Response:
-    limit, offset = query_int("limit", 50, 1, MAX_PAGE), query_int("offset", 0, 0, MAX_OFFSET)
-    rows = reports.computers(group=query_text("group", 258), limit=limit + 1, offset=offset)
-    return _page("Computers", rows, limit, offset)
+    page = paging.page_request("wsus-report-computers", (paging.TEXT, paging.TEXT))
+    after = (str(page.after[0]), str(page.after[1])) if page.after else None
+    rows = reports.computers(group=query_text("group", 258), limit=page.limit + 1, after=after)
+    return paging.respond(page, rows, _computer_key)
 
 
 @route("GET", "/wsus/report/updates", role="operator",
        summary="Compliance per update: computers needing it, installed, failed, not applicable, unknown",
-       params=(GROUP, LIMIT, OFFSET), responses={200: "WsusUpdateReportPage", **READ, 404: "Error"})
+       params=(GROUP, *paging.PARAMS), responses={200: "WsusUpdateReportPage", **READ, 404: "Error"})
 def report_wsus_updates() -> Response:
-    limit, offset = query_int("limit", 50, 1, MAX_PAGE), query_int("offset", 0, 0, MAX_OFFSET)
-    rows = reports.updates(group=query_text("group", 258), limit=limit + 1, offset=offset)
-    return _page("Updates", rows, limit, offset)
+    page = paging.page_request("wsus-report-updates", (paging.INT, paging.INT, paging.TEXT))
+    after = (int(page.after[0]), int(page.after[1]), str(page.after[2])) if page.after else None
+    rows = reports.updates(group=query_text("group", 258), limit=page.limit + 1, after=after)
+    return paging.respond(page, rows, _update_key)
 
 
 @route("GET", "/wsus/report/groups", role="operator",

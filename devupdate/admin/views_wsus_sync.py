@@ -9,6 +9,7 @@ import threading
 
 from flask import Response
 
+from devupdate.admin import paging
 from devupdate.admin.routing import (
     JSON_CHANGE,
     LIMIT,
@@ -40,6 +41,14 @@ def wsus_sync_status() -> Response:
     return json_response(service.status(query_int("limit", 50, 1, 1000)))
 
 
+@route("GET", "/wsus/sync/runs", role="operator", summary="The sync history, newest first (kept 30 days), paged",
+       params=paging.PARAMS, responses={200: "WsusSyncRunPage", **READ})
+def list_wsus_sync_runs() -> Response:
+    page = paging.page_request("wsus-sync-runs", (paging.INT,))
+    rows = service.runs(page.limit + 1, before=page.after[0] if page.after else None)
+    return paging.respond(page, rows, lambda row: (row["Id"],))
+
+
 @route("POST", "/wsus/sync", role="admin",
        summary="Start a sync from the configured upstream (DEVUPDATE_WSUS_UPSTREAM_URL) now; a run already "
                "going on is joined, not started twice",
@@ -67,9 +76,11 @@ def start_wsus_sync() -> Response:
 @route("GET", "/wsus/sync/files", role="operator",
        summary="The files the sync gave up on (corrupt upstream after 3 mismatches, or unavailable there); "
                "they are not fetched again until cleared",
-       params=(FILE_STATE, LIMIT), responses={200: "WsusMarkedFileList", **READ})
+       params=(FILE_STATE, *paging.PARAMS), responses={200: "WsusMarkedFilePage", **READ})
 def list_wsus_sync_files() -> Response:
-    return json_response(marks.marked(query_text("state", 40), query_int("limit", 100, 1, 1000)))
+    page = paging.page_request("wsus-sync-files", (paging.TEXT,))
+    rows = marks.marked(query_text("state", 40), page.limit + 1, after=page.after[0] if page.after else None)
+    return paging.respond(page, rows, lambda row: (row["SHA1"],))
 
 
 @route("POST", "/wsus/sync/files/retry", role="admin",

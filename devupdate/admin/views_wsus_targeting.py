@@ -8,12 +8,9 @@ from typing import Any
 
 from flask import Response
 
+from devupdate.admin import paging
 from devupdate.admin.routing import (
     JSON_CHANGE,
-    LIMIT,
-    MAX_OFFSET,
-    MAX_PAGE,
-    OFFSET,
     READ,
     Param,
     body_text,
@@ -22,7 +19,6 @@ from devupdate.admin.routing import (
     only_keys,
     principal,
     query_bool,
-    query_int,
     query_text,
     route,
 )
@@ -97,13 +93,12 @@ def remove_wsus_group(group: str) -> Response:
 # -- computers -----------------------------------------------------------------------------------------
 
 @route("GET", "/wsus/computers", role="operator", summary="Computers by TargetID",
-       params=(GROUP_FILTER, LIMIT, OFFSET), responses={200: "WsusComputerPage", **READ, **NOT_FOUND})
+       params=(GROUP_FILTER, *paging.PARAMS), responses={200: "WsusComputerPage", **READ, **NOT_FOUND})
 def list_wsus_computers() -> Response:
-    limit, offset = query_int("limit", 50, 1, MAX_PAGE), query_int("offset", 0, 0, MAX_OFFSET)
-    rows = targeting.list_computers(group=query_text("group", 258), limit=limit + 1, offset=offset)
-    more = len(rows) > limit
-    return json_response({"Computers": rows[:limit], "Limit": limit, "Offset": offset,
-                          "NextOffset": offset + limit if more else None})
+    page = paging.page_request("wsus-computers", (paging.INT,))
+    rows = targeting.list_computers(group=query_text("group", 258), limit=page.limit + 1,
+                                    after=page.after[0] if page.after else None)
+    return paging.respond(page, rows, lambda row: (row["TargetId"],))
 
 
 @route("GET", "/wsus/computers/{computer}", role="operator",
@@ -128,11 +123,13 @@ def assign_wsus_computer(computer: str) -> Response:
 # -- approvals -----------------------------------------------------------------------------------------
 
 @route("GET", "/wsus/approvals", role="operator", summary="Approvals (deployments) of every update",
-       params=(GROUP_FILTER, ALL, LIMIT, OFFSET), responses={200: "WsusDeploymentList", **READ, **NOT_FOUND})
+       params=(GROUP_FILTER, ALL, *paging.PARAMS), responses={200: "WsusDeploymentPage", **READ, **NOT_FOUND})
 def list_wsus_approvals() -> Response:
-    limit, offset = query_int("limit", 50, 1, MAX_PAGE), query_int("offset", 0, 0, MAX_OFFSET)
-    return json_response(targeting.list_deployments(group=query_text("group", 258), include_revoked=query_bool("all"),
-                                                    limit=limit, offset=offset))
+    page = paging.page_request("wsus-approvals", (paging.TEXT, paging.INT))
+    after = (str(page.after[0]), int(page.after[1])) if page.after else None
+    rows = targeting.list_deployments(group=query_text("group", 258), include_revoked=query_bool("all"),
+                                      limit=page.limit + 1, after=after)
+    return paging.respond(page, rows, lambda row: (row["UpdateID"], row["Id"]))
 
 
 @route("GET", "/wsus/updates/{update}/approvals", role="operator", summary="The approvals of one update",

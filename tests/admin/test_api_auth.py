@@ -37,7 +37,7 @@ EXPECTED_ROUTES = {
     ("POST", "/rules/{rule}/rollout/advance"), ("POST", "/rules/{rule}/rollout/resume"),
     ("GET", "/wsus/sync"), ("POST", "/wsus/sync"), ("GET", "/wsus/needed"), ("POST", "/wsus/needed"),
     ("DELETE", "/wsus/needed/{update}"),
-    ("GET", "/activity"), ("GET", "/rules/{rule}/adoption"), ("GET", "/wsus/sync/files"),
+    ("GET", "/activity"), ("GET", "/rules/{rule}/adoption"), ("GET", "/wsus/sync/files"), ("GET", "/wsus/sync/runs"),
     ("POST", "/wsus/sync/files/retry"),
     ("DELETE", "/configuration"), ("GET", "/configurations"), ("POST", "/files/cleanup"),
     ("POST", "/logs/cleanup"), ("POST", "/filestore/verify"),

@@ -71,22 +71,30 @@ def catalog(install, live_server, tmp_path):
 
 
 def ids(page: dict) -> list[str]:
-    return [row["UpdateID"] for row in page["Updates"]]
+    return [row["UpdateID"] for row in page["Items"]]
 
 
 def test_listings_filters_and_pages_are_the_clis(install, catalog):
     api = catalog["operator"]
     _, page = api.call("GET", "/wsus/updates", 200)
-    assert page == {"Updates": cli_json(install, "updates", "list"), "Limit": 50, "Offset": 0, "NextOffset": None}
+    assert page == {"Items": cli_json(install, "updates", "list"), "Limit": 50, "Total": None, "Next": None}
     assert ids(page) == ALL
-    pages, offset = [], 0
-    while offset is not None:
-        _, step = api.call("GET", f"/wsus/updates?limit=2&offset={offset}", 200)
+    pages, link = [], "/wsus/updates?limit=2"
+    while link is not None:
+        _, step = api.call("GET", link, 200)
         pages.append(ids(step))
-        assert (step["Limit"], step["Offset"]) == (2, offset)
-        offset = step["NextOffset"]
+        assert (step["Limit"], step["Total"]) == (2, None)
+        link = step["Next"] and step["Next"].removeprefix("/api/v1")
     assert pages == [[B, A], [SMALL, BUNDLE], [LEAF]]
-    assert ids(api.call("GET", "/wsus/updates?offset=5", 200)[1]) == []
+    # the cursor is a keyset position: a filter kept in the Next link pages the filtered listing
+    _, first = api.call("GET", f"/wsus/updates?product={DEFENDER}&limit=3", 200)
+    assert first["Next"].startswith(f"/api/v1/wsus/updates?product={DEFENDER}&limit=3&cursor=")
+    assert ids(api.call("GET", first["Next"].removeprefix("/api/v1"), 200)[1]) == [LEAF]
+    for cursor, reason in (("!!", "the opaque position from the previous page"), ("abc", "not one this API made"),
+                           ("WyJ3c3VzLWNvbXB1dGVycyIsIiIsMV0", "belongs to another listing ('wsus-computers')"),
+                           ("WyJ3c3VzLXVwZGF0ZXMiLCIiLCJ4Il0", "holds a position that is not a whole number")):
+        status, body = api.call("GET", f"/wsus/updates?cursor={cursor}")
+        assert (status, reason in body["error"]["message"]) == (400, True), (cursor, body)
     for query, expected in (
             (f"product={DEFENDER}", [A, SMALL, BUNDLE, LEAF]),
             ("product=microsoft%20DEFENDER%20antivirus", [A, SMALL, BUNDLE, LEAF]),
@@ -98,7 +106,7 @@ def test_listings_filters_and_pages_are_the_clis(install, catalog):
             ("state=declined", []), ("state=deleted", []), ("state=expired", []), ("state=superseded", [])):
         assert (query, ids(api.call("GET", f"/wsus/updates?{query}", 200)[1])) == (query, expected)
     cli = cli_json(install, "updates", "list", "--product", DEFENDER, "--search", "synthetic")
-    assert api.call("GET", f"/wsus/updates?product={DEFENDER}&search=synthetic", 200)[1]["Updates"] == cli
+    assert api.call("GET", f"/wsus/updates?product={DEFENDER}&search=synthetic", 200)[1]["Items"] == cli
     for update_id in (BUNDLE, LEAF, A):
         assert api.call("GET", f"/wsus/updates/{update_id}", 200)[1] == cli_json(install, "updates", "show", update_id)
     assert api.call("GET", f"/wsus/updates/{{{BUNDLE.upper()}}}", 200)[1]["UpdateID"] == BUNDLE
@@ -206,9 +214,9 @@ def test_hostile_input_is_refused_with_the_reason(install, catalog):
             ("state=Published", "'Published' refused"),
             ("limit=0", "query parameter 'limit' must be at least 1"),
             ("limit=501", "query parameter 'limit' must be at most 500"),
-            ("offset=-1", "query parameter 'offset' must be at least 0"),
+            ("offset=0", "unknown query parameter 'offset'"),
             ("limit=abc", "query parameter 'limit' must be a whole number"),
-            ("offset=10000000000", "query parameter 'offset' must be at most 1000000000"),
+            ("cursor=" + "A" * 2401, "query parameter 'cursor'"),
             ("search=" + "x" * 101, "query parameter 'search' is longer than 100 characters"),
             ("product=" + "\U0001f600" * 101, "query parameter 'product' is longer than 100 characters"),
             ("classification=a%00b", "query parameter 'classification'"),

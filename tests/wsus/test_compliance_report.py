@@ -120,14 +120,21 @@ def test_api_is_the_cli(install, fleet, live_server):
     server = live_server(workers=1)
     api = Api(server.url, operator)
     for kind in ("computers", "updates"):
-        key = kind.capitalize()
+        key = "Items"
         _, page = api.call("GET", f"/wsus/report/{kind}", 200)
         assert page == {key: json.loads(install.cli("wsus", "report", kind, "--json").stdout), "Limit": 50,
-                        "Offset": 0, "NextOffset": None}
-        _, first = api.call("GET", f"/wsus/report/{kind}?limit=2", 200)
-        assert first[key] == page[key][:2] and first["NextOffset"] == 2
-        _, rest = api.call("GET", f"/wsus/report/{kind}?limit=2&offset=2", 200)
-        assert rest[key] == page[key][2:4] and rest["NextOffset"] == (None if len(page[key]) <= 4 else 4)
+                        "Total": None, "Next": None}
+        pages, link = [], f"/wsus/report/{kind}?limit=2"
+        while link is not None:
+            _, step = api.call("GET", link, 200)
+            pages.extend(step[key])
+            assert step["Limit"] == 2 and (step["Next"] is None or step["Next"].startswith(
+                f"/api/v1/wsus/report/{kind}?limit=2&cursor="))
+            link = step["Next"] and step["Next"].removeprefix("/api/v1")
+        assert pages == page[key] and len(pages) > 2
+        status, refused = api.call("GET", f"/wsus/report/{kind}?cursor=WyJ4IiwiIl0")
+        assert (status, refused["error"]["code"]) == (400, "bad-cursor")
+        assert "belongs to another listing ('x')" in refused["error"]["message"]
         _, pilot = api.call("GET", f"/wsus/report/{kind}?group=Pilot%20East", 200)
         assert pilot[key] == json.loads(install.cli("wsus", "report", kind, "--group", "Pilot East",
                                                     "--json").stdout)

@@ -41,6 +41,10 @@ def test_sync_on_demand_then_the_history(install):
         fake.stop()
     assert runs[0]["Outcome"] == "ok" and runs[0]["Trigger"] == "api"
     assert runs[0]["Summary"]["NewRevisions"] == 1
+    assert api.get("/wsus/sync/runs").json == {"Items": runs, "Limit": 50, "Total": None, "Next": None}
+    refused = api.get("/wsus/sync/runs?cursor=WyJ3c3VzLXN5bmMtcnVucyIsIiIsInRleHQiXQ")
+    assert (refused.status_code, refused.json["error"]["code"]) == (400, "bad-cursor")
+    assert "not a whole number" in refused.json["error"]["message"]
     assert api.get("/wsus/sync").json["Upstreams"][0]["SyncAnchor"].startswith("9438,")
 
 

@@ -85,9 +85,15 @@ def test_cli_refusals_say_why(install, args, message):
 def test_api_lists_and_clears_the_marks(install, corrupt):
     api = make_api(install)
     every = api.get("/wsus/sync/files")
-    assert every.status_code == 200 and [f["SHA1"] for f in every.json] == [GONE, NBT]
+    assert every.status_code == 200 and [f["SHA1"] for f in every.json["Items"]] == [GONE, NBT]
+    assert (every.json["Limit"], every.json["Total"], every.json["Next"]) == (50, None, None)
+    first = api.get("/wsus/sync/files?limit=1")
+    assert [f["SHA1"] for f in first.json["Items"]] == [GONE]
+    assert first.headers["Link"] == f'<{first.json["Next"]}>; rel="next"'
+    second = api.get(first.json["Next"].removeprefix("/api/v1"))
+    assert ([f["SHA1"] for f in second.json["Items"]], second.json["Next"]) == ([NBT], None)
     only = api.get("/wsus/sync/files?state=corrupt-upstream")
-    assert [(f["SHA1"], f["State"], f["Attempts"]) for f in only.json] == [(NBT, "corrupt-upstream", 3)]
+    assert [(f["SHA1"], f["State"], f["Attempts"]) for f in only.json["Items"]] == [(NBT, "corrupt-upstream", 3)]
     assert api.get("/wsus/sync/files?state=broken").status_code == 400
     # refusals: 4xx with a reason, nothing cleared
     assert api.call("POST", "/wsus/sync/files/retry", role="operator", json={"All": True}).status_code == 403
@@ -103,5 +109,5 @@ def test_api_lists_and_clears_the_marks(install, corrupt):
     assert cleared.status_code == 200 and [f["SHA1"] for f in cleared.json] == [NBT]
     rest = api.call("POST", "/wsus/sync/files/retry", json={"All": True, "State": "unavailable"})
     assert [f["SHA1"] for f in rest.json] == [GONE]
-    assert api.get("/wsus/sync/files").json == []
+    assert api.get("/wsus/sync/files").json["Items"] == []
     assert api.get("/wsus/sync").json["MarkedFiles"] == []

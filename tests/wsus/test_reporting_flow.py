@@ -63,7 +63,7 @@ def test_two_clients_report_and_the_reports_show_it(install, live_server):
     api = Api(server.url, token)
     assert api.call("GET", "/wsus/report/groups", 200)[1] == list(
         json.loads(install.cli("wsus", "report", "groups", "--json").stdout))
-    assert api.call("GET", "/wsus/report/computers?group=Pilot", 200)[1]["Computers"] == json.loads(
+    assert api.call("GET", "/wsus/report/computers?group=Pilot", 200)[1]["Items"] == json.loads(
         install.cli("wsus", "report", "computers", "--group", "Pilot", "--json").stdout)
     shown = json.loads(install.cli("wsus", "computers", "show", "lab-02.contoso.test", "--json").stdout)
     assert shown["LastStatusTime"] == lab["LastStatusTime"]

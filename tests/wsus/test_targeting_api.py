@@ -104,15 +104,15 @@ def test_groups_and_computers(api):
     assert "'devupdate wsus groups list'" in api.refused("DELETE", "/wsus/groups/nowhere", status=404)
 
     page = api.ok("GET", "/wsus/computers")
-    [pc] = page["Computers"]
-    assert (pc["DnsName"], pc["Groups"][0]["Name"], page["NextOffset"]) == ("pc1.corp.example",
-                                                                             "Unassigned Computers", None)
+    [pc] = page["Items"]
+    assert (pc["DnsName"], pc["Groups"][0]["Name"], page["Limit"], page["Total"], page["Next"]) == (
+        "pc1.corp.example", "Unassigned Computers", 50, None, None)
     assigned = api.ok("PUT", f"/wsus/computers/{pc['TargetId']}/groups", {"Groups": ["Floor 1"]})
     assert [(m["Name"], m["Distance"]) for m in assigned["MemberOf"]] == [
         ("Floor 1", 0), ("Site", 1), ("All Computers", 2)]
     assert api.ok("GET", "/wsus/computers/pc1.corp.example")["OS"]["Build"] == 22631
-    assert [c["DnsName"] for c in api.ok("GET", "/wsus/computers?group=Site")["Computers"]] == ["pc1.corp.example"]
-    assert api.ok("GET", f"/wsus/computers?group={q('Unassigned Computers')}")["Computers"] == []
+    assert [c["DnsName"] for c in api.ok("GET", "/wsus/computers?group=Site")["Items"]] == ["pc1.corp.example"]
+    assert api.ok("GET", f"/wsus/computers?group={q('Unassigned Computers')}")["Items"] == []
     assert "'devupdate wsus computers list'" in api.refused("GET", "/wsus/computers/ghost", status=404)
     assert "has subgroups" in api.refused("DELETE", "/wsus/groups/Site", status=409)
     api.ok("DELETE", f"/wsus/groups/{q('Floor 1')}")
@@ -130,7 +130,8 @@ def test_approvals_need_the_eula_and_are_audited(api):
     assert (approved["Action"], approved["Deadline"], approved["DownloadPriority"], approved["Actor"]) == (
         "OptionalInstall", "2026-12-24T18:00:00Z", 1, "token:ci-admin")
     assert [d["Id"] for d in api.ok("GET", f"/wsus/updates/{E}/approvals")] == [approved["Id"]]
-    assert [d["UpdateID"] for d in api.ok("GET", "/wsus/approvals?group=Test")] == [E]
+    listed = api.ok("GET", "/wsus/approvals?group=Test")
+    assert ([d["UpdateID"] for d in listed["Items"]], listed["Next"]) == ([E], None)
     assert "Block is not allowed" in api.refused("PUT", f"/wsus/updates/{A}/approvals/{ALL_ID}",
                                                  {"Action": "block"}, status=409, code="block-all-computers")
     withdrawn = api.ok("DELETE", f"/wsus/updates/{E}/approvals/test")

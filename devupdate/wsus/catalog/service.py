@@ -143,9 +143,11 @@ def search_condition(text: str) -> peewee.Expression:
 
 
 def list_updates(*, product: str | None = None, classification: str | None = None, state: str | None = None,
-                 search: str | None = None, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+                 search: str | None = None, limit: int | None = None, offset: int = 0,
+                 before: int | None = None) -> list[dict[str, Any]]:
     """Software and driver updates (current revisions), newest RevisionID first; without ``state``
-    every one but the deleted. ``limit``/``offset``: one page."""
+    every one but the deleted. ``limit``/``offset``: one page; ``before``: only RevisionIDs below it
+    (the keyset the API pages by: the index on the current revision reads just the page)."""
     if state is not None and state not in STATES:
         raise DevupdateError(f"state {state[:40]!r} is not one of {', '.join(STATES)}", code="bad-state")
     query = (Update.select(Update, Revision.revision_number)
@@ -171,6 +173,8 @@ def list_updates(*, product: str | None = None, classification: str | None = Non
         query = query.where(~Update.declined, Update.publication_state != "Expired", superseded)
     elif state == "published":
         query = query.where(~Update.declined, Update.publication_state != "Expired", ~superseded)
+    if before is not None:
+        query = query.where(Update.current_revision < before)
     query = query.order_by(Update.current_revision.desc())
     if limit is not None or offset:
         query = query.limit(limit if limit is not None else -1).offset(offset)

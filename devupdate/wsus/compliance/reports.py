@@ -89,9 +89,11 @@ def _counts_by_client(clients: Sequence[str] | None = None) -> dict[str, dict[st
     return out
 
 
-def computers(*, group: str | None = None, limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
+def computers(*, group: str | None = None, limit: int = 500, offset: int = 0,
+              after: tuple[str, str] | None = None) -> list[dict[str, Any]]:
     """One row per computer (by DNS name, then ComputerId): its counts, last sync (SyncUpdates), last
-    status (the last report), last scan and scan error, and the events dropped from its batches."""
+    status (the last report), last scan and scan error, and the events dropped from its batches.
+    ``after``: only rows past this (lower-case DNS name, ComputerId) — the API's keyset."""
     known = _computers()
     if group is not None:
         target = targeting.resolve_group(group).id
@@ -103,6 +105,8 @@ def computers(*, group: str | None = None, limit: int = 500, offset: int = 0) ->
         return ((computer.dns_name or "").lower() if computer is not None else "", client)
 
     order = sorted(known, key=key)
+    if after is not None:
+        order = [client for client in order if key(client) > after]
     page = order[max(0, offset):max(0, offset) + max(1, min(limit, MAX_PAGE))]
     counts = _counts_by_client(page)
     status = {row.client_id: row for part in _chunks(page)
@@ -127,9 +131,11 @@ def computers(*, group: str | None = None, limit: int = 500, offset: int = 0) ->
     return out
 
 
-def updates(*, group: str | None = None, limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
+def updates(*, group: str | None = None, limit: int = 500, offset: int = 0,
+            after: tuple[int, int, str] | None = None) -> list[dict[str, Any]]:
     """One row per update some computer has a state for: the computers needing it, having it installed,
-    failing, not applicable and unknown; the most failures first, then the most needed, then UpdateID."""
+    failing, not applicable and unknown; the most failures first, then the most needed, then UpdateID.
+    ``after``: only rows past this (-Failed, -Needed, UpdateID) — the API's keyset."""
     known = _computers()
     query = ComplianceState.select(ComplianceState.update_id, ComplianceState.state, fn.COUNT(ComplianceState.id))
     if group is not None:
@@ -146,7 +152,12 @@ def updates(*, group: str | None = None, limit: int = 500, offset: int = 0) -> l
     per_update: dict[str, dict[str, int]] = {}
     for update_id, state, count in rows:
         _add(per_update.setdefault(update_id, _zero()), state, count)
-    order = sorted(per_update, key=lambda u: (-per_update[u]["Failed"], -per_update[u]["Needed"], u))
+    def key(update_id: str) -> tuple[int, int, str]:
+        return (-per_update[update_id]["Failed"], -per_update[update_id]["Needed"], update_id)
+
+    order = sorted(per_update, key=key)
+    if after is not None:
+        order = [update_id for update_id in order if key(update_id) > after]
     page = order[max(0, offset):max(0, offset) + max(1, min(limit, MAX_PAGE))]
     titles = {update_id: (title, kb) for part in _chunks(page) for update_id, title, kb in tuples(
         Update.select(Update.update_id, Update.title, Update.kb_article).where(Update.update_id.in_(part)))}

@@ -52,9 +52,11 @@ def _names(sha1s: list[str]) -> dict[str, str]:
     return found
 
 
-def marked(state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """The marked files (``state``: only those), by SHA-1."""
+def marked(state: str | None = None, limit: int = 100, after: str | None = None) -> list[dict[str, Any]]:
+    """The marked files (``state``: only those), by SHA-1; ``after``: only SHA-1s past it (the API's keyset)."""
     query = SyncedFile.select().order_by(SyncedFile.sha1).limit(max(1, min(limit, MAX_CLEAR)))
+    if after is not None:
+        query = query.where(SyncedFile.sha1 > after)
     if _state(state) is not None:
         query = query.where(SyncedFile.state == state)
     rows = list(query)

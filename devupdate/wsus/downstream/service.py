@@ -162,6 +162,14 @@ def _attach(timeout: float) -> dict[str, Any]:
     raise DevupdateError("another sync is still running; see 'devupdate wsus sync status'", code="sync-running")
 
 
+def runs(limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
+    """The run history, newest first; ``before``: only runs with a lower Id (the API's keyset)."""
+    query = SyncRun.select().order_by(SyncRun.id.desc()).limit(max(1, min(limit, 1001)))
+    if before is not None:
+        query = query.where(SyncRun.id < before)
+    return [run_dict(row) for row in query]
+
+
 def status(limit: int = 50) -> dict[str, Any]:
     """The run history (newest first) and what is stored per upstream."""
     runs = [run_dict(row) for row in SyncRun.select().order_by(SyncRun.id.desc()).limit(max(1, min(limit, 1000)))]

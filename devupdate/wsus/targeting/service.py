@@ -455,9 +455,13 @@ def computer_dict(computer: Computer, names: Mapping[str, str] | None = None, *,
     return out
 
 
-def list_computers(*, group: str | None = None, limit: int = 500, offset: int = 0) -> list[dict[str, Any]]:
-    """Computers by TargetID; ``group``: only those that belong to it (directly or below it)."""
+def list_computers(*, group: str | None = None, limit: int = 500, offset: int = 0,
+                   after: int | None = None) -> list[dict[str, Any]]:
+    """Computers by TargetID; ``group``: only those that belong to it (directly or below it);
+    ``after``: only TargetIDs above it (the API's keyset)."""
     query = Computer.select().order_by(Computer.id)
+    if after is not None:
+        query = query.where(Computer.id > after)
     if group is not None:
         target = resolve_group(group)
         if target.id != ALL_COMPUTERS_ID:
@@ -734,8 +738,13 @@ def unapprove(update_ref: str, group_ref: str, *, actor: str) -> dict[str, Any]:
 
 
 def list_deployments(update_ref: str | None = None, *, group: str | None = None, include_revoked: bool = False,
-                     limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+                     limit: int = 1000, offset: int = 0,
+                     after: tuple[str, int] | None = None) -> list[dict[str, Any]]:
+    """Deployments by UpdateID, then Id; ``after``: only those past this (UpdateID, Id) (the API's keyset)."""
     query = Deployment.select().order_by(Deployment.update_id, Deployment.id)
+    if after is not None:
+        query = query.where((Deployment.update_id > after[0])
+                            | ((Deployment.update_id == after[0]) & (Deployment.id > after[1])))
     if update_ref is not None:
         query = query.where(Deployment.update_id == guid(update_ref, "update"))
     if group is not None:
