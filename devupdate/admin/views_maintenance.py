@@ -22,7 +22,7 @@ def clean_up_files() -> Response:
        summary="Remove device logs and request audit logs last written more than DaysBack days ago "
                "(default: LogCleanUpInterval)", responses={200: "LogCleanup", **JSON_CHANGE})
 def clean_up_logs() -> Response:
-    return json_response(cleanup_now(runtime().store, json_body().get("DaysBack")).as_dict())
+    return json_response(cleanup_now(runtime().store, json_body().get("DaysBack"), actor=principal().actor).as_dict())
 
 
 @route("POST", "/filestore/verify", role="admin", summary="Re-hash every stored object; Ok is false when any "

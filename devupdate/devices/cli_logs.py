@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from devupdate.clikit import WholeNumber, handle_errors, print_json, print_table, runtime
+from devupdate.clikit import WholeNumber, actor, handle_errors, print_json, print_table, runtime
 
 
 @click.group("logs")
@@ -37,7 +37,7 @@ def logs_cleanup(days_back: int | None, as_json: bool) -> None:
     """Remove old device logs and request audit logs (what the service also does on its own)."""
     from devupdate.devices.logs import cleanup_now
 
-    report = cleanup_now(runtime().store, days_back)
+    report = cleanup_now(runtime().store, days_back, actor=actor())
     if as_json:
         print_json(report.as_dict())
         return

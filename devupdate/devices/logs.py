@@ -167,6 +167,9 @@ class CleanupReport:
                 "BytesFreed": self.bytes_freed, "Removed": self.removed}
 
 
+AUDITED_PATHS = 100
+
+
 def cleanup(store: FileStore, days_back: int, *, now: float | None = None,
             areas: tuple[str, ...] = CLEANUP_AREAS) -> CleanupReport:
     """Delete log files last written more than ``days_back`` days ago (device logs and audit logs).
@@ -189,14 +192,25 @@ def cleanup(store: FileStore, days_back: int, *, now: float | None = None,
     return CleanupReport(days_back, cutoff, removed)
 
 
-def cleanup_now(store: FileStore, days_back: int | None = None) -> CleanupReport:
+def cleanup_now(store: FileStore, days_back: int | None = None, *, actor: str) -> CleanupReport:
     """``logs cleanup`` (Clear-CsDeviceUpdateLog) from the CLI or the API: ``days_back`` defaults to
-    LogCleanUpInterval."""
+    LogCleanUpInterval. A run that removed files is audited as ``logs.cleanup`` (as ``files.cleanup``
+    is): the counts and the first ``AUDITED_PATHS`` paths, so the row stays small however many went."""
     from devupdate import configuration
+    from devupdate.audit.trail import record
+    from devupdate.db import write_transaction
 
     if days_back is None:
         days_back = configuration.whole(configuration.effective(), "LogCleanUpInterval")
-    return cleanup(store, days_back)
+    report = cleanup(store, days_back)
+    if report.removed:
+        paths = [str(item["Path"]) for item in report.removed]
+        with write_transaction():
+            record(actor, "logs.cleanup", "logs", after={
+                "DaysBack": report.days_back, "Cutoff": _iso(report.cutoff), "FilesRemoved": len(paths),
+                "BytesFreed": report.bytes_freed, "Paths": paths[:AUDITED_PATHS],
+                "PathsNotListed": max(0, len(paths) - AUDITED_PATHS)})
+    return report
 
 
 # --- configuration, cached per worker ------------------------------------------------------------
