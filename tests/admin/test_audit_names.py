@@ -133,9 +133,9 @@ def test_a_page_asks_once_per_kind_not_per_row(database):
     assert _names()[-4] == ("wsus.computer.assign", str(computers[-1].id), "computer pc-21")
 
 
-def _put_old_log(store, relpath: str, data: bytes) -> None:
+def _put_old_log(store, relpath: str, data: bytes, days: int = 30) -> None:
     store.write_named("logs/client", relpath, io.BytesIO(data))
-    when = time.time() - 30 * 86400
+    when = time.time() - days * 86400
     os.utime(store.named_path("logs/client", relpath), (when, when))
 
 
@@ -157,7 +157,9 @@ def test_log_cleanup_is_audited_from_the_cli_and_the_api(install, live_server):
     assert len(text) == 2
     assert text[1].split()[1:] == "cli:ops logs.cleanup device logs and request audit logs ok".split()
 
-    _put_old_log(rt.store, "DiagLog/SN-X1/old.clg", b"12")
+    # the service's own cleanup (older than LogCleanUpInterval) leaves this one to the API call
+    install.cli("config", "set", "LogCleanUpInterval", "20")
+    _put_old_log(rt.store, "DiagLog/SN-X1/old.clg", b"12", days=10)
     server = live_server(workers=1)
     secret = install.cli("tokens", "create", "ops-api", "--role", "admin").stdout.split()[-1]
 
