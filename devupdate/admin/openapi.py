@@ -24,6 +24,7 @@ from devupdate.admin import (
     views_imports,
     views_logs,
     views_maintenance,
+    views_request_logs,
     views_rules,
     views_test_devices,
     views_wsus,
@@ -39,7 +40,8 @@ from devupdate.configuration import value_schema
 #: every feature's API views, in the order the document lists their paths
 FEATURES = (views_rules, views_imports, views_test_devices, views_configuration, views_devices, views_audit,
             views_logs, views_filestore, views_maintenance, views_accounts,
-            views_wsus, views_wsus_targeting, views_wsus_compliance, views_wsus_sync)
+            views_wsus, views_wsus_targeting, views_wsus_compliance, views_wsus_sync,
+            views_request_logs)
 _RANK = {module.__name__: rank for rank, module in enumerate(FEATURES)}
 
 

@@ -310,6 +310,11 @@ SCHEMAS: dict[str, Any] = {
                             "Outcome": {"enum": ["running", "ok", "failed", "interrupted"]}, "Error": STRING,
                             "Summary": {"type": "object", "description": "the run's summary (docs/wsus-sync.md)"}}),
     "WsusSyncRunPage": page("WsusSyncRun"),
+    "RequestLogFile": _object({"Name": STRING, "Server": STRING, "Day": STRING, "Part": INTEGER, "Size": INTEGER}),
+    "RequestLogFilePage": page("RequestLogFile"),
+    "RequestLogRow": {"type": "object", "additionalProperties": STRING,
+                      "description": "a row: the log's columns by name"},
+    "RequestLogRowPage": page("RequestLogRow"),
     "WsusSyncStatus": _object({"Upstreams": _array(_object({
         "Upstream": STRING, "Mode": STRING, "ServerId": NULLABLE_STRING, "ConfigAnchor": NULLABLE_STRING,
         "SyncAnchor": NULLABLE_STRING, "DeploymentAnchor": NULLABLE_STRING, "Config": {"type": "object"},

@@ -74,3 +74,43 @@ def audit_export(action: str | None, who: str | None, target: str | None, since:
     """Every matching entry as CSV on standard output (for a spreadsheet: formulas are neutralised)."""
     runtime()
     _write_csv(_filter(action, who, target, since, until))
+
+
+@audit.group("requests")
+def requests_group() -> None:
+    """The per-request audit log files phones' check-ins are written to (the console's viewer)."""
+
+
+@requests_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def requests_list(as_json: bool) -> None:
+    """The request audit log files, newest day first."""
+    from devupdate.audit import requestlog_view
+
+    rows = requestlog_view.files(runtime().store)
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(rows, ["Name", "Server", "Day", "Part", "Size"])
+
+
+@requests_group.command("show")
+@click.argument("name")
+@click.option("--search", default="", help="Only rows containing this text (case-insensitive).")
+@click.option("--start", type=WholeNumber(0), default=0, help="Byte offset to start at (a previous page's Next).")
+@click.option("--limit", type=WholeNumber(1, 500), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def requests_show(name: str, search: str, start: int, limit: int, as_json: bool) -> None:
+    """Rows of the request audit log file NAME (as 'audit requests list' names it), one page."""
+    from devupdate.audit import requestlog_view
+
+    with requestlog_view.open_file(runtime().store, name) as handle:
+        found = requestlog_view.read_page(handle, start=start, search=search, limit=limit)
+    if as_json:
+        print_json({"Items": found.rows, "Next": found.next_start})
+        return
+    print_table(found.rows, ["Logging DateTime", "User Host Address", "Mac Address", "Model", "Result"])
+    if found.next_start is not None:
+        click.echo(f"more: --start {found.next_start}", err=True)
