@@ -120,12 +120,12 @@ class RolloutDevice(BaseModel):
     id = peewee.AutoField()
     rule_id = peewee.CharField(max_length=36)
     device_id = peewee.CharField(max_length=80)
-    offered_at = peewee.FloatField()  # POSIX seconds
+    offered_at = peewee.DoubleField()  # POSIX seconds (double: REAL would round them to minutes)
     checks_at_offer = peewee.BigIntegerField()  # the inventory's check count then
     seen_new = peewee.BooleanField(default=False)
     outcome = peewee.CharField(max_length=10, default="waiting")  # waiting | updated | failed
     reason = peewee.CharField(max_length=10, default="")  # reported | fallback | stuck
-    downloaded_at = peewee.FloatField(null=True)  # when it fetched the new image (POSIX seconds), as attributed
+    downloaded_at = peewee.DoubleField(null=True)  # when it fetched the new image (POSIX seconds), as attributed
     checks_at_download = peewee.BigIntegerField(null=True)  # the inventory's check count then
 
     class Meta:
@@ -142,8 +142,8 @@ class RolloutDownload(BaseModel):
     version = peewee.CharField(max_length=64)
     address = peewee.CharField(max_length=64)
     user_id = peewee.CharField(max_length=256, default="")
-    first_at = peewee.FloatField()  # POSIX seconds
-    last_at = peewee.FloatField()
+    first_at = peewee.DoubleField()  # POSIX seconds
+    last_at = peewee.DoubleField()
     count = peewee.BigIntegerField(default=1)
 
     class Meta:
