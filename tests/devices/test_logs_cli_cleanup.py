@@ -145,7 +145,8 @@ def flock_holders(path) -> set[int]:
 
 def cleanup_holders(install) -> set[int]:
     """PIDs holding the log cleanup's NodeLock: the flock on SQLite, the advisory lock on PostgreSQL
-    (each connection names its process: application_name 'devupdate pid N')."""
+    (each connection names its process: application_name 'devupdate pid N'), in this database only:
+    servers of test sessions running beside this one hold the same key in theirs."""
     if not install.database_url:
         return flock_holders(install.home / cleanup_job.LOCK_NAME)
     import psycopg2
@@ -157,7 +158,8 @@ def cleanup_holders(install) -> set[int]:
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s",
+                        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s "
+                        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                         (NodeLock.NAMESPACE, lock.key))
             return {int(name.rsplit(" ", 1)[1]) for (name,) in cur.fetchall()}
     finally:

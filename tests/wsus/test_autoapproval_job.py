@@ -43,7 +43,8 @@ def on_test() -> list[tuple[str, str]]:
 
 def holders(install) -> set[int]:
     """PIDs holding the job's NodeLock: the flock on SQLite, the advisory lock on PostgreSQL (each
-    connection names its process: application_name 'devupdate pid N')."""
+    connection names its process: application_name 'devupdate pid N'), in this database only: servers of
+    test sessions running beside this one hold the same key in theirs."""
     path = install.home / f"{autoapproval.JOB_NAME}.lock"
     if not install.database_url:
         inode = os.stat(path).st_ino
@@ -56,7 +57,8 @@ def holders(install) -> set[int]:
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s",
+                        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s "
+                        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                         (NodeLock.NAMESPACE, NodeLock(autoapproval.JOB_NAME, path).key))
             return {int(name.rsplit(" ", 1)[1]) for (name,) in cur.fetchall()}
     finally:
