@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Download throughput: a 64 MB image via devupdate (gunicorn, sendfile) vs nginx serving the same
-file, driven by the same client (``wrk``) in the same run. Target: devupdate ≥ 0.7 × nginx.
+file, driven by the same client (``wrk``) in the same run. Two routes to the same stored object:
+``--route phone`` (default) the phones' ``/DeviceUpdateFiles_Int/…`` path, target devupdate ≥ 0.7 ×
+nginx; ``--route content`` WSUS's ``/Content/<XX>/<SHA1>.nbt``, target ≥ 0.9 × nginx
+(``tools/bench_content.py`` is this with ``--route content``).
 
 Everything is real and throw-away: a temporary data directory, ``devupdate pack`` + ``import`` of a
 cab holding the image, ``devupdate serve`` on a free loopback port, and nginx (not as a daemon,
@@ -9,8 +12,10 @@ Rounds alternate (devupdate, nginx, devupdate, nginx, …) so drift hits both si
 
     python tools/bench_download.py                       # 64 MB, 2 workers, 4 connections, 3×8 s each
     python tools/bench_download.py --size-mb 64 --connections 8 --duration 10 --rounds 3 --json
+    python tools/bench_download.py --route content
 
-Exit status: 0 when the ratio meets ``--target`` (default 0.7), 1 when it does not, 2 on setup errors.
+Exit status: 0 when the ratio meets ``--target`` (default: the route's), 1 when it does not, 2 on setup
+errors.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pathlib import Path
 
 VERSION = "4.0.7577.4372"
 PATH = f"UCPhone/Polycom/CX600/A/ENU/{VERSION}/CPE.nbt"
+TARGETS = {"phone": 0.7, "content": 0.9}  # the phone route's and WSUS /Content's issue targets
 NGINX_CONF = """
 worker_processes {workers};
 daemon off;
@@ -105,18 +111,22 @@ def run_wrk(wrk: str, url: str, threads: int, connections: int, duration: int) -
             "requests_per_s": float(requests.group(1))}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--route", choices=sorted(TARGETS), default="phone",
+                        help="phone: /DeviceUpdateFiles_Int/…; content: WSUS /Content/<XX>/<SHA1>.nbt")
     parser.add_argument("--size-mb", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="devupdate workers = nginx worker processes")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--duration", type=int, default=8, help="seconds per round and server")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--target", type=float, default=0.7)
+    parser.add_argument("--target", type=float, help="ratio to pass (default: 0.7 phone, 0.9 content)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.target is None:
+        args.target = TARGETS[args.route]
 
     wrk = shutil.which("wrk")
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
@@ -171,7 +181,9 @@ def main() -> int:
                                   str(work / "nginx" / "error.log")], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(front)
-        urls = {"devupdate": f"http://127.0.0.1:{port}/DeviceUpdateFiles_Int/{PATH}",
+        sha1 = hashlib.sha1(image.read_bytes()).hexdigest().upper()
+        route = f"Content/{sha1[-2:]}/{sha1}.nbt" if args.route == "content" else f"DeviceUpdateFiles_Int/{PATH}"
+        urls = {"devupdate": f"http://127.0.0.1:{port}/{route}",
                 "nginx": f"http://127.0.0.1:{nginx_port}/image"}
         wait_http(urls["nginx"], front)
 
@@ -194,13 +206,13 @@ def main() -> int:
                              "rounds_MiB_per_s": [round(r / 2**20, 1) for r in rates],
                              "downloads_per_s": round(statistics.median(r["requests_per_s"] for r in runs), 2)}
         ratio = summary["devupdate"]["MiB_per_s"] / summary["nginx"]["MiB_per_s"]
-        report = {"size_bytes": size, "workers": args.workers, "connections": args.connections,
+        report = {"route": args.route, "size_bytes": size, "workers": args.workers, "connections": args.connections,
                   "duration_s": args.duration, "rounds": args.rounds, **summary, "ratio": round(ratio, 3),
                   "target": args.target, "pass": ratio >= args.target}
         if args.json:
             print(json.dumps(report, indent=2))
         else:
-            print(f"image {size / 2**20:.0f} MiB, {args.workers} workers, wrk -t{args.threads} "
+            print(f"{args.route} route, image {size / 2**20:.0f} MiB, {args.workers} workers, wrk -t{args.threads} "
                   f"-c{args.connections}, {args.rounds} rounds x {args.duration}s each (median)")
             for name in ("devupdate", "nginx"):
                 s = summary[name]
