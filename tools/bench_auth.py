@@ -23,7 +23,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,15 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
 import phonesim  # noqa: E402
+from procs import free_port  # noqa: E402
 
 EXT, INT = "/RequestHandlerExt/ucdevice.upx", "/RequestHandler/ucdevice.upx"
 BODY = phonesim.make_fleet(1, seed=3)[0].request_xml()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:

@@ -33,8 +33,6 @@ import os
 import random
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +49,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
 import phonesim  # noqa: E402
+from procs import free_port, stop, wait_ready  # noqa: E402
 
 CHANGING = ("UCPhone", "Polycom", "CX600", "A", "ENU")  # approved V1, then V2 approved, then rolled back
 STEADY = ("UCPhone", "Aastra", "6725ip", "A", "DEU")  # V1 approved and installed throughout: offered nothing
@@ -347,37 +346,6 @@ def timeline(samples: dict[int, list[tuple[float, int]]], points: int = 12) -> d
 
 
 # --- the run -----------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(port: int, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"server on {port} did not come up:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen) -> int:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode
 
 
 def count_audit_rows(home: Path) -> tuple[int, Counter]:
