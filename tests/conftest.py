@@ -91,6 +91,18 @@ def _empty_postgres(url: str) -> None:
     conn.close()
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Headless system Chromium through Playwright, one per test module; skips without either."""
+    from admin import consolekit as kit
+
+    sync_playwright = kit.require_browser()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=kit.CHROMIUM, headless=True, args=kit.CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
 @pytest.fixture
 def install(tmp_path, pg_database_url) -> Installation:
     if pg_database_url:

@@ -19,15 +19,6 @@ pytestmark = pytest.mark.timeout(120)
 RULE_CX600 = make_update("Polycom", "CX600").id
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = kit.require_browser()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=kit.CHROMIUM, headless=True, args=kit.CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def shots(tmp_path_factory):
     return tmp_path_factory.getbasetemp() / "console-screenshots"

@@ -19,15 +19,6 @@ CX600, CX700, VVX = (make_update("Polycom", "CX600", kit.V_NEW), make_update("Po
                      make_update("Polycom", "VVX400", kit.V_NEW))
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = kit.require_browser()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=kit.CHROMIUM, headless=True, args=kit.CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def _sign_in(page, server) -> None:
     page.goto(server.url + "/console/sign-in")
     page.fill("input[name=name]", "alice")

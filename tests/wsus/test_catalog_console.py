@@ -133,56 +133,50 @@ def test_catalog_pages_keep_the_filters(install, server, tmp_path):
     assert rows(alice.get("/catalog?q=bulk&page=3").text) == []
 
 
-def test_catalog_page_in_a_browser(install, server):
-    sync_playwright = kit.require_browser()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=kit.CHROMIUM, headless=True, args=kit.CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport=kit.LAPTOP)
-            page.goto(server.url + "/console/catalog")
-            page.fill("input[name=name]", "alice")
-            page.fill("input[name=password]", kit.PASSWORD)
-            page.click("button:has-text('Sign in')")
-            page.wait_for_url(server.url + "/console/catalog")
-            assert page.locator('nav a[aria-current="page"]').inner_text() == "WSUS catalog"
+def test_catalog_page_in_a_browser(install, server, browser):
+    page = browser.new_page(viewport=kit.LAPTOP)
+    page.goto(server.url + "/console/catalog")
+    page.fill("input[name=name]", "alice")
+    page.fill("input[name=password]", kit.PASSWORD)
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(server.url + "/console/catalog")
+    assert page.locator('nav a[aria-current="page"]').inner_text() == "WSUS catalog"
 
-            def shown() -> list[str]:
-                return [row.get_attribute("id").removeprefix("update-") for row in page.locator("tbody tr[id]").all()]
+    def shown() -> list[str]:
+        return [row.get_attribute("id").removeprefix("update-") for row in page.locator("tbody tr[id]").all()]
 
-            assert shown() == ALL
-            page.fill("input[name=q]", "synthetic")
-            page.click("button:has-text('Search')")
-            page.wait_for_load_state("load")
-            assert shown() == [B, A]
-            page.fill("input[name=q]", "")
-            page.select_option("select[name=product]", label="Microsoft Defender Antivirus")
-            page.select_option("select[name=classification]", label="Definition Updates")
-            page.click("button:has-text('Search')")
-            page.wait_for_load_state("load")
-            assert shown() == [SMALL, BUNDLE, LEAF]
-            assert f"product={DEFENDER}" in page.url and f"classification={DEFINITIONS}" in page.url
+    assert shown() == ALL
+    page.fill("input[name=q]", "synthetic")
+    page.click("button:has-text('Search')")
+    page.wait_for_load_state("load")
+    assert shown() == [B, A]
+    page.fill("input[name=q]", "")
+    page.select_option("select[name=product]", label="Microsoft Defender Antivirus")
+    page.select_option("select[name=classification]", label="Definition Updates")
+    page.click("button:has-text('Search')")
+    page.wait_for_load_state("load")
+    assert shown() == [SMALL, BUNDLE, LEAF]
+    assert f"product={DEFENDER}" in page.url and f"classification={DEFINITIONS}" in page.url
 
-            # Decline behind the confirmation dialog; cancel first changes nothing.
-            page.click(f"#update-{BUNDLE} button[data-action=decline]")
-            page.locator("#confirm-dialog").wait_for(state="visible")
-            assert page.inner_text("#confirm-summary").startswith(f"Decline {BUNDLE_TITLE}? It is never offered")
-            page.click("#confirm-dialog button[value=cancel]")
-            assert state_of(install, BUNDLE) == "published"
-            page.click(f"#update-{BUNDLE} button[data-action=decline]")
-            page.click("#confirm-ok")
-            page.wait_for_selector(".notice-ok")
-            assert page.inner_text(".notice-ok").startswith(f"Declined {BUNDLE_TITLE}")
-            assert f"product={DEFENDER}" in page.url  # back on the filtered page
-            assert page.locator(f"#update-{BUNDLE} .state").inner_text() == "declined"
-            assert state_of(install, BUNDLE) == "declined"
+    # Decline behind the confirmation dialog; cancel first changes nothing.
+    page.click(f"#update-{BUNDLE} button[data-action=decline]")
+    page.locator("#confirm-dialog").wait_for(state="visible")
+    assert page.inner_text("#confirm-summary").startswith(f"Decline {BUNDLE_TITLE}? It is never offered")
+    page.click("#confirm-dialog button[value=cancel]")
+    assert state_of(install, BUNDLE) == "published"
+    page.click(f"#update-{BUNDLE} button[data-action=decline]")
+    page.click("#confirm-ok")
+    page.wait_for_selector(".notice-ok")
+    assert page.inner_text(".notice-ok").startswith(f"Declined {BUNDLE_TITLE}")
+    assert f"product={DEFENDER}" in page.url  # back on the filtered page
+    assert page.locator(f"#update-{BUNDLE} .state").inner_text() == "declined"
+    assert state_of(install, BUNDLE) == "declined"
 
-            page.select_option("select[name=state]", "declined")
-            page.click("button:has-text('Search')")
-            page.wait_for_load_state("load")
-            assert shown() == [BUNDLE]
-            page.click(f"#update-{BUNDLE} button[data-action=undecline]")
-            page.click("#confirm-ok")
-            page.wait_for_selector(".notice-ok")
-            assert shown() == [] and state_of(install, BUNDLE) == "published"
-        finally:
-            browser.close()
+    page.select_option("select[name=state]", "declined")
+    page.click("button:has-text('Search')")
+    page.wait_for_load_state("load")
+    assert shown() == [BUNDLE]
+    page.click(f"#update-{BUNDLE} button[data-action=undecline]")
+    page.click("#confirm-ok")
+    page.wait_for_selector(".notice-ok")
+    assert shown() == [] and state_of(install, BUNDLE) == "published"

@@ -21,15 +21,6 @@ E = "eeeeeeee-0000-4000-8000-00000000000e"  # names an EULA
 EULA = "e0e0e0e0-1111-4222-8333-444444444444"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = kit.require_browser()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=kit.CHROMIUM, headless=True, args=kit.CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def server(install, live_server, tmp_path):
     kit.setup_install(install)

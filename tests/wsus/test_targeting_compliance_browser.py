@@ -25,15 +25,6 @@ PC1 = "11111111-2222-4333-8444-5555555555a1"
 PC2 = "11111111-2222-4333-8444-5555555555a2"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = kit.require_browser()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=kit.CHROMIUM, headless=True, args=kit.CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def server(install, live_server, tmp_path):
     from devupdate.wsus.client import keys
