@@ -162,6 +162,21 @@ def _wsus_targeting(db: peewee.Database) -> None:
         sync_deployments(rule, rule.id, "devupdate")
 
 
+def _rollup_mark(db: peewee.Database) -> None:
+    """The rollup's high-water mark per upstream, and the computers an upstream took away: a rollup
+    sends only the computers changed since the last one the upstream accepted."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    from devupdate.wsus.downstream.models import RolledAway, UpstreamState
+
+    table = UpstreamState._meta.table_name
+    have = {column.name for column in db.get_columns(table)}
+    migrator = SchemaMigrator.from_database(db)
+    migrate(*(migrator.add_column(table, name, UpstreamState._meta.fields[name])
+              for name in ("rollup_mark", "rollup_edge", "rollup_reset") if name not in have))
+    db.create_tables([RolledAway])
+
+
 def _seed() -> None:
     """Rows a new database starts with (the migrations that add their tables write them too)."""
     from devupdate.wsus.targeting.service import seed
@@ -200,6 +215,8 @@ MIGRATIONS: list[Migration] = [
               lambda db: db.create_tables([ActivityHour])),
     Migration(19, "staged rollouts: downloads of the image per client, when each device offered fetched it",
               _rollout_downloads),
+    Migration(20, "WSUS downstream rollup: a high-water mark per upstream, the computers it took away",
+              _rollup_mark),
 ]
 
 

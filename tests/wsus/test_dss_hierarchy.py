@@ -146,13 +146,14 @@ def test_computers_reporting_to_b_appear_in_as_report_marked_with_b(install, liv
     assert all(row["ReportedBy"] for row in report.values())
     # idempotent: nothing changed on B, so no status goes up again and A's report stays as it was
     again = _sync(rt, a.url)
-    assert again["Rollup"] == {"Servers": 1, "Computers": 2, "StatusesSent": 0, "NewParent": 0}
-    assert "RollupComputerStatus" not in again["Operations"]
+    assert again["Rollup"] == {"Servers": 1, "Computers": 0, "StatusesSent": 0, "NewParent": 0}
+    assert "RollupComputers" not in again["Operations"] and "RollupComputerStatus" not in again["Operations"]
     assert _report(a.install) == report
     # a change on B goes up on the next run: exactly that computer's status
     _report_events(b, PC2, event(182, update=THIRD, target=PC2, hresult=-7, time="2026-10-04T16:00:00Z"))
     third = _sync(rt, a.url)
     assert third["Rollup"]["StatusesSent"] == 1 and third["Operations"]["RollupComputerStatus"] == 1
+    assert third["Rollup"]["Computers"] == 1
     after = _report(a.install)
     assert (after[PC2]["Installed"], after[PC2]["Failed"], after[PC2]["ReportedBy"]) == (1, 1, marked)
     assert after[PC1] == report[PC1]

@@ -273,6 +273,7 @@ class RollupConfig:
     computers_batch: int
     out_of_sync_batch: int
     status_batch: int
+    reset_guid: str | None = None  # another one than before: the upstream dropped what it was sent
 
 
 @dataclass(frozen=True)
@@ -590,7 +591,8 @@ def rollup_config(found: ET.Element) -> RollupConfig:
                         servers_batch=size("RollupDownstreamServersMaxBatchSize", 5000),
                         computers_batch=size("RollupComputersMaxBatchSize", 1500),
                         out_of_sync_batch=size("GetOutOfSyncComputersMaxBatchSize", 20000),
-                        status_batch=size("RollupComputerStatusMaxBatchSize", 500))
+                        status_batch=size("RollupComputerStatusMaxBatchSize", 500),
+                        reset_guid=_guid(text(found, "RollupResetGuid")))
 
 
 def changed_computers(found: ET.Element) -> dict[str, str]:

@@ -9,6 +9,8 @@
 - ``SyncedFile``: content the sync could not bring: ``corrupt-upstream`` after 3 mismatches, or
   ``unavailable`` (D5, ``FileDigestsMissing``).
 - ``NeededUpdate``: the fault-in list (D8).
+- ``RolledAway``: computers an upstream answered ``NewParent``/``Deleted`` for: their status is
+  not this server's to send there until a rollup of them is taken again.
 - ``SyncRun``: one row per run, its summary as JSON, kept 30 days (the history).
 """
 
@@ -34,6 +36,11 @@ class UpstreamState(BaseModel):
     cookie_data = peewee.TextField(null=True)
     config = peewee.TextField(default="{}")  # the last ServerSyncConfigData, as JSON
     selection = peewee.TextField(default="[]")  # the product/classification ids the last run asked for
+    # the rollup's high-water mark: computers changed after it are sent (a batch the upstream took
+    # moves it); ``rollup_edge`` holds the [id, change time] already sent within the overlap before it
+    rollup_mark = peewee.DateTimeField(null=True)
+    rollup_edge = peewee.TextField(default="[]")
+    rollup_reset = peewee.CharField(max_length=80, null=True)  # "<ServerId>/<RollupResetGuid>" the mark is for
     updated_at = peewee.DateTimeField(default=utcnow)
 
     class Meta:
@@ -75,6 +82,15 @@ class NeededUpdate(BaseModel):
 
     class Meta:
         table_name = "wsus_dss_needed"
+
+
+class RolledAway(BaseModel):
+    upstream = peewee.CharField(max_length=512)
+    computer_id = peewee.CharField(max_length=256)  # lower case
+
+    class Meta:
+        table_name = "wsus_dss_rolled_away"
+        primary_key = peewee.CompositeKey("upstream", "computer_id")
 
 
 class SyncedDeployment(BaseModel):
@@ -122,7 +138,8 @@ def refuse_if_replica(what: str) -> None:
                        "(or sync with --mode autonomous to decide here)", code="replica")
 
 
-MODELS: list[type[BaseModel]] = [UpstreamState, HeldRevision, SyncedFile, NeededUpdate, SyncedDeployment, SyncRun]
+MODELS: list[type[BaseModel]] = [UpstreamState, HeldRevision, SyncedFile, NeededUpdate, SyncedDeployment, SyncRun,
+                                 RolledAway]
 
 
 def _metrics() -> list[Any]:

@@ -148,6 +148,10 @@ class Run:
         fields["updated_at"] = utcnow()
         UpstreamState.update(**fields).where(UpstreamState.url == self.options.upstream).execute()
 
+    def save_state(self, **fields: Any) -> None:
+        """Write these state fields, inside the caller's transaction (the rollup's mark)."""
+        self._save(**fields)
+
     def clear_anchors(self, why: str) -> None:
         log.warning("sync from %s: %s; anchors cleared, starting again from authorization", self.options.upstream, why)
         with write_transaction():
