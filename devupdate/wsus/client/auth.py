@@ -126,7 +126,10 @@ def get_authorization_cookie(call: Call) -> El:
 
 # --- Client.GetCookie ----------------------------------------------------------------------------------
 
-def _auth_cookie(call: Call) -> cookies.CookieState:
+def open_authorization(call: Call, kind: str = cookies.AUTH) -> cookies.CookieState:
+    """The state of the one ``authCookies/AuthorizationCookie`` of our plug-in, sealed here for ``kind``
+    (a client's GetCookie, a downstream server's): ``InvalidAuthorizationCookie`` for none, several, another
+    plug-in's or a forged one; the §4.2 code for an expired or rotated-out one."""
     found: list[ET.Element] = []
     for element in soap.children(soap.child(call.body, "authCookies"), "AuthorizationCookie"):
         found.append(element)
@@ -136,9 +139,9 @@ def _auth_cookie(call: Call) -> cookies.CookieState:
         raise SoapFault(soap.INVALID_AUTHORIZATION_COOKIE, "authCookies")
     try:
         blob = cookies.from_text(text(found[0], "CookieData"))
-        return keys.unseal(blob, kind=cookies.AUTH, settings=call.settings)
+        return keys.unseal(blob, kind=kind, settings=call.settings)
     except cookies.CookieRefused as refused:
-        log.info("authorization cookie refused: %s", refused)
+        log.info("%s authorization cookie refused: %s", kind, refused)
         raise _fault(refused, "authCookies", auth=True) from None
 
 
@@ -156,7 +159,7 @@ def _datetime(call: Call, name: str, *, required: bool) -> datetime | None:
 
 @operation("GetCookie", "client", weight=LIGHT)
 def get_cookie(call: Call) -> El:
-    auth = _auth_cookie(call)
+    auth = open_authorization(call)
     old = None
     old_element = soap.child(call.body, "oldCookie")
     if text(old_element, "EncryptedData") is not None:  # only an Expiration: no old cookie (§2.3)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
 from devupdate.db import utcnow
@@ -69,26 +68,9 @@ def get_authorization_cookie(call: Call) -> El:
         "GetAuthorizationCookieResult", el("PlugInId", PLUGIN_ID), el("CookieData", cookies.to_text(sealed))))
 
 
-def _authorization(call: Call) -> cookies.CookieState:
-    found: list[ET.Element] = []
-    for element in soap.children(soap.child(call.body, "authCookies"), "AuthorizationCookie"):
-        found.append(element)
-        if len(found) > 1:
-            break
-    if len(found) != 1 or (text(found[0], "PlugInId") or "").lower() != PLUGIN_ID.lower():
-        raise SoapFault(soap.INVALID_AUTHORIZATION_COOKIE, "authCookies")
-    try:
-        blob = cookies.from_text(text(found[0], "CookieData"))
-        return keys.unseal(blob, kind=cookies.DSS_AUTH, settings=call.settings)
-    except cookies.CookieRefused as refused:
-        log.info("DSS authorization cookie refused: %s", refused)
-        code = soap.INVALID_AUTHORIZATION_COOKIE if refused.code == cookies.INVALID_COOKIE else refused.code
-        raise SoapFault(code, "authCookies") from None
-
-
 @operation("GetCookie", "serversync", weight=LIGHT)
 def get_cookie(call: Call) -> El:
-    authorization = _authorization(call)
+    authorization = auth.open_authorization(call, kind=cookies.DSS_AUTH)
     access.refuse_account(call.settings, authorization.subject)
     old_element = soap.child(call.body, "oldCookie")
     if text(old_element, "EncryptedData") is not None:
