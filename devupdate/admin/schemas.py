@@ -72,6 +72,15 @@ def page(item: str) -> dict[str, Any]:
 
 #: the compliance report's columns (devupdate.wsus.compliance.reports.COLUMNS)
 _COMPLIANCE_COUNTS = {name: INTEGER for name in ("Needed", "Installed", "Failed", "NotApplicable")}
+_WSUS_COMPUTER_REPORT = {
+    "ComputerId": STRING, "TargetId": {"type": ["integer", "null"]}, "DnsName": NULLABLE_STRING,
+    **_COMPLIANCE_COUNTS, "PendingReboot": INTEGER, "LastSyncTime": NULLABLE_STRING,
+    "LastStatusTime": NULLABLE_STRING, "LastScanTime": NULLABLE_STRING,
+    "LastScanError": {"type": ["string", "null"], "description": "the Win32HResult of the last failed scan, "
+                      "as Windows shows it (0x80240438)"},
+    "LastScanErrorTime": NULLABLE_STRING, "EventsDropped": INTEGER,
+    "ReportedBy": {"type": ["string", "null"], "description": "the downstream server that rolled the computer "
+                   "up (its name and ServerId); null for this server's own clients"}}
 _VERSIONS = ("Approved", "Pending", "Restore")
 _RULE = {
     "Id": STRING, "Identity": STRING, "DeviceType": STRING, "Brand": STRING, "Model": STRING,
@@ -287,15 +296,15 @@ SCHEMAS: dict[str, Any] = {
                              "Selected": BOOLEAN}),
     "WsusCategoryList": _array("WsusCategory"),
     "WsusProductSelection": _object({"UpdateID": STRING, "Title": STRING, "Selected": BOOLEAN, "Changed": BOOLEAN}),
-    "WsusComputerReport": _object({
-        "ComputerId": STRING, "TargetId": {"type": ["integer", "null"]}, "DnsName": NULLABLE_STRING,
-        **_COMPLIANCE_COUNTS, "PendingReboot": INTEGER, "LastSyncTime": NULLABLE_STRING,
-        "LastStatusTime": NULLABLE_STRING, "LastScanTime": NULLABLE_STRING,
-        "LastScanError": {"type": ["string", "null"], "description": "the Win32HResult of the last failed scan, "
-                          "as Windows shows it (0x80240438)"},
-        "LastScanErrorTime": NULLABLE_STRING, "EventsDropped": INTEGER,
-        "ReportedBy": {"type": ["string", "null"], "description": "the downstream server that rolled the computer "
-                       "up (its name and ServerId); null for this server's own clients"}}),
+    "WsusComputerReport": _object(_WSUS_COMPUTER_REPORT),
+    "WsusComputerCompliance": _object({**_WSUS_COMPUTER_REPORT, "UpdatesTotal": INTEGER, "Updates": _array(_object({
+        "UpdateID": STRING, "Title": NULLABLE_STRING, "KB": NULLABLE_STRING,
+        "State": {"enum": ["needed", "downloaded", "installed", "installed-pending-reboot", "failed",
+                           "not-applicable"]},
+        "RevisionNumber": {"type": ["integer", "null"]}, "HResult": NULLABLE_STRING,
+        "Event": _object({"EventID": INTEGER, "Name": NULLABLE_STRING, "EventInstanceID": STRING,
+                          "TimeAtTarget": STRING, "AppName": NULLABLE_STRING, "ReceivedTime": NULLABLE_STRING}),
+        "ChangedTime": STRING}))}),
     "WsusComputerReportPage": page("WsusComputerReport"),
     "WsusUpdateReport": _object({"UpdateID": STRING, "Title": NULLABLE_STRING, "KB": NULLABLE_STRING,
                                  **_COMPLIANCE_COUNTS, "Unknown": INTEGER, "PendingReboot": INTEGER}),

@@ -7,12 +7,14 @@ from flask import Response
 
 from devupdate.admin import paging
 from devupdate.admin.routing import READ, Param, json_response, query_text, route
+from devupdate.admin.schemas import WSUS_COMPUTER
 from devupdate.wsus.compliance import reports
 
 GROUP = Param("group", {"type": "string", "minLength": 1, "maxLength": 258, "pattern": r"^[^\x00]*[^\x00\s][^\x00]*$",
                         "description": "a target group's name (any case) or GUID"},
               "Only computers that belong to this group (directly or in a group below it)")
 
+COMPUTER = Param("computer", WSUS_COMPUTER, "Computer: TargetID, ComputerID or DNS name", "path", True)
 
 
 def _computer_key(row: dict) -> paging.Key:
@@ -31,6 +33,13 @@ def report_wsus_computers() -> Response:
     after = (str(page.after[0]), str(page.after[1])) if page.after else None
     rows = reports.computers(group=query_text("group", 258), limit=page.limit + 1, after=after)
     return paging.respond(page, rows, _computer_key)
+
+
+@route("GET", "/wsus/report/computers/{computer}", role="operator",
+       summary="One computer's compliance: its counts and its state per update, with the event that set it",
+       params=(COMPUTER,), responses={200: "WsusComputerCompliance", **READ, 404: "Error", 409: "Error"})
+def report_wsus_computer(computer: str) -> Response:
+    return json_response(reports.computer(computer))
 
 
 @route("GET", "/wsus/report/updates", role="operator",

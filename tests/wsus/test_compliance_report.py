@@ -182,3 +182,41 @@ def test_console_compliance_charts(install, fleet, live_server):
     assert re.findall(r'<div class="bar-row" id="update-([0-9a-f-]{36})">', narrowed.text) == [BUNDLE, SMALL, LEAF]
     missing = olga.get("/compliance?group=Nowhere")
     assert missing.status_code == 404 and "no target group" in missing.text
+
+
+def test_one_computer_cli_and_api(install, fleet, live_server):
+    """``wsus report computer`` and ``/wsus/report/computers/{computer}``: one computer's state per update
+    with the event that set it, failed first; the API equal to the CLI's JSON; a computer that only
+    reported events is found by its client id; an unknown one is a 404 naming the listing."""
+    pc1 = json.loads(install.cli("wsus", "report", "computer", "PC1.contoso.test", "--json").stdout)
+    assert (pc1["ComputerId"], pc1["Needed"], pc1["Installed"], pc1["Failed"], pc1["UpdatesTotal"]) == (
+        CLIENT, 1, 1, 1, 3)
+    assert [(u["UpdateID"], u["State"], u["HResult"], u["Event"]["EventID"], u["Event"]["Name"],
+             u["Event"]["TimeAtTarget"], u["Event"]["AppName"]) for u in pc1["Updates"]] == [
+        (BUNDLE, "failed", "0x80246007", 182, "AGENT_INSTALLING_FAILED", "2026-10-04T15:10:00Z", "OOBE ZDP"),
+        (SMALL, "needed", None, 156, "AGENT_STATUS_30", "2026-10-04T15:00:00Z", "OOBE ZDP"),
+        (LEAF, "installed", None, 183, "AGENT_INSTALLING_SUCCEEDED", "2026-10-04T15:10:00Z", "OOBE ZDP")]
+    assert re.fullmatch(r"[0-9a-f-]{36}", pc1["Updates"][0]["Event"]["EventInstanceID"])
+    assert pc1["Updates"][0]["Event"]["ReceivedTime"] == pc1["LastStatusTime"]
+    text = install.cli("wsus", "report", "computer", CLIENT).stdout.splitlines()
+    assert text[:3] == [f"ComputerId: {CLIENT}", "DnsName: pc1.contoso.test", "Needed: 1"]
+    assert [line.split()[:4] for line in text[11:]] == [
+        [BUNDLE, "failed", "0x80246007", "182"], [SMALL, "needed", "156", "2026-10-04T15:00:00Z"],
+        [LEAF, "installed", "183", "2026-10-04T15:10:00Z"]]
+    ghost = json.loads(install.cli("wsus", "report", "computer", GHOST.upper(), "--json").stdout)
+    assert (ghost["TargetId"], ghost["DnsName"], [(u["UpdateID"], u["Title"], u["State"], u["HResult"])
+                                                  for u in ghost["Updates"]]) == (
+        None, None, [(UNKNOWN_UPDATE, None, "failed", "0xFFFFFFFB")])
+    missing = install.cli("wsus", "report", "computer", "nowhere.contoso.test", check=False)
+    assert missing.returncode != 0 and "'devupdate wsus computers list'" in missing.stderr
+
+    operator = install.cli("tokens", "create", "ci-operator", "--role", "operator").stdout.strip().splitlines()[-1]
+    api = Api(live_server(workers=1).url, operator)
+    _, shown = api.call("GET", f"/wsus/report/computers/{pc1['TargetId']}", 200)
+    assert shown == pc1
+    _, shown = api.call("GET", f"/wsus/report/computers/{GHOST}", 200)
+    assert shown == ghost
+    _, refused = api.call("GET", "/wsus/report/computers/nowhere", 404)
+    assert refused["error"]["code"] == "no-such-computer"
+    status, _ = api.call("GET", "/wsus/report/computers/" + "x" * 300)
+    assert status == 400

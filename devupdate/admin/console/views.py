@@ -709,6 +709,20 @@ def wsus_targeting_page() -> Response:
                 mode=wsus_targeting.targeting_mode(), mode_effects=MODE_EFFECTS, back=request.full_path.rstrip("?"))
 
 
+@bp.get("/computers/<ref>")
+def wsus_computer_page(ref: str) -> Response:
+    """One computer: its fields and groups as 'devupdate wsus computers show', its state per update with
+    the event that set it as 'devupdate wsus report computer', and (server-side targeting) its groups."""
+    try:
+        found = wsus_targeting.resolve_computer(ref[:256])
+        detail = wsus_targeting.computer_dict(found, detail=True)
+        report = wsus_reports.computer(str(found.id), limit=PAGE * 4)
+    except DevupdateError as exc:
+        return refuse(exc.status, "No such computer", exc.message)
+    return page("computer.html", c=detail, report=report, groups=wsus_targeting.list_groups(),
+                mode=detail["TargetingMode"], back=url_for(".wsus_computer_page", ref=found.id))
+
+
 def _targeting_back(update: str) -> BaseResponse:
     return redirect(url_for(".wsus_targeting_page", update=update[:38]) if update else url_for(".wsus_targeting_page"),
                     code=303)
@@ -757,16 +771,18 @@ def wsus_targeting_add_group() -> BaseResponse:
 @bp.post("/targeting/assign")
 def wsus_targeting_assign() -> BaseResponse:
     """Server-side targeting: set a computer's groups (as 'devupdate wsus computers assign'); none
-    chosen: 'Unassigned Computers'."""
+    chosen: 'Unassigned Computers'. Back to the computer's page when the form came from it."""
     form = request.form
     groups = [value[:258] for value in form.getlist("groups")[:65] if value.strip()]
     try:
         result = wsus_targeting.assign_computer(form.get("computer", "")[:256], groups, actor=g.admin.actor)
     except DevupdateError as exc:
         g.session.notice("error", f"Assignment refused: {exc.message}")
-        return redirect(url_for(".wsus_targeting_page"), code=303)
+        return _back_to("/console/computers/", ".wsus_targeting_page")
     names = ", ".join(group["Name"] for group in result["ServerGroups"])
     g.session.notice("ok", f"{result['DnsName'] or result['ComputerId']} is now in {names}.")
+    if request.form.get("next", "").startswith("/console/computers/"):
+        return _back_to("/console/computers/", ".wsus_targeting_page")
     return redirect(url_for(".wsus_targeting_page", group=result["ServerGroups"][0]["Id"]), code=303)
 
 

@@ -16,6 +16,7 @@ def report() -> None:
     Needed = needed or downloaded, Installed = installed (PendingReboot: of them, awaiting a restart),
     Failed, NotApplicable; Unknown (per update) = known computers that reported nothing about it.
     devupdate wsus report computers --group Test
+    devupdate wsus report computer pc1.corp.example
     devupdate wsus report updates --json
     devupdate wsus report groups
     """
@@ -38,6 +39,28 @@ def report_computers(group: str | None, limit: int, offset: int, as_json: bool) 
         return
     print_table(rows, ["ComputerId", "DnsName", "Needed", "Installed", "Failed", "NotApplicable", "LastSyncTime",
                        "LastStatusTime", "LastScanError", "ReportedBy"])
+
+
+@report.command("computer")
+@click.argument("computer")
+@click.option("--limit", type=click.IntRange(1, 5000), default=500, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def report_computer(computer: str, limit: int, as_json: bool) -> None:
+    """One computer (TargetID, ComputerID or DNS name): its counts and its state per update, each with
+    the event that set it."""
+    from devupdate.wsus.compliance import reports
+
+    runtime()
+    row = reports.computer(computer, limit=limit)
+    if as_json:
+        print_json(row)
+        return
+    for name in ("ComputerId", "DnsName", "Needed", "Installed", "Failed", "NotApplicable", "LastSyncTime",
+                 "LastStatusTime", "LastScanError", "ReportedBy"):
+        click.echo(f"{name}: {'' if row[name] is None else row[name]}")
+    print_table([{**u, "EventID": u["Event"]["EventID"], "TimeAtTarget": u["Event"]["TimeAtTarget"]}
+                 for u in row["Updates"]], ["UpdateID", "State", "HResult", "EventID", "TimeAtTarget", "Title"])
 
 
 @report.command("updates")

@@ -17,9 +17,10 @@ from typing import Any
 from peewee import fn
 
 from devupdate.db import iso_utc, tuples
+from devupdate.errors import NotFound
 from devupdate.wsus.catalog.models import Update
 from devupdate.wsus.compliance import events
-from devupdate.wsus.compliance.models import ComplianceState, ComputerStatus
+from devupdate.wsus.compliance.models import ComplianceState, ComputerStatus, ReportedEvent
 from devupdate.wsus.targeting import precedence
 from devupdate.wsus.targeting import service as targeting
 from devupdate.wsus.targeting.models import UNASSIGNED_ID, Computer, ComputerGroup, TargetGroup
@@ -111,24 +112,77 @@ def computers(*, group: str | None = None, limit: int = 500, offset: int = 0,
     counts = _counts_by_client(page)
     status = {row.client_id: row for part in _chunks(page)
               for row in ComputerStatus.select().where(ComputerStatus.client_id.in_(part))}
+    return [_row(client, known[client], status.get(client), counts.get(client, _zero())) for client in page]
+
+
+def _row(client: str, computer: Computer | None, state: ComputerStatus | None,
+         figures: Mapping[str, int]) -> dict[str, Any]:
+    """A computer's report row: its counts, last sync, status and scan."""
+    return {
+        "ComputerId": client, "TargetId": computer.id if computer is not None else None,
+        "DnsName": computer.dns_name if computer is not None else None,
+        **{column: figures[column] for column in COLUMNS}, "PendingReboot": figures.get("PendingReboot", 0),
+        "LastSyncTime": iso_utc(computer.last_sync_at) if computer is not None else None,
+        "LastStatusTime": iso_utc(state.last_report_at) if state is not None else None,
+        "LastScanTime": iso_utc(state.last_scan_at) if state is not None else None,
+        "LastScanError": hresult(state.last_scan_error) if state is not None else None,
+        "LastScanErrorTime": iso_utc(state.last_scan_error_at) if state is not None else None,
+        "EventsDropped": state.events_dropped if state is not None else 0,
+        # the downstream server that rolled this computer up (§5.1); None for this server's own clients
+        "ReportedBy": (state.reported_by or None) if state is not None else None,
+    }
+
+
+def _known_computer(ref: str) -> tuple[str, Computer | None]:
+    """A computer by TargetID, ComputerID or DNS name (as ``devupdate wsus computers show``), or by the
+    client id of one that only reported events (a downstream server's, §5.1)."""
+    try:
+        computer = targeting.resolve_computer(ref)
+    except NotFound:
+        client = ref.strip().lower()
+        if ComputerStatus.get_or_none(ComputerStatus.client_id == client) is None:
+            raise
+        return client, None
+    return computer.computer_id.lower(), computer
+
+
+#: the order of a computer's updates: what needs attention first
+_STATE_ORDER = {events.FAILED: 0, events.NEEDED: 1, events.DOWNLOADED: 2, events.PENDING_REBOOT: 3,
+                events.INSTALLED: 4, events.NOT_APPLICABLE: 5}
+
+
+def computer(ref: str, *, limit: int = 500) -> dict[str, Any]:
+    """One computer's report row and its state per update, each with the event that set it (the
+    EventID, its instance, TimeAtTarget and HRESULT, the app that reported it and when it arrived):
+    failed first, then needed, downloaded, pending reboot, installed, not applicable; then by title."""
+    client, found = _known_computer(ref)
+    status = ComputerStatus.get_or_none(ComputerStatus.client_id == client)
+    row = _row(client, found, status, _counts_by_client([client]).get(client, _zero()))
+    states = list(ComplianceState.select().where(ComplianceState.client_id == client))
+    update_ids = sorted({state.update_id for state in states})
+    instances = sorted({state.event_instance_id for state in states})
+    titles = {update_id: (title, kb) for part in _chunks(update_ids) for update_id, title, kb in tuples(
+        Update.select(Update.update_id, Update.title, Update.kb_article).where(Update.update_id.in_(part)))}
+    reported = {instance: (app, received) for part in _chunks(instances) for instance, app, received in tuples(
+        ReportedEvent.select(ReportedEvent.event_instance_id, ReportedEvent.app_name, ReportedEvent.received_at)
+        .where(ReportedEvent.event_instance_id.in_(part)))}
+
+    def key(state: ComplianceState) -> tuple[int, str, str]:
+        return (_STATE_ORDER.get(state.state, 9), (titles.get(state.update_id, (None,))[0] or "").casefold(),
+                state.update_id)
+
     out = []
-    for client in page:
-        computer, state = known[client], status.get(client)
-        figures = counts.get(client, _zero())
-        out.append({
-            "ComputerId": client, "TargetId": computer.id if computer is not None else None,
-            "DnsName": computer.dns_name if computer is not None else None,
-            **{column: figures[column] for column in COLUMNS}, "PendingReboot": figures.get("PendingReboot", 0),
-            "LastSyncTime": iso_utc(computer.last_sync_at) if computer is not None else None,
-            "LastStatusTime": iso_utc(state.last_report_at) if state is not None else None,
-            "LastScanTime": iso_utc(state.last_scan_at) if state is not None else None,
-            "LastScanError": hresult(state.last_scan_error) if state is not None else None,
-            "LastScanErrorTime": iso_utc(state.last_scan_error_at) if state is not None else None,
-            "EventsDropped": state.events_dropped if state is not None else 0,
-            # the downstream server that rolled this computer up (§5.1); None for this server's own clients
-            "ReportedBy": (state.reported_by or None) if state is not None else None,
-        })
-    return out
+    for state in sorted(states, key=key)[:max(1, min(limit, MAX_PAGE))]:
+        title, kb = titles.get(state.update_id, (None, None))
+        app, received = reported.get(state.event_instance_id, (None, None))
+        out.append({"UpdateID": state.update_id, "Title": title, "KB": kb, "State": state.state,
+                    "RevisionNumber": state.revision_number, "HResult": hresult(state.win32_hresult),
+                    "Event": {"EventID": state.event_id, "Name": events.EVENT_NAMES.get(state.event_id),
+                              "EventInstanceID": state.event_instance_id,
+                              "TimeAtTarget": iso_utc(state.time_at_target), "AppName": app,
+                              "ReceivedTime": iso_utc(received) if received is not None else None},
+                    "ChangedTime": iso_utc(state.changed_at)})
+    return {**row, "Updates": out, "UpdatesTotal": len(states)}
 
 
 def updates(*, group: str | None = None, limit: int = 500, offset: int = 0,
