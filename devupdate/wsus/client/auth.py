@@ -126,16 +126,16 @@ def get_authorization_cookie(call: Call) -> El:
 
 # --- Client.GetCookie ----------------------------------------------------------------------------------
 
-def open_authorization(call: Call, kind: str = cookies.AUTH) -> cookies.CookieState:
-    """The state of the one ``authCookies/AuthorizationCookie`` of our plug-in, sealed here for ``kind``
-    (a client's GetCookie, a downstream server's): ``InvalidAuthorizationCookie`` for none, several, another
-    plug-in's or a forged one; the §4.2 code for an expired or rotated-out one."""
+def open_authorization(call: Call, kind: str = cookies.AUTH, plugin_id: str = PLUGIN_ID) -> cookies.CookieState:
+    """The state of the one ``authCookies/AuthorizationCookie`` of ``plugin_id`` (ours for clients, the DSS
+    plug-in for downstream servers), sealed here for ``kind``: ``InvalidAuthorizationCookie`` for none,
+    several, another plug-in's or a forged one; the §4.2 code for an expired or rotated-out one."""
     found: list[ET.Element] = []
     for element in soap.children(soap.child(call.body, "authCookies"), "AuthorizationCookie"):
         found.append(element)
         if len(found) > 1:
             break
-    if len(found) != 1 or (text(found[0], "PlugInId") or "").lower() != PLUGIN_ID.lower():
+    if len(found) != 1 or (text(found[0], "PlugInId") or "").lower() != plugin_id.lower():
         raise SoapFault(soap.INVALID_AUTHORIZATION_COOKIE, "authCookies")
     try:
         blob = cookies.from_text(text(found[0], "CookieData"))

@@ -70,7 +70,7 @@ def get_authorization_cookie(call: Call) -> El:
 
 @operation("GetCookie", "serversync", weight=LIGHT)
 def get_cookie(call: Call) -> El:
-    authorization = auth.open_authorization(call, kind=cookies.DSS_AUTH)
+    authorization = auth.open_authorization(call, kind=cookies.DSS_AUTH, plugin_id=PLUGIN_ID)
     access.refuse_account(call.settings, authorization.subject)
     old_element = soap.child(call.body, "oldCookie")
     if text(old_element, "EncryptedData") is not None:
