@@ -189,6 +189,9 @@ def _version() -> str:
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
+    """The manifest of a backup, its shape checked: every file name the database dump or a plain relative
+    path under ``filestore/`` or ``home/`` (never ``..``, never the database's own files), every entry a size and
+    a SHA-256 — a damaged or hand-made manifest is refused before anything is read or written."""
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise DevupdateError(f"{directory} is not a devupdate backup (no {MANIFEST}); name the directory "
@@ -200,7 +203,31 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     if (not isinstance(manifest, dict) or manifest.get("Format") != FORMAT
             or not isinstance(manifest.get("Files"), dict)):
         raise DevupdateError(f"{path}: not a backup of format {FORMAT}", code="not-a-backup")
+    if manifest.get("Database") not in database.DUMP_NAMES:
+        raise DevupdateError(f"{path}: Database is {manifest.get('Database')!r}, not one of "
+                             f"{', '.join(sorted(database.DUMP_NAMES))}", code="backup-damaged")
+    dump = database.DUMP_NAMES[manifest["Database"]]
+    for name, entry in manifest["Files"].items():
+        if name != dump and not _restorable(name):
+            raise DevupdateError(f"backup manifest names {name!r}: not a file under {FILESTORE}/ or {HOME}/ "
+                                 "this restore may write", code="backup-damaged")
+        if (not isinstance(entry, dict) or not isinstance(entry.get("size"), int) or isinstance(entry["size"], bool)
+                or not isinstance(entry.get("sha256"), str)):
+            raise DevupdateError(f"backup manifest entry {name!r} has no size and SHA-256", code="backup-damaged")
     return manifest
+
+
+def _restorable(name: object) -> bool:
+    """A manifest name a restore may write: ``filestore/…`` or ``home/…`` in plain parts, and no
+    ``home/`` entry standing for what the restore writes itself (the database, the filestore, ``run/``)."""
+    if not isinstance(name, str):
+        return False
+    parts = name.split("/")
+    if len(parts) < 2 or parts[0] not in (FILESTORE, HOME):
+        return False
+    if any(not part or part in (".", "..") or "\\" in part or "\x00" in part for part in parts):
+        return False
+    return not (parts[0] == HOME and (parts[1] in _SKIPPED_TOP or parts[1] == ".filestore"))
 
 
 def check(directory: Path, manifest: dict[str, Any]) -> None:
@@ -216,6 +243,25 @@ def check(directory: Path, manifest: dict[str, Any]) -> None:
         if (size, sha) != (entry.get("size"), entry.get("sha256")):
             raise DevupdateError(f"backup file {name} does not match the manifest (size or SHA-256): the backup is "
                                  "damaged; restore another one", code="backup-damaged")
+
+
+def _swap_in(staging: Path, root: Path) -> None:
+    """``staging`` becomes the filestore ``root`` by renames; the old one is removed once the new one is in
+    place. A root that cannot be renamed (a mount point) is emptied and filled from ``staging`` instead."""
+    old = root.with_name(root.name + ".replaced")
+    shutil.rmtree(old, ignore_errors=True)
+    try:
+        if root.exists():
+            os.replace(root, old)
+        os.replace(staging, root)
+    except OSError:
+        root.mkdir(parents=True, exist_ok=True)
+        for child in root.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        for child in staging.iterdir():
+            os.replace(child, root / child.name)
+        staging.rmdir()
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def restore(settings: Settings, directory: Path, *, replace: bool = False) -> Report:
@@ -243,22 +289,30 @@ def restore(settings: Settings, directory: Path, *, replace: bool = False) -> Re
                                  "into an empty database instead (dropdb and createdb), the schema is migrated "
                                  "afterwards", code="restore-schema")
     settings.home.mkdir(parents=True, exist_ok=True)
-    database.load(url, directory / database.DUMP_NAMES[kind], replace=replace)
     files = manifest["Files"]
-    if replace and settings.filestore_root.exists():
-        shutil.rmtree(settings.filestore_root)
+    # the objects are staged beside the filestore first: a failed copy or database load leaves the
+    # installation as it was, and the live filestore is swapped out only once both are complete
+    staging = settings.filestore_root.with_name(settings.filestore_root.name + ".restoring")
+    shutil.rmtree(staging, ignore_errors=True)
     restored = 0
+    try:
+        staging.mkdir(parents=True)
+        for name in sorted(files):
+            if name.startswith(f"{FILESTORE}/"):
+                _copy(directory / name, staging / name[len(FILESTORE) + 1:])
+                restored += 1
+        database.load(url, directory / database.DUMP_NAMES[kind], replace=replace)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _swap_in(staging, settings.filestore_root)
     for name in sorted(files):
-        if name.startswith(f"{FILESTORE}/"):
-            _copy(directory / name, settings.filestore_root / name[len(FILESTORE) + 1:])
-        elif name.startswith(f"{HOME}/"):
+        if name.startswith(f"{HOME}/"):
             target = settings.home / name[len(HOME) + 1:]
             if target.exists() and not replace:
                 continue  # this installation's own settings win over the backup's
             _copy(directory / name, target)
-        else:
-            continue
-        restored += 1
+            restored += 1
     from devupdate.runtime import open_runtime
 
     runtime = open_runtime(settings, upgrade=True)  # an older backup is migrated to this version's schema
