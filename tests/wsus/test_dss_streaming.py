@@ -141,3 +141,25 @@ def test_held_revisions_chained_across_pages_are_all_released(rt, monkeypatch):
     assert HeldRevision.select().count() == 0
     assert {r.update_id for r in Revision.select()} == {PRODUCT, CLASSIFICATION, *chain}
     assert pages == [2] * (5 + 4 + 3 + 2 + 1)  # five passes, each releasing the last pair of what is left
+
+
+def test_categories_held_behind_their_parent_are_released_before_the_updates_come(rt, monkeypatch):
+    """A product listed before its family is held in the categories phase; it is released at the end
+    of that phase, so an update naming it is stored as it comes, not held behind it (on a large first
+    sync most of the catalog was held, and released pass after pass at the end)."""
+    docs_dir()
+    family, update = _uid(0xf0), _uid(0x10)
+    documents = {(PRODUCT, 1): category(PRODUCT, "A product", "Product", parent=family, revision=1),
+                 (family, 1): category(family, "A family", "ProductFamily", revision=1),
+                 (CLASSIFICATION, 1): category(CLASSIFICATION, "Updates", "UpdateClassification", revision=1),
+                 (update, 1): software(update, 1, title="names the product", categories=(PRODUCT, CLASSIFICATION))}
+    monkeypatch.setattr(run, "LIST_SLICE", 1)  # one revision per GetUpdateData: the family comes after
+    fake = FakeUpstream(categories=[(PRODUCT, 1), (family, 1), (CLASSIFICATION, 1)], updates=[(update, 1)],
+                        documents=documents).start()
+    try:
+        done = service.sync(rt.settings, rt.store, upstream=fake.url, sleep=lambda _s: None)
+    finally:
+        fake.stop()
+    assert (done["HeldRevisions"], done["ReleasedRevisions"], done["FailedRevisions"]) == (1, 1, 0)
+    assert done["NewRevisions"] == 4 and HeldRevision.select().count() == 0
+    assert {r.update_id for r in Revision.select()} == {PRODUCT, family, CLASSIFICATION, update}

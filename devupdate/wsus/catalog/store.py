@@ -405,7 +405,7 @@ def _store_batch(docs: list[UpdateDocument], batch: _Batch, counts: ImportCounts
 def import_documents(documents: Iterable[UpdateDocument], *, batch_size: int = BATCH,
                      on_document: Callable[[UpdateDocument, str], None] | None = None) -> ImportCounts:
     """Store parsed documents, ``batch_size`` per transaction; returns new/updated/unchanged."""
-    with _bulk_settings():
+    with bulk_settings():
         return _import_documents(documents, batch_size, on_document)
 
 
@@ -417,14 +417,16 @@ IMPORT_CHECKPOINT_PAGES = 1000
 
 
 @contextlib.contextmanager
-def _bulk_settings() -> Iterator[None]:
-    """SQLite: a large page cache for this connection while it imports, restored after."""
+def bulk_settings(cache_kib: int = IMPORT_CACHE_KIB) -> Iterator[None]:
+    """SQLite: a large page cache for this connection while it imports (or a sync applies), restored
+    after. With the default 2 MiB, the random-GUID index pages a batch touches are read again for
+    every batch once the catalog outgrows it, so each batch got slower the larger the catalog."""
     if not is_sqlite() or database.in_transaction():
         yield
         return
     cache = database.execute_sql("PRAGMA cache_size").fetchone()[0]
     checkpoint = database.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0]
-    database.execute_sql(f"PRAGMA cache_size = {-IMPORT_CACHE_KIB}")
+    database.execute_sql(f"PRAGMA cache_size = {-cache_kib}")
     database.execute_sql(f"PRAGMA wal_autocheckpoint = {IMPORT_CHECKPOINT_PAGES}")
     try:
         yield

@@ -198,9 +198,7 @@ class Run:
             self._updates()
             if self.options.mode == "replica":
                 self._deployments()
-        applied = apply.Applied()
-        apply.release_held(applied)
-        self.summary.add(applied)
+        self._release()
         self._rollup()
         if self.options.mode != "fault-in":
             self._content()
@@ -341,9 +339,18 @@ class Run:
         listed = self.revision_list(anchor=state.sync_anchor, get_config=True)
         self.category_list = listed
         self._fetch_new(listed)
+        # categories and detectoids arrive in UpdateID order, a product before its family: released
+        # now, before the updates naming them come, which would otherwise all be held behind them
+        self._release()
         if self.options.mode == "fault-in":  # no updates phase: the categories' anchor completes the sync
             with write_transaction():
                 self._save(sync_anchor=listed.anchor)
+
+    def _release(self) -> None:
+        """Held revisions whose names are all present now move into the catalog (D4)."""
+        applied = apply.Applied()
+        apply.release_held(applied)
+        self.summary.add(applied)
 
     def _updates(self) -> None:
         state = self.state()

@@ -26,6 +26,7 @@ from devupdate.db import iso_utc, utcnow, write_transaction
 from devupdate.errors import Conflict, DevupdateError
 from devupdate.jobs import NodeLock
 from devupdate.settings import Settings
+from devupdate.wsus.catalog import store as catalog_store
 from devupdate.wsus.client import keys
 from devupdate.wsus.downstream.models import HeldRevision, SyncedFile, SyncRun, UpstreamState
 from devupdate.wsus.downstream.run import MODES, Options, Run
@@ -37,6 +38,9 @@ log = logging.getLogger("devupdate.wsus.downstream")
 LOCK_NAME = "wsus-sync.lock"
 ATTACH_POLL = 0.2
 JITTER = 0.1
+#: SQLite page cache of the syncing connection (KiB): the catalog's random-GUID index pages stay in
+#: memory across batches; half the import's, so the process stays well under 300 MiB
+SYNC_CACHE_KIB = 128 * 1024
 
 
 class SyncFailed(DevupdateError):
@@ -124,7 +128,8 @@ def sync(settings: Settings, store: FileStore, *, upstream: str | None = None, m
                              timeout=settings.wsus_sync_timeout, sleep=sleep, authorization=_authorization(settings))
         run = Run(options, transport, store, on_content_request=on_content_request)
         try:
-            summary = run.run()
+            with catalog_store.bulk_settings(SYNC_CACHE_KIB):
+                summary = run.run()
         except Exception as exc:  # noqa: BLE001 - the run failed: recorded, then told
             done = run.summary.as_dict(transport.traffic)
             with write_transaction():
