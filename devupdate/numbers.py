@@ -14,6 +14,9 @@ import re
 
 #: the longest number accepted at all: far past any range, short enough to convert in no time
 MAX_DIGITS = 100
+#: the furthest a listing pages by offset (API, console, CLI): past any real listing, and an OFFSET
+#: every database takes
+MAX_OFFSET = 10**9
 
 _WHOLE = re.compile(r"-?[0-9]+")
 _DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")

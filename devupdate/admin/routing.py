@@ -38,7 +38,7 @@ log = logging.getLogger("devupdate.api")
 PREFIX = "/api/v1"
 MAX_JSON_BODY = 1 << 20
 MAX_PAGE = 500
-MAX_OFFSET = 10**9
+MAX_OFFSET = numbers.MAX_OFFSET
 
 bp = Blueprint("api_v1", __name__, url_prefix=PREFIX)
 

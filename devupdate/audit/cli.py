@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import click
 
+from devupdate import numbers
 from devupdate.clikit import WholeNumber, handle_errors, print_json, print_table, runtime
 
 
@@ -43,7 +44,7 @@ def _write_csv(where) -> None:
 
 @audit.command("list")
 @click.option("--limit", type=WholeNumber(1, 1000), default=50, show_default=True)
-@click.option("--offset", type=WholeNumber(0), default=0)
+@click.option("--offset", type=WholeNumber(0, numbers.MAX_OFFSET), default=0)
 @_filter_options
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--csv", "as_csv", is_flag=True, help="CSV of every matching entry (--limit/--offset do not apply).")
@@ -98,7 +99,8 @@ def requests_list(as_json: bool) -> None:
 @requests_group.command("show")
 @click.argument("name")
 @click.option("--search", default="", help="Only rows containing this text (case-insensitive).")
-@click.option("--start", type=WholeNumber(0), default=0, help="Byte offset to start at (a previous page's Next).")
+@click.option("--start", type=WholeNumber(0, 2**62), default=0,
+              help="Byte offset to start at (a previous page's Next).")
 @click.option("--limit", type=WholeNumber(1, 500), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors

@@ -63,6 +63,8 @@ def read_page(handle: BinaryIO, *, start: int = 0, search: str = "", limit: int 
     if start < 0:
         raise DevupdateError("the start offset must be 0 or more", code="bad-parameter")
     needle = search.lower().encode("utf-8", "replace")
+    if start >= handle.seek(0, 2):  # at or past the end (a hand-made offset): an empty last page
+        return Page([], start, None, 0)
     handle.seek(start)
     if start > 0:  # not at a row boundary? skip to the next one (an offset from a link always is one)
         handle.seek(start - 1)

@@ -76,6 +76,18 @@ def test_files_rows_search_and_refusals(install, live_server, tmp_path):
         if needle:
             assert needle in answer.json()["error"]["message"], (path, answer.json())
 
+    # a hand-made offset past the end of the file (or of any file) is an empty last page, never a crash
+    for offset in (entry["Size"], 4611686018427387904):
+        past = get(f"/request-logs/{name}?cursor=" + _cursor(["request-log", name, offset]))
+        assert past.status_code == 200, past.text[:300]
+        assert (past.json()["Items"], past.json()["Next"]) == ([], None)
+    assert json.loads(install.cli("audit", "requests", "show", name, "--start", str(2**62), "--json").stdout) == {
+        "Items": [], "Next": None}
+    for argv in (("audit", "requests", "show", name, "--start", "1" + "0" * 30),
+                 ("audit", "list", "--offset", "1" + "0" * 25)):
+        refused = install.invoke(*argv)
+        assert refused.exit_code == 2 and "is not in the range" in refused.output, (argv, refused.output)
+
     # the CLI reads through the same reader
     assert json.loads(install.cli("audit", "requests", "list", "--json").stdout) == listing["Items"]
     shown = json.loads(install.cli("audit", "requests", "show", name, "--json").stdout)

@@ -9,6 +9,7 @@ import time
 import pytest
 from consolekit import V_MID, Browserless, add_admin, cab_in, check_in, import_in_process, phones, setup_install
 from helpers.cabs import make_update
+from helpers.tools import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,3 +52,28 @@ def test_rules_pages_pending_first_with_counts(install, server):
     filtered = client.get("/rules?model=CX00*&page=1")
     assert rule_rows(filtered.text) == [(m, "0") for m in MODELS[1:10]] + [("CX000", "3")]
     assert 'rel="next"' not in filtered.text
+
+
+def test_a_page_number_past_any_listing_is_an_empty_last_page(install, server):
+    """``?page=`` with 20 digits would be an OFFSET no database takes: the console shows the furthest
+    page it pages to (empty), as for any page past the end."""
+    client = Browserless(server)
+    assert client.sign_in("alice").status_code == 303
+    for path in ("/rules", "/devices", "/audit", "/catalog"):
+        answer = client.get(f"{path}?page=99999999999999999999")
+        assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
+        nav = re.findall(r"<a [^>]*rel=\"(?:next|prev)\"[^>]*>", answer.text)
+        assert not any('rel="next"' in link for link in nav), (path, nav)
+    assert rule_rows(client.get("/rules?page=99999999999999999999").text) == []
+    [phone] = phones(1, ("UCPhone", "Polycom", "CX000", "A", "ENU"), V_MID, seed=2)
+    check_in(server, [phone])
+    deadline = time.monotonic() + 20  # the request audit log file appears with the first check
+    while not (names := re.findall(r'href="/console/request-logs/(RequestHandlerAuditLog_[^"?]+)"',
+                                   client.get("/request-logs").text)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert names
+    mac = phone.mac.replace("-", "").upper()
+    assert wait_for(lambda: mac in client.get(f"/request-logs/{names[0]}").text.upper().replace("-", ""), 20, 0.2)
+    past = client.get(f"/request-logs/{names[0]}?start=" + "9" * 30)
+    assert past.status_code == 200, past.text[:300]
+    assert 'id="next-rows"' not in past.text and mac not in past.text.upper().replace("-", "")

@@ -424,7 +424,9 @@ def test_device_remove() -> BaseResponse:
 # --- inventory, audit trail, device logs -----------------------------------------------------------
 
 def _page_number() -> int:
-    return max(1, request.args.get("page", 1, type=numbers.whole) or 1)
+    """``?page=`` from 1; past the furthest offset any listing pages to, the (empty) last page."""
+    number = request.args.get("page", 1, type=numbers.whole) or 1
+    return min(max(1, number), numbers.MAX_OFFSET // PAGE + 1)
 
 
 DEVICE_FILTERS = ("q", "model", "status", "days", "sort")
