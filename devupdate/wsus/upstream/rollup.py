@@ -8,7 +8,9 @@ blob is ``InvalidCookie``, never looked into). The reporting server is the ``par
 requests name, shown by the name it authorized with when it did. Batches are bounded as §7 (5,000
 servers, 1,500 computers, 20,000 out-of-sync ids, 500 statuses); above is ``InvalidParameters``.
 Times from the downstream's clock are corrected by its ``clientTime`` when it is more than a minute
-off (note 50).
+off (note 50); a time the correction takes outside the calendar is ``InvalidParameters`` naming it, and
+a rollup number outside int32 (the column) is too. A batch is written in one transaction: a refused
+item leaves nothing of it written.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ MAX_UPDATE_STATUSES = 20000  # UpdateStatus items of one computer
 STATES = (events.UNKNOWN, events.NOT_APPLICABLE, events.NEEDED, events.DOWNLOADED, events.INSTALLED,
           events.FAILED, events.PENDING_REBOOT)
 SKEW = timedelta(minutes=1)
+INT32 = (-2**31, 2**31 - 1)
 
 
 def _dummy_or_dss(call: Call) -> None:
@@ -69,9 +72,12 @@ def _int(value: str | None, parameter: str, default: int | None = None) -> int:
             raise invalid(parameter)
         return default
     try:
-        return int(value.strip(), 10)
+        number = int(value.strip(), 10)
     except ValueError:
         raise invalid(parameter) from None
+    if not INT32[0] <= number <= INT32[1]:
+        raise invalid(parameter)
+    return number
 
 
 def _skew(call: Call) -> timedelta:
@@ -102,8 +108,16 @@ def reporter(server_id: str) -> str:
     return f"{row.account_name} ({server_id})"
 
 
-def _naive(moment: datetime | None, skew: timedelta) -> datetime | None:
-    return None if moment is None else (moment + skew).astimezone(UTC).replace(tzinfo=None)
+def _shift(moment: datetime, skew: timedelta, parameter: str) -> datetime:
+    """``moment`` corrected by ``skew``, naive UTC; out of the calendar is ``InvalidParameters``."""
+    try:
+        return (moment + skew).astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise invalid(parameter) from None
+
+
+def _naive(moment: datetime | None, skew: timedelta, parameter: str) -> datetime | None:
+    return None if moment is None else _shift(moment, skew, parameter)
 
 
 @operation("GetRollupConfiguration", "reporting", weight=LIGHT)
@@ -141,9 +155,9 @@ def rollup_downstream_servers(call: Call) -> El:
                      "version": (text(info, "Version") or "")[:64],
                      "is_replica": (text(info, "IsReplica") or "").lower() in ("true", "1"),
                      "last_sync_time": _naive(_time(text(info, "LastSyncTime"), f"{where}.LastSyncTime",
-                                                    required=False), skew),
+                                                    required=False), skew, f"{where}.LastSyncTime"),
                      "last_rollup_time": _naive(_time(text(info, "LastRollupTime"), f"{where}.LastRollupTime",
-                                                      required=False), skew),
+                                                      required=False), skew, f"{where}.LastRollupTime"),
                      "computers": summary.get("ComputerTargetCount", 0), "summary": json.dumps(summary),
                      "received_at": utcnow()})
     with write_transaction():
@@ -173,9 +187,10 @@ def rollup_computers(call: Call) -> El:
             if not 1 <= len(computer_id) <= 256:
                 raise invalid(f"{where}.ComputerId")
             parent = _guid(info.get("ParentServerId"), f"{where}.ParentServerId")
-            last_sync = _naive(_time(info.get("LastSyncTime"), f"{where}.LastSyncTime", required=False), skew)
+            last_sync = _naive(_time(info.get("LastSyncTime"), f"{where}.LastSyncTime", required=False), skew,
+                               f"{where}.LastSyncTime")
             last_status = _naive(_time(info.get("LastReportedStatusTime"), f"{where}.LastReportedStatusTime",
-                                       required=False), skew)
+                                       required=False), skew, f"{where}.LastReportedStatusTime")
             details = child(info, "Details")
             held = RolledUpComputer.get_or_none(RolledUpComputer.computer_id == computer_id)
             if (held is not None and held.parent_server_id != parent and held.last_sync_time and last_sync
@@ -217,6 +232,9 @@ def get_out_of_sync_computers(call: Call) -> El:
 
 @operation("RollupComputerStatus", "reporting")
 def rollup_computer_status(call: Call) -> El:
+    """Each computer's states into the compliance report. The computer's parent is the one
+    RollupComputers named (a computer of a server further down stays that server's, not the relaying
+    one's); only a computer no rollup named yet gets the relaying server."""
     _dummy_or_dss(call)
     skew = _skew(call)
     parent = _guid(text(call.body, "parentServerId"), "parentServerId")
@@ -228,8 +246,8 @@ def rollup_computer_status(call: Call) -> El:
             raise invalid(f"{where}.ComputerId")
         number = _int(text(info, "RollupNumber"), f"{where}.RollupNumber")
         full = (text(info, "IsFullRollup") or "").lower() in ("true", "1")
-        detected = _time(text(info, "EffectiveLastDetectionTime"), f"{where}.EffectiveLastDetectionTime",
-                         required=False)
+        detected = _naive(_time(text(info, "EffectiveLastDetectionTime"), f"{where}.EffectiveLastDetectionTime",
+                                required=False), skew, f"{where}.EffectiveLastDetectionTime")
         states = []
         for position, status in enumerate(children(child(info, "UpdateStatus"), "ComputerStatusRollupUpdateStatus")):
             if position == MAX_UPDATE_STATUSES:
@@ -239,23 +257,21 @@ def rollup_computer_status(call: Call) -> El:
                 raise invalid(f"{where}.UpdateStatus.SummarizationState")
             when = _time(text(status, "LastChangeTime"), f"{where}.UpdateStatus.LastChangeTime") or datetime.now(UTC)
             states.append((_guid(text(status, "UpdateId"), f"{where}.UpdateStatus.UpdateId"), STATES[state],
-                           when + skew))
+                           _shift(when, skew, f"{where}.UpdateStatus.LastChangeTime")))
         parsed.append((computer_id, number, full, detected, states))
-    # a computer of a server further down is marked with that server (RollupComputers named it), not
-    # with the one relaying its status
     ids = [item[0] for item in parsed]
-    owner = {row.computer_id: row.parent_server_id for start in range(0, len(ids), 400)
-             for row in RolledUpComputer.select(RolledUpComputer.computer_id, RolledUpComputer.parent_server_id)
-             .where(RolledUpComputer.computer_id.in_(ids[start:start + 400]))}
     names: dict[str, str] = {}
-    for computer_id, number, full, detected, states in parsed:
-        server = owner.get(computer_id) or parent
-        name = names.get(server) or names.setdefault(server, reporter(server))
-        compliance.record_rollup(computer_id, [s for s in states if s[1] != events.UNKNOWN], reported_by=name,
-                                 full=full, detected_at=detected + skew if detected else None)
-        RolledUpComputer.insert(computer_id=computer_id, parent_server_id=parent, rollup_number=number,
-                                received_at=utcnow()).on_conflict(
-            conflict_target=[RolledUpComputer.computer_id],
-            preserve=[RolledUpComputer.parent_server_id, RolledUpComputer.rollup_number,
-                      RolledUpComputer.received_at]).execute()
+    with write_transaction():
+        owner = {row.computer_id: row.parent_server_id for start in range(0, len(ids), 400)
+                 for row in RolledUpComputer.select(RolledUpComputer.computer_id, RolledUpComputer.parent_server_id)
+                 .where(RolledUpComputer.computer_id.in_(ids[start:start + 400]))}
+        for computer_id, number, full, detected, states in parsed:
+            server = owner.get(computer_id) or parent
+            name = names.get(server) or names.setdefault(server, reporter(server))
+            compliance.record_rollup(computer_id, [s for s in states if s[1] != events.UNKNOWN], reported_by=name,
+                                     full=full, detected_at=detected)
+            RolledUpComputer.insert(computer_id=computer_id, parent_server_id=parent, rollup_number=number,
+                                    received_at=utcnow()).on_conflict(
+                conflict_target=[RolledUpComputer.computer_id],
+                preserve=[RolledUpComputer.rollup_number, RolledUpComputer.received_at]).execute()
     return el("RollupComputerStatusResponse", el("RollupComputerStatusResult", True))
