@@ -253,3 +253,24 @@ def test_a_status_re_asserting_not_applicable_writes_no_row_and_still_wins(datab
     assert schema.upgrade()[0] == ("applied migration 16: WSUS compliance: the time of each computer's newest "
                                    "status report (AGENT_STATUS_30)")  # and the later ones
     assert ComputerStatus.get_by_id(CLIENT).agent_status_at is None and states()[OTHER][0] == "installed"
+
+
+def test_a_rolled_up_state_older_than_the_held_one_is_not_taken(database):
+    from datetime import datetime
+
+    new, old = datetime(2026, 12, 2), datetime(2026, 12, 1)
+    assert store.record_rollup("pc-r", [(KB, "installed", new)], reported_by="b", full=True) == 1
+    assert store.record_rollup("pc-r", [(KB, "failed", old)], reported_by="b", full=True) == 0  # late, older
+    assert states("pc-r")[KB][0] == "installed" and counted("pc-r")["installed"] == 1
+    assert store.record_rollup("pc-r", [(KB, "failed", new)], reported_by="b", full=True) == 1  # the same moment
+    assert states("pc-r")[KB][0] == "failed"
+
+
+def test_a_rollup_never_overwrites_a_computer_reporting_here_itself(database):
+    from datetime import datetime
+
+    record(batch(event(183, update=KB, time="2026-10-04T15:20:48Z")))
+    assert store.record_rollup(CLIENT, [(KB, "failed", datetime(2027, 1, 1)), (OTHER, "needed", datetime(2027, 1, 1))],
+                               reported_by="b (x)", full=True) == 0
+    assert states() == {KB: ("installed", 183, None)}
+    assert ComputerStatus.get_by_id(CLIENT).reported_by == ""

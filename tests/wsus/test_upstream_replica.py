@@ -137,7 +137,9 @@ def test_rollups_feed_the_compliance_report_marked_with_the_reporting_server(ups
     updates = {u["UpdateID"]: u for u in json.loads(install.cli("wsus", "report", "updates", "--json").stdout)}
     assert (updates[BUNDLE]["Needed"], updates[LEAF]["Installed"], updates[SMALL]["Failed"]) == (1, 1, 1)
     # a later full rollup that no longer names SMALL drops its state
-    statuses[1]["SummarizationState"] = 6  # installed, pending reboot
+    # installed, pending reboot: a state changed after the one held (whose time the clock correction moved to
+    # when the first rollup arrived)
+    statuses[1].update(SummarizationState=6, LastChangeTime=datetime.now(UTC) + timedelta(seconds=1))
     assert reporting.RollupComputerStatus(cookie=DUMMY, clientTime=now, parentServerId=dsskit.ACCOUNT, computers={
         "ComputerStatusRollupInfo": [{"InstanceId": str(uuid.uuid4()), "ComputerId": "pc-b1",
                                       "EffectiveLastDetectionTime": now, "RollupNumber": 4, "IsFullRollup": True,

@@ -270,14 +270,18 @@ def start_prune_job(settings: Any) -> Any:
 def record_rollup(client_id: str, states: Sequence[tuple[str, str, datetime]], *, reported_by: str,
                   full: bool, detected_at: datetime | None = None) -> int:
     """The states a downstream server rolled up for one of its computers ([wsus] §5.1
-    ``RollupComputerStatus``): (UpdateID, state, LastChangeTime) each replacing an older state, the
-    counters kept, the computer and its states marked ``reported_by``. ``full``: the list is the
-    computer's whole status, so states it no longer names are dropped. Returns the states changed."""
+    ``RollupComputerStatus``): (UpdateID, state, LastChangeTime) each replacing a state changed no
+    later (a rollup arriving late never undoes a newer one), the counters kept, the computer and its
+    states marked ``reported_by``. ``full``: the list is the computer's whole status, so states it no
+    longer names are dropped. A computer that reports to this server itself (``reported_by`` empty) is
+    left as its own reports made it: those are first-hand. Returns the states changed."""
     client_id = client_id.lower()[:256]
     now = db.utcnow()
     with db.write_transaction():
         ComputerStatus.insert(client_id=client_id, reported_by=reported_by).on_conflict_ignore().execute()
         status = db.locked(ComputerStatus.select().where(ComputerStatus.client_id == client_id)).get()
+        if not status.reported_by:
+            return 0
         current: dict[str, tuple[str, datetime]] = {
             update_id: (state, when) for update_id, state, when in db.tuples(ComplianceState.select(
                 ComplianceState.update_id, ComplianceState.state, ComplianceState.time_at_target).where(
@@ -287,7 +291,7 @@ def record_rollup(client_id: str, states: Sequence[tuple[str, str, datetime]], *
         for update_id, state, moment in states:
             when = _naive(moment)
             held = current.get(update_id)
-            if held is not None and held[0] == state:
+            if held is not None and (held[0] == state or (held[1] is not None and when < held[1])):
                 continue
             current[update_id] = (state, when)
             changed[update_id] = {
