@@ -71,10 +71,15 @@ class LyncConfiguration:
 def decode(data: bytes, what: str) -> str:
     """The text of an export: BOM-marked UTF-8 / UTF-16, else UTF-8, else Windows-1252 (PowerShell 5.1's
     'Default' encoding on western systems)."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8")
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+    try:
+        if data.startswith(b"\xef\xbb\xbf"):
+            return data[3:].decode("utf-8")
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return data.decode("utf-16")
+    except UnicodeDecodeError as exc:
+        at = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)  # counted in the file, BOM included
+        raise ExportError([f"{what}: marked as Unicode but not valid ({exc.reason} at byte {at}); "
+                           "export it again with Export-Csv"]) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -176,7 +181,7 @@ def test_devices(data: bytes, what: str = "test devices") -> list[LyncTestDevice
     return out
 
 
-_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?$")
+_TIMESPAN = re.compile(r"^(?:([0-9]{1,8})\.)?([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(?:\.[0-9]{1,7})?)?$")
 
 
 def _timespan_seconds(text: str) -> int | None:

@@ -222,3 +222,26 @@ def test_the_reader_takes_what_powershell_writes():
                                               '"Global","1.12:00:00","00:00:30","1,024,000"'))
     assert config.values == {"LogCleanUpInterval": "129600s", "LogFlushInterval": "30s", "MaxLogFileSize": "1024000"}
     assert lyncexport.decode("Größe".encode("cp1252"), "x") == "Größe"
+
+
+@pytest.mark.parametrize(("data", "line"), [
+    (b"\xef\xbb\xbf\"Identity\"\r\n\xff\xfe\xfd",
+     "rules.csv: marked as Unicode but not valid (invalid start byte at byte 15); export it again with Export-Csv"),
+    ("\"Identity\"\r\n".encode("utf-16") + b"\x00", "rules.csv: marked as Unicode but not valid (truncated data at "
+                                                     "byte 26); export it again with Export-Csv"),
+], ids=["utf8-bom-then-invalid", "utf16-odd-length"])
+def test_a_damaged_export_is_refused_with_one_line(install, tmp_path, data, line):
+    """An export that says it is Unicode and is not: one line naming the file, no traceback."""
+    (tmp_path / "rules.csv").write_bytes(data)
+    result = install.cli("migrate", "lync", "--rules", str(tmp_path / "rules.csv"), "--dry-run", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"cannot map: {line}",
+                                                  "devupdate: error: cannot migrate: 1 problem(s), nothing changed"]
+
+
+def test_timespans_are_read_in_ascii_digits_of_sane_length():
+    """``١٠:00`` is not ten hours (only 0-9 are digits), and a day count of 5,000 digits is not a number
+    to convert: both are passed on as text, for the setting's own parser to refuse by name."""
+    (config,) = lyncexport.configuration(_csv('"Identity","LogCleanUpInterval","LogFlushInterval"',
+                                              f'"Global","{"9" * 5000}.00:00:00","١٠:00"'))
+    assert config.values == {"LogCleanUpInterval": f"{'9' * 5000}.00:00:00", "LogFlushInterval": "١٠:00"}
