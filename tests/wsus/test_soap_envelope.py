@@ -157,3 +157,74 @@ def test_dispatch_rules():
         with pytest.raises(soap.SoapFault) as refused:
             resolve(client, action, body)
         assert refused.value.message == "SOAPAction", (action, body.name)
+
+
+def _ordinary(body: bytes, **limits: int) -> soap.Envelope:
+    """``parse_envelope`` without the int-run reader: every item an element."""
+    return soap._envelope_of(soap._parsed(body, limits["max_depth"], limits["max_elements"]))
+
+
+def _int_arrays(parsed: soap.Envelope) -> dict[str, list[int]]:
+    from devupdate.wsus.client.sync_ops import int_array
+
+    parameters = soap.child(parsed.operation, "parameters")
+    return {name: int_array(parameters, name, limit=10_000, where="parameters", runs=parsed.int_runs)
+            for name in ("InstalledNonLeafUpdateIDs", "OtherCachedUpdateIDs", "CachedDriverIDs")}
+
+
+def scan_body(installed: str, other: str, extra: str = "") -> bytes:
+    return envelope(f'<SyncUpdates xmlns="{CLIENT_NS}"><cookie><EncryptedData>x</EncryptedData></cookie><parameters>'
+                    f"<InstalledNonLeafUpdateIDs>{installed}</InstalledNonLeafUpdateIDs>"
+                    f"<OtherCachedUpdateIDs>{other}</OtherCachedUpdateIDs>{extra}</parameters></SyncUpdates>")
+
+
+def test_int_runs_read_apart_give_what_the_elements_give():
+    """A scan's long int arrays are cut out and read by a regular expression; the values, the caps on
+    elements and depth, and every refusal are those of the ordinary parse."""
+    installed = "".join(f"<int>{rid}</int>" for rid in range(200, 290))
+    other = "".join(f"<int>{rid}</int>" for rid in range(10_000, 11_400))
+    body = scan_body(installed, other)
+    parsed = soap.parse_envelope(body, **LIMITS)
+    assert len(parsed.int_runs) == 2 and not _ordinary(body, **LIMITS).int_runs
+    assert _int_arrays(parsed) == _int_arrays(_ordinary(body, **LIMITS)) == {
+        "InstalledNonLeafUpdateIDs": list(range(200, 290)), "OtherCachedUpdateIDs": list(range(10_000, 11_400)),
+        "CachedDriverIDs": []}
+    assert all(not element.attrib for element in parsed.operation.iter())  # the marker is gone
+    total = sum(1 for _ in ET.fromstring(body).iter())  # the int items are at depth 6
+    for depth, cap, refused in ((6, total, False), (5, total, True), (6, total - 1, True)):
+        limits = {"max_depth": depth, "max_elements": cap}
+        if refused:
+            for parse in (soap.parse_envelope, _ordinary):
+                with pytest.raises(soap.SoapFault) as fault:
+                    parse(body, **limits)
+                assert (fault.value.error_code, fault.value.message) == ("InvalidParameters", "body")
+        else:
+            assert _int_arrays(soap.parse_envelope(body, **limits)) == _int_arrays(_ordinary(body, **limits))
+
+
+@pytest.mark.parametrize("installed", [
+    "<int> 5</int>" + "<int>6</int>" * 10,  # a blank: the ordinary reader strips it
+    "<int>-5</int>" + "<int>6</int>" * 10,  # negative
+    "<x:int xmlns:x='urn:x'>5</x:int>" + "<int>6</int>" * 10,  # a prefix
+    "<int>99999999999</int>" + "<int>6</int>" * 10,  # above 2^31 - 1: refused by the range check
+])
+def test_int_runs_other_shapes_take_the_ordinary_reader(installed):
+    body = scan_body(installed, "<int>1</int>" * 20)
+    try:
+        expected: object = _int_arrays(_ordinary(body, **LIMITS))
+    except soap.SoapFault as fault:
+        expected = (fault.error_code, fault.message)
+    try:
+        found: object = _int_arrays(soap.parse_envelope(body, **LIMITS))
+    except soap.SoapFault as fault:
+        found = (fault.error_code, fault.message)
+    assert found == expected
+
+
+def test_an_int_run_that_is_no_element_is_parsed_the_ordinary_way():
+    """Inside a processing instruction the run is text: the whole body is parsed as it is."""
+    run = "<OtherCachedUpdateIDs>" + "<int>7</int>" * 20 + "</OtherCachedUpdateIDs>"
+    body = scan_body("<int>1</int>" * 10, "<int>2</int>" * 10, f"<?note {run}?>")
+    parsed = soap.parse_envelope(body, **LIMITS)
+    assert _int_arrays(parsed)["OtherCachedUpdateIDs"] == [2] * 10
+    assert not parsed.int_runs

@@ -15,7 +15,7 @@ import binascii
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar, cast
@@ -34,6 +34,7 @@ from devupdate.wsus.soap.envelope import (
     child,
     children,
     el,
+    int_run,
     invalid,
     optional,
     parse_bool,
@@ -93,8 +94,17 @@ def top_array(parent: Element | None, name: str, item: str, *, limit: int) -> li
     return [(e.text or "").strip() for e in _limited(parent, name, item, limit, "")]
 
 
-def int_array(parent: Element | None, name: str, *, limit: int, where: str) -> list[int]:
+def int_array(parent: Element | None, name: str, *, limit: int, where: str,
+              runs: Mapping[Element, list[int]] | None = None) -> list[int]:
+    """An int array parameter; ``runs``: the envelope's arrays read apart (``Envelope.int_runs``)."""
     message = f"{where}.{name}" if where else name
+    run = int_run(runs, parent, name) if runs else None
+    if run is not None:
+        if len(run) > limit:
+            raise invalid(message)
+        if run and max(run) > MAX_INT:  # at most ten digits, never negative
+            raise invalid(message)
+        return run
     raw = array(parent, name, "int", limit=limit, where=where) if where else top_array(parent, name, "int",
                                                                                        limit=limit)
     try:
@@ -398,10 +408,12 @@ def sync_updates(call: Call) -> El:
     if params is None:
         raise invalid("parameters")
     where = "parameters"
+    runs = call.envelope.int_runs
     installed = int_array(params, "InstalledNonLeafUpdateIDs", limit=settings.wsus_max_installed_non_leaf_update_ids,
-                          where=where)
-    other = int_array(params, "OtherCachedUpdateIDs", limit=settings.wsus_max_other_cached_update_ids, where=where)
-    drivers = int_array(params, "CachedDriverIDs", limit=settings.wsus_max_cached_driver_ids, where=where)
+                          where=where, runs=runs)
+    other = int_array(params, "OtherCachedUpdateIDs", limit=settings.wsus_max_other_cached_update_ids, where=where,
+                      runs=runs)
+    drivers = int_array(params, "CachedDriverIDs", limit=settings.wsus_max_cached_driver_ids, where=where, runs=runs)
     devices = _count(params, "SystemSpec", "Device", limit=settings.wsus_max_system_spec_devices, where=where)
     # ≥ 200 filter ids are refused ([MS-WUSP] note 52)
     filter_ids = [text(item, "Id") or "" for item in _limited(params, "FilterCategoryIds", "CategoryIdentifier",
@@ -599,7 +611,8 @@ def _extended(call: Call, state: cookies.CookieState, asked: Sequence[int], info
 def get_extended_update_info(call: Call) -> El:
     state = open_cookie(call)
     _locations_current(state, call.settings)
-    asked = int_array(call.body, "revisionIDs", limit=MAX_EXTENDED_UPDATES_PER_REQUEST, where="")
+    asked = int_array(call.body, "revisionIDs", limit=MAX_EXTENDED_UPDATES_PER_REQUEST, where="",
+                      runs=call.envelope.int_runs)
     info_types = _info_types(call)
     locales = _locales(call, info_types)
     updates, locations, outside = _extended(call, state, list(dict.fromkeys(asked)), info_types, locales,
