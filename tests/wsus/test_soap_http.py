@@ -62,3 +62,36 @@ def test_dispatch_over_http(live_server):
         "Content-Type": "text/xml", "Content-Encoding": "gzip"})
     assert encoded.status_code == 415
     assert requests.get(url, timeout=10).status_code == 405
+
+
+def test_the_fast_path_answers_as_flask_does(live_server):
+    """The client services' POSTs skip Flask's request machinery unless JSON request logs need every
+    request to pass its hooks: both servers give the same status, headers and body (fault IDs aside)
+    for an answer, a fault, a body refused after parsing and an unknown operation; WSDLs stay Flask's."""
+    import re
+
+    def answers(server) -> list[tuple[int, dict[str, str], bytes]]:
+        url = server.url + "/ClientWebService/Client.asmx"
+        posts = [
+            (GET_CONFIG, {"SOAPAction": f'"{CLIENT_NS}/GetConfig"'}),
+            (GET_CONFIG, {"SOAPAction": f"{CLIENT_NS}/GetCookie"}),
+            (GET_CONFIG.replace(b"GetConfig", b"Nothing"), {}),
+            (b"<not xml", {"SOAPAction": f'"{CLIENT_NS}/SyncUpdates"'}),
+        ]
+        found = []
+        for data, headers in posts:
+            answer = requests.post(url, data=data, timeout=10, headers={"Content-Type": "text/xml; charset=utf-8",
+                                                                          **headers})
+            kept = {name: answer.headers.get(name) for name in ("Content-Type", "Content-Length", "Cache-Control")}
+            found.append((answer.status_code, kept, re.sub(rb"<ID>[0-9a-f-]{36}</ID>", b"<ID/>", answer.content)))
+        wsdl = requests.get(url + "?wsdl", timeout=10)
+        found.append((wsdl.status_code, {"Content-Type": wsdl.headers["Content-Type"]}, wsdl.content))
+        return found
+
+    fast = answers(live_server(workers=1, DEVUPDATE_WSUS_ALLOW_HTTP_SOAP="true"))
+    flask = answers(live_server(workers=1, DEVUPDATE_WSUS_ALLOW_HTTP_SOAP="true", DEVUPDATE_JSON_LOGS="true"))
+    assert fast == flask
+    assert [status for status, _, _ in fast] == [200, 500, 500, 500, 200]
+    headers = fast[1][1]
+    assert (headers["Content-Type"], headers["Cache-Control"]) == ("text/xml; charset=utf-8", "private")
+    assert int(headers["Content-Length"] or 0) == len(fast[1][2]) + 36 - len("<ID/>") + len("<ID></ID>")

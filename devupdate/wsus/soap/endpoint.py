@@ -26,12 +26,13 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.http import HTTP_STATUS_CODES
 
 from devupdate import metrics
 from devupdate.web import admission, errors
@@ -137,6 +138,9 @@ def install(app: Flask, runtime: Any) -> None:
     admission.register(EXTENSION, edge.classify)
     errors.register_vocabulary(EXTENSION, _speak)
     app.register_blueprint(bp)
+    if not runtime.settings.json_logs:  # JSON request logs need every request to pass Flask's hooks
+        # Flask's documented way to wrap the WSGI app; its hints declare wsgi_app a method only
+        app.wsgi_app = SoapFastPath(app.wsgi_app, edge)  # type: ignore[method-assign]
 
 
 def _database_ok() -> bool:
@@ -162,9 +166,8 @@ def _soap_request() -> Response | None:
     if service is None:
         return None
     edge: SoapEdge = current_app.extensions[EXTENSION]
-    environ = request.environ
-    https = edge.network.is_https(environ.get("wsgi.url_scheme", "http"), request.remote_addr or "",
-                                  request.headers.get("X-Forwarded-Proto"))
+    incoming = Incoming(request.environ, request.path)
+    https = incoming.https(edge)
     if not https and not edge.settings.wsus_allow_http_soap:
         return _plain(403, f"{service.paths[0]} is served over HTTPS only (devupdate serve --tls, port "
                            f"{edge.settings.tls_port}); to allow plain HTTP set DEVUPDATE_WSUS_ALLOW_HTTP_SOAP=true")
@@ -175,26 +178,145 @@ def _soap_request() -> Response | None:
                       Allow="GET, HEAD, POST")
     if request.method != "POST":
         return _plain(405, f"POST a SOAP envelope to {service.paths[0]}", Allow="GET, HEAD, POST")
+    return answer_post(incoming, service, edge, https).flask()
+
+
+class Incoming:
+    """What the SOAP edge reads of a request, straight from its WSGI environ: the same for the Flask
+    hook and for :class:`SoapFastPath`, which answers without Flask's request machinery."""
+
+    __slots__ = ("environ", "path")
+
+    def __init__(self, environ: dict[str, Any], path: str):
+        self.environ, self.path = environ, path
+
+    def header(self, name: str) -> str | None:
+        key = name.upper().replace("-", "_")
+        return self.environ.get(key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key)
+
+    @property
+    def remote_addr(self) -> str:
+        return self.environ.get("REMOTE_ADDR") or ""
+
+    def https(self, edge: SoapEdge) -> bool:
+        return edge.network.is_https(self.environ.get("wsgi.url_scheme", "http"), self.remote_addr,
+                                     self.header("X-Forwarded-Proto"))
+
+
+class Answer:
+    """An answer of the SOAP edge, before it is a Flask response or a WSGI one: ``body`` whole, or
+    chunks written as they are made (no Content-Length); ``on_close`` runs once it is sent."""
+
+    __slots__ = ("status", "content_type", "body", "headers", "on_close")
+
+    def __init__(self, status: int, content_type: str, body: bytes | Iterable[bytes], headers: dict[str, str]):
+        self.status, self.content_type, self.body, self.headers = status, content_type, body, headers
+        self.on_close: list[Callable[[], None]] = []
+
+    @property
+    def is_streamed(self) -> bool:
+        return not isinstance(self.body, bytes)
+
+    def flask(self) -> Response:
+        response = Response(self.body, status=self.status, content_type=self.content_type)
+        response.headers.update(self.headers)
+        for hook in self.on_close:
+            response.call_on_close(hook)
+        return response
+
+    def wsgi(self, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        headers = [("Content-Type", self.content_type)]
+        if isinstance(self.body, bytes):
+            headers.append(("Content-Length", str(len(self.body))))
+        headers.extend(self.headers.items())
+        start_response(_status_line(self.status), headers)
+        if isinstance(self.body, bytes) and not self.on_close:
+            return [self.body]
+        return _Closing([self.body] if isinstance(self.body, bytes) else self.body, self.on_close)
+
+
+def _status_line(status: int) -> str:
+    """As Flask writes it (``413 REQUEST ENTITY TOO LARGE``)."""
+    return f"{status} {HTTP_STATUS_CODES.get(status, 'Unknown').upper()}"
+
+
+class _Closing:
+    """A WSGI body that runs its hooks when the server closes it (PEP 3333), as Flask's call_on_close."""
+
+    def __init__(self, chunks: Iterable[bytes], hooks: list[Callable[[], None]]):
+        self._chunks, self._hooks = chunks, hooks
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._chunks)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+        finally:
+            for hook in self._hooks:
+                hook()
+
+
+#: the services WUA talks to; their operations never need Flask (the server-sync ones read the app)
+FAST_SERVICES = frozenset(("client", "simpleauth", "reporting"))
+
+
+class SoapFastPath:
+    """WSGI middleware answering the POSTs of :data:`FAST_SERVICES` with :func:`answer_post` directly.
+
+    Flask's per-request machinery (request context, hooks, routing, the response object) is work a
+    scan page does not need, and the pages arrive by the thousand; everything else (WSDL, other
+    methods, plain HTTP when it is refused, the server-sync services) passes to Flask's hook above,
+    which answers a POST with the very same function."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], edge: SoapEdge):
+        self.app, self.edge = app, edge
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        path = "/" + environ.get("PATH_INFO", "").lstrip("/")
+        service = service_for(path)
+        if service is None or service.key not in FAST_SERVICES:
+            return self.app(environ, start_response)
+        incoming = Incoming(environ, path)
+        https = incoming.https(self.edge)
+        if not https and not self.edge.settings.wsus_allow_http_soap:
+            return self.app(environ, start_response)
+        from devupdate import db
+
+        try:  # as the app's before_request hook: the thread's connection, reopened if it was closed
+            db.database.connect(reuse_if_open=True)
+        except Exception:  # noqa: BLE001 - database away: the operation's first query says so
+            pass
+        return answer_post(incoming, service, self.edge, https).wsgi(start_response)
+
+
+def answer_post(incoming: Incoming, service: Service, edge: SoapEdge, https: bool) -> Answer:
+    """The answer to a POST to ``service``, its slot released and the answer counted."""
     started = time.perf_counter()
     outcome: dict[str, str] = {}
-    response = _post(service, edge, https, outcome)
-    admitted = request.environ.get(admission.ADMITTED)
+    answer = _post(incoming, service, edge, https, outcome)
+    admitted = incoming.environ.get(admission.ADMITTED)
     if isinstance(admitted, admission.Slot):  # the answer is ready: the slot is free before it is sent
-        if response.is_streamed:  # ... unless it is still to be read from the database while it is sent
-            response.call_on_close(admitted.release)
+        if answer.is_streamed:  # ... unless it is still to be read from the database while it is sent
+            answer.on_close.append(admitted.release)
         else:
             admitted.release()
     if "counted" not in outcome:
         _count(metrics.soap_answered, service.key, outcome.get("operation", "-"), outcome.get("outcome", "refused"),
                time.perf_counter() - started)
-    return response
+    return answer
 
 
-def _post(service: Service, edge: SoapEdge, https: bool, outcome: dict[str, str]) -> Response:
+def _post(incoming: Incoming, service: Service, edge: SoapEdge, https: bool, outcome: dict[str, str]) -> Answer:
     """The answer to a POST; ``outcome`` is told the operation and ok / the fault's ErrorCode."""
-    environ = request.environ
-    content_type = request.headers.get("Content-Type", "")
-    action = action_of(request.headers.get("SOAPAction"), content_type)
+    environ = incoming.environ
+    path = incoming.path
+    content_type = incoming.header("Content-Type") or ""
+    action = action_of(incoming.header("SOAPAction"), content_type)
     version = soap.version_of(content_type)
     named = operation_named(service, action) if action else None
     method = action  # a fault's Method: the action sent, else the body's operation's
@@ -203,9 +325,9 @@ def _post(service: Service, edge: SoapEdge, https: bool, outcome: dict[str, str]
         body = read_all(environ["wsgi.input"], limit=edge.body_limit(service, named),
                         announced=declared_length(environ))
     except BodyError as exc:
-        log.info("SOAP %s refused: %s", request.path, exc.message)
+        log.info("SOAP %s refused: %s", path, exc.message)
         outcome["outcome"] = f"http-{exc.status}"
-        return _plain(exc.status, exc.message)
+        return _plain_answer(exc.status, exc.message)
     try:
         parsed = soap.parse_envelope(body, max_depth=edge.settings.wsus_max_xml_depth,
                                      max_elements=edge.settings.wsus_max_xml_elements)
@@ -216,12 +338,13 @@ def _post(service: Service, edge: SoapEdge, https: bool, outcome: dict[str, str]
         outcome["operation"] = operation
         if len(body) > edge.body_limit(service, operation):  # the action named none, or another one
             outcome["outcome"] = "http-413"
-            return _plain(413, f"the body is {len(body)} bytes, above the limit of "
-                               f"{edge.body_limit(service, operation)} for {operation}")
-        client_address = edge.network.client_address(request.remote_addr or "", request.headers.get("X-Forwarded-For"))
-        authorization = request.headers.get("Authorization", "")
-        verified = (in_networks(request.remote_addr or "", edge.network.trusted_proxies)
-                    and request.headers.get("X-SSL-Client-Verify", "").strip().upper() == "SUCCESS")
+            return _plain_answer(413, f"the body is {len(body)} bytes, above the limit of "
+                                      f"{edge.body_limit(service, operation)} for {operation}")
+        remote = incoming.remote_addr
+        client_address = edge.network.client_address(remote, incoming.header("X-Forwarded-For"))
+        authorization = incoming.header("Authorization") or ""
+        verified = (in_networks(remote, edge.network.trusted_proxies)
+                    and (incoming.header("X-SSL-Client-Verify") or "").strip().upper() == "SUCCESS")
         if access.guarded(service.key, operation):
             access.check(edge.settings, edge.sync_networks, client_address, authorization, verified)
         handler = handler_for(service, operation)
@@ -249,44 +372,44 @@ def _post(service: Service, edge: SoapEdge, https: bool, outcome: dict[str, str]
                 gate.release()
         outcome["outcome"] = "ok"
         if streamed:  # the lists are read while the answer is written: the slot is held until it is sent
-            response = _streamed(version, answer, service.operation_namespace(operation))
+            response = _streamed(path, version, answer, service.operation_namespace(operation))
             if gate is not None:
-                response.call_on_close(gate.release)
+                response.on_close.append(gate.release)
             return response
         payload = soap.render_response(version, answer, service.operation_namespace(operation))
-        return _soap_response(200, version, payload)
+        return _soap_answer(200, version, payload)
     except access.Refused as refused:
         log.info("SOAP %s %s refused: %s", service.key, outcome.get("operation", "-"), refused)
         outcome["outcome"] = "http-403"
-        return _plain(403, str(refused))
+        return _plain_answer(403, str(refused))
     except soap.SoapFault as fault:
         outcome["outcome"] = fault.error_code
-        return _fault(service, version, fault, method)
+        return _fault(path, service, version, fault, method)
     except Exception as exc:  # noqa: BLE001 - every failure still answers an envelope (S8)
         from peewee import InterfaceError, OperationalError
 
         if isinstance(exc, OperationalError | InterfaceError):  # database away or locked: retry later
-            log.warning("SOAP %s: database unavailable (%s); answering ServerBusy", request.path, exc)
+            log.warning("SOAP %s: database unavailable (%s); answering ServerBusy", path, exc)
             outcome["outcome"] = soap.SERVER_BUSY
-            return _fault(service, version, soap.SoapFault(soap.SERVER_BUSY, ""), method)
+            return _fault(path, service, version, soap.SoapFault(soap.SERVER_BUSY, ""), method)
         fault_id = str(uuid.uuid4())
         outcome["outcome"] = soap.INTERNAL_SERVER_ERROR
-        log.exception("SOAP %s failed; fault ID %s", request.path, fault_id)
-        return _fault(service, version, soap.SoapFault(soap.INTERNAL_SERVER_ERROR, ""), method, fault_id)
+        log.exception("SOAP %s failed; fault ID %s", path, fault_id)
+        return _fault(path, service, version, soap.SoapFault(soap.INTERNAL_SERVER_ERROR, ""), method, fault_id)
 
 
-def _fault(service: Service, version: str, fault: soap.SoapFault, method: str, fault_id: str = "") -> Response:
+def _fault(path: str, service: Service, version: str, fault: soap.SoapFault, method: str,
+           fault_id: str = "") -> Answer:
     fault_id = fault_id or str(uuid.uuid4())
-    log.info("SOAP fault %s on %s: %s %s", fault_id, request.path, fault.error_code, fault.message)
-    return _soap_response(500, version, soap.render_fault(version, fault, fault_id,
-                                                          method if service.faults_name_method and method else None))
+    log.info("SOAP fault %s on %s: %s %s", fault_id, path, fault.error_code, fault.message)
+    return _soap_answer(500, version, soap.render_fault(version, fault, fault_id,
+                                                        method if service.faults_name_method and method else None))
 
 
-def _streamed(version: str, answer: soap.El, namespace: str) -> Response:
+def _streamed(path: str, version: str, answer: soap.El, namespace: str) -> Answer:
     """A 200 answer written while its lists are read (no Content-Length: chunked). A failure half-way
     cannot become a fault any more: it is logged and the connection dropped, so the downstream sees
     a broken answer and retries, never a short list that looks complete."""
-    path = request.path
 
     def chunks():
         try:
@@ -297,15 +420,16 @@ def _streamed(version: str, answer: soap.El, namespace: str) -> Response:
             log.exception("SOAP %s: the streamed answer failed half-way; the connection is dropped", path)
             raise
 
-    response = Response(chunks(), status=200, content_type=soap.CONTENT_TYPES[version])
-    response.headers["Cache-Control"] = "private"
-    return response
+    return Answer(200, soap.CONTENT_TYPES[version], chunks(), {"Cache-Control": "private"})
 
 
-def _soap_response(status: int, version: str, payload: bytes) -> Response:
-    response = Response(payload, status=status, content_type=soap.CONTENT_TYPES[version])
-    response.headers["Cache-Control"] = "private"
-    return response
+def _soap_answer(status: int, version: str, payload: bytes) -> Answer:
+    return Answer(status, soap.CONTENT_TYPES[version], payload, {"Cache-Control": "private"})
+
+
+def _plain_answer(status: int, message: str) -> Answer:
+    return Answer(status, "text/plain; charset=utf-8", (message.rstrip("\n") + "\n").encode(),
+                  {"Cache-Control": "no-store"})
 
 
 #: the server's own refusals on a service path that answer as SOAP faults (HTTP 500, §4.1), by status:
