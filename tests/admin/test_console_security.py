@@ -173,3 +173,23 @@ def test_sign_in_rate_limited(install, server):
     assert 0 < int(response.headers["Retry-After"]) <= 30
     listed = install.cli("audit", "list", "--action", "console.sign-in", "--json").stdout
     assert listed.count('"refused"') == 5
+
+
+def test_values_no_field_may_hold_are_refused_at_the_door(install, server):
+    """A NUL in a path part, a query or a form value (PostgreSQL refuses it in any text, so it would
+    end as a 500 there): 400 with the value's name, on either database, and nothing changed."""
+    alice = Browserless(server)
+    assert alice.sign_in("alice").status_code == 303
+    before = rule_state(install)
+    for method, path, data, name in (
+            ("GET", "/devices/a%00b", None, "device_id"),
+            ("GET", "/devices?q=%00", None, "q"),
+            ("GET", "/devices?model=CX%00600", None, "model"),
+            ("GET", "/audit?who=x%00", None, "who"),
+            ("POST", f"/rules/{RULE}/approve", {"confirm": "1", "note": "a\x00b"}, "note")):
+        if data is not None:
+            data["csrf_token"] = alice.csrf("/rules")
+        answer = alice.request(method, path, data=data)
+        assert answer.status_code == 400, (path, answer.status_code, answer.text[:300])
+        assert f"{name} holds a NUL or an unencodable character; nothing was looked up or changed." in answer.text
+    assert rule_state(install) == before

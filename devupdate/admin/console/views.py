@@ -84,6 +84,19 @@ def _client_address() -> str:
 
 # --- the gate --------------------------------------------------------------------------------------
 
+def _unstorable_value() -> str | None:
+    """The name of the first path part, query or (URL-encoded) form value no field may hold: a NUL
+    (PostgreSQL refuses it in any text) or a lone surrogate. Multipart bodies are left to their views,
+    which stream them."""
+    values = [*(request.view_args or {}).items(), *request.args.items(multi=True)]
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        values += request.form.items(multi=True)
+    for name, value in values:
+        if isinstance(value, str) and ("\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value)):
+            return name
+    return None
+
+
 @bp.before_request
 def _gate() -> BaseResponse | None:
     if request.endpoint == "console.static":
@@ -94,6 +107,10 @@ def _gate() -> BaseResponse | None:
         g.admin = auth.current_admin(g.session.name, g.session.fingerprint)
         if g.admin is None:  # account removed or password changed since sign-in
             g.session = SessionData(notices=[["info", "Your session has ended; please sign in again."]])
+    unstorable = _unstorable_value()
+    if unstorable is not None:
+        return refuse(400, "Not accepted", f"{unstorable[:40]} holds a NUL or an unencodable character; nothing "
+                                           "was looked up or changed.")
     if request.method == "POST":
         other = foreign_origin(request.headers.get("Origin"), request.headers.get("Referer"),
                                request.headers.get("Host", ""), _runtime().settings.console_trusted_origins)
