@@ -20,6 +20,7 @@ from devupdate.configuration import ConfigSetting
 from devupdate.content.models import StoredObject
 from devupdate.db import BaseModel, database, is_sqlite, tuples, utcnow
 from devupdate.devices.activity import ActivityHour
+from devupdate.devices.groups import DeviceGroup
 from devupdate.devices.inventory import Device
 from devupdate.devices.reports import DeviceReport
 from devupdate.devices.users import ExternalUser
@@ -54,7 +55,7 @@ MODELS: list[type[BaseModel]] = [Rule, Generation, StoredObject, RuleVersion, Ve
                                  AdminUser, SignInFailure, ExternalUser, DeviceReport, RuleRollout, RolloutDevice,
                                  RolloutDownload,
                                  *WSUS_CATALOG, *WSUS_COMPLIANCE, *WSUS_TARGETING, *WSUS_COOKIES, *WSUS_UPSTREAM,
-                                 *WSUS_DOWNSTREAM, ActivityHour]
+                                 *WSUS_DOWNSTREAM, ActivityHour, DeviceGroup]
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,15 @@ def _rollup_mark(db: peewee.Database) -> None:
     db.create_tables([RolledAway])
 
 
+def _device_groups(db: peewee.Database) -> None:
+    """The counters of devices per (family, versions), from the inventory rows already there."""
+    from devupdate.devices import groups
+
+    db.create_tables([DeviceGroup])
+    columns = [getattr(Device, name) for name in groups.COLUMNS]
+    groups.fill(tuples(Device.select(*columns, peewee.fn.COUNT(Device.id)).group_by(*columns)))
+
+
 def _seed() -> None:
     """Rows a new database starts with (the migrations that add their tables write them too)."""
     from devupdate.wsus.targeting.service import seed
@@ -217,6 +227,8 @@ MIGRATIONS: list[Migration] = [
               _rollout_downloads),
     Migration(20, "WSUS downstream rollup: a high-water mark per upstream, the computers it took away",
               _rollup_mark),
+    Migration(21, "known devices counted per family and reported versions, kept by the inventory writer",
+              _device_groups),
 ]
 
 

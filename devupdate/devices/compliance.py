@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from devupdate import metrics
 from devupdate.db import iso_utc, utcnow
+from devupdate.devices.groups import groups as device_groups
 from devupdate.devices.inventory import Device
 from devupdate.errors import DevupdateError
 from devupdate.packages.description import version_key
@@ -73,24 +74,23 @@ def device_status(snapshot: Snapshot, device: Device, update_types: dict[str, st
 
 
 def fleet_groups(snapshot: Snapshot | None = None) -> list[tuple[dict[str, Any], int]]:
-    """The whole fleet for the dashboard, in one grouped query: ``(status row, devices)`` per distinct
-    (family, reported versions). The rows carry ``Brand``, ``Model``, ``Versions``, ``Status`` and
-    ``Updates`` exactly as :func:`device_status` computes them — a fleet of 100,000 phones is a few
-    hundred groups, not 100,000 rows to build on every page view."""
+    """The whole fleet for the dashboard: ``(status row, devices)`` per distinct (family, reported
+    versions), read from the counters the inventory writer keeps (``devices.groups``). The rows carry
+    ``Brand``, ``Model``, ``Versions``, ``Status`` and ``Updates`` exactly as :func:`device_status`
+    computes them — a fleet of 100,000 phones is a few thousand groups, not 100,000 rows to read on
+    every page view."""
     if snapshot is None:
         from devupdate.devices.snapshot import build_snapshot
 
         snapshot = build_snapshot()
     update_types = _update_types()
-    columns = (Device.device_type, Device.brand, Device.model, Device.revision, Device.locale, Device.versions)
-    query = Device.select(*columns, peewee.fn.COUNT(Device.id).alias("devices")).group_by(*columns).tuples()
-    groups = []
-    for device_type, brand, model, revision, locale, versions_text, devices in query.iterator():
+    found = []
+    for device_type, brand, model, revision, locale, versions_text, devices in device_groups():
         versions = json.loads(versions_text or "{}")
         updates = _updates(snapshot, _request(device_type, brand, model, revision, locale, versions), update_types)
-        groups.append(({"Brand": brand, "Model": model, "Versions": versions, "Status": _status(updates),
-                        "Updates": updates}, devices))
-    return groups
+        found.append(({"Brand": brand, "Model": model, "Versions": versions, "Status": _status(updates),
+                       "Updates": updates}, devices))
+    return found
 
 
 def _update_types() -> dict[str, str]:

@@ -27,14 +27,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import peewee
 from prometheus_client.core import GaugeMetricFamily
 
 from devupdate import db, metrics
 from devupdate.db import BaseModel, utcnow
-from devupdate.devices import activity
+from devupdate.devices import activity, groups
 from devupdate.jobs import PeriodicJob, Retry
 from devupdate.selection import DeviceRequest, Module, RuleEntry, Snapshot, family, installed_version
 
@@ -183,36 +182,63 @@ def upsert(rows: list[dict], batch: int = 500) -> None:
 def upsert_values(rows: list[tuple], batch: int = 500) -> None:
     """The upsert, ``batch`` rows per transaction, through the driver's bulk path (``executemany`` on
     SQLite, ``execute_values`` on PostgreSQL): a peewee query costs ~100 µs a row to build, this
-    costs what the database needs (~30 µs a row on SQLite)."""
+    costs what the database needs (~30 µs a row on SQLite). The group counters move with the rows."""
     for start in range(0, len(rows), batch):
-        with db.database.atomic():
-            _execute_upsert(rows[start:start + batch])
+        chunk = rows[start:start + batch]
+        for attempt in range(RACE_ATTEMPTS):
+            try:
+                with db.write_transaction():
+                    write_chunk(chunk, stored_groups([row[0] for row in chunk]))
+                break
+            except Raced:
+                if attempt == RACE_ATTEMPTS - 1:
+                    raise
 
 
-def _execute_upsert(chunk: list[tuple]) -> None:
-    """One chunk of the upsert, inside the caller's transaction."""
+class Raced(Exception):
+    """Another writer inserted a device of this chunk after it was read, so its group before the write
+    is unknown: the chunk's transaction is rolled back and the chunk written again (the row is visible
+    then). PostgreSQL only; SQLite has one writer at a time."""
+
+
+RACE_ATTEMPTS = 3
+
+
+def _execute_upsert(chunk: list[tuple]) -> set[str] | None:
+    """One chunk of the upsert, inside the caller's transaction. On PostgreSQL the device ids it
+    inserted (not updated); on SQLite ``None`` (one writer at a time: nothing can come between)."""
+    cursor = db.database.cursor()
+    if db.is_sqlite():
+        cursor.executemany(_upsert_sql("(" + ", ".join("?" for _ in COLUMNS) + ")"), chunk)
+        return None
+    from psycopg2.extras import execute_values
+
+    returned = execute_values(cursor, _upsert_sql("%s") + ' RETURNING "device_id", (xmax = 0)', chunk,
+                              page_size=len(chunk), fetch=True)
+    return {device_id for device_id, inserted in returned if inserted}
+
+
+def stored_groups(device_ids: list[str]) -> dict[str, groups.Group]:
+    """The stored group columns of these devices (``groups.COLUMNS``; absent: new), read with a row
+    lock on PostgreSQL so two workers flushing the same device count its change once."""
+    if not device_ids:
+        return {}
+    columns = [getattr(Device, name) for name in groups.COLUMNS]
+    query = db.locked(Device.select(Device.device_id, *columns).where(Device.device_id.in_(device_ids))
+                      .order_by(Device.device_id))
+    return {device_id: tuple(rest) for device_id, *rest in db.tuples(query)}
+
+
+def write_chunk(chunk: list[tuple], before: dict[str, groups.Group]) -> None:
+    """Upsert ``chunk`` (``COLUMNS`` tuples) and move the group counters, inside the caller's
+    transaction; ``before`` is :func:`stored_groups` of the chunk, read in this transaction."""
     if not chunk:
         return
-    execute: Callable[..., Any] | None
-    if db.is_sqlite():
-        sql, execute = _upsert_sql("(" + ", ".join("?" for _ in COLUMNS) + ")"), None
-    else:
-        from psycopg2.extras import execute_values as execute
-
-        sql = _upsert_sql("%s")
-    cursor = db.database.cursor()
-    if execute is None:
-        cursor.executemany(sql, chunk)
-    else:
-        execute(cursor, sql, chunk, page_size=len(chunk))
-
-
-def _previous_versions(device_ids: list[str]) -> dict[str, str]:
-    """The stored ``versions`` of these devices (absent: new), read with a row lock on PostgreSQL so
-    two workers flushing the same device count its change once."""
-    query = db.locked(Device.select(Device.device_id, Device.versions).where(Device.device_id.in_(device_ids))
-                      .order_by(Device.device_id))
-    return dict(db.tuples(query))
+    inserted = _execute_upsert(chunk)
+    ids = [row[0] for row in chunk]
+    if inserted is not None and any(i not in before and i not in inserted for i in ids):
+        raise Raced()
+    groups.count(before.values(), stored_groups(ids).values())
 
 
 def tally_checks(seen: list[_Seen], previous: dict[str, str], snapshot: Snapshot | None,
@@ -279,6 +305,24 @@ def _apply_reports(seen: _Seen, stored: str | None) -> None:
     for rule, package, version in seen.installed or ():
         modules = with_installed(modules, rule, package, version)
     seen.request = dataclasses.replace(seen.request, modules=modules)
+
+
+def _write_batch(chunk: list[_Seen], downloads: activity.Tally | None, snapshot: Snapshot | None,
+                 sqlite: bool) -> None:
+    """One transaction: the devices of ``chunk``, their group counters and the activity they make
+    (with ``downloads``, the first chunk's)."""
+    tally = activity.Tally()
+    if downloads is not None:
+        tally.merge(downloads)
+    with db.write_transaction():
+        before = stored_groups([seen.request.device_id for seen in chunk])
+        previous = {device_id: group[-1] for device_id, group in before.items()}  # versions
+        for seen in chunk:
+            if seen.installed:
+                _apply_reports(seen, previous.get(seen.request.device_id))
+        tally_checks(chunk, previous, snapshot, tally)
+        write_chunk([_values(seen, sqlite) for seen in chunk], before)
+        activity.write(tally)
 
 
 class InventoryRecorder:
@@ -375,18 +419,13 @@ class InventoryRecorder:
                 snapshot = self.snapshot() if self.snapshot is not None else None
                 while done < len(items) or unwritten:
                     chunk = items[done:done + self.batch]
-                    tally = activity.Tally()
-                    if unwritten is not None:
-                        tally.merge(unwritten)
-                    with db.write_transaction():
-                        reported = [seen for seen in chunk if seen.installed]
-                        previous = (_previous_versions([seen.request.device_id for seen in chunk])
-                                    if (snapshot is not None or reported) and chunk else {})
-                        for seen in reported:
-                            _apply_reports(seen, previous.get(seen.request.device_id))
-                        tally_checks(chunk, previous, snapshot, tally)
-                        _execute_upsert([_values(seen, sqlite) for seen in chunk])
-                        activity.write(tally)
+                    for attempt in range(RACE_ATTEMPTS):
+                        try:
+                            _write_batch(chunk, unwritten, snapshot, sqlite)
+                            break
+                        except Raced:
+                            if attempt == RACE_ATTEMPTS - 1:
+                                raise
                     unwritten = None
                     done += len(chunk)
                 if prune:

@@ -215,3 +215,76 @@ def test_installed_report_older_than_a_written_check_changes_nothing(database):
 
 def at_posix(posix: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(posix, dt.UTC).replace(tzinfo=None)
+
+
+def _counted() -> dict[tuple, int]:
+    from devupdate.devices import groups
+
+    return {tuple(rest): devices for *rest, devices in groups.groups()}
+
+
+def _grouped() -> dict[tuple, int]:
+    import peewee
+
+    from devupdate.devices import groups
+
+    columns = [getattr(Device, name) for name in groups.COLUMNS]
+    query = Device.select(*columns, peewee.fn.COUNT(Device.id)).group_by(*columns).tuples()
+    return {tuple(rest): devices for *rest, devices in query}
+
+
+def test_group_counters_follow_every_write(database):
+    """The dashboard's counters equal the inventory grouped, after new devices, version changes, a late
+    older flush (which changes nothing), a device reporting another model and status reports."""
+    upsert([row(0, device_id=f"D{n}", versions=json.dumps({"CPE.nbt": f"1.{n % 2}"})) for n in range(5)])
+    assert _counted() == _grouped() == {("UCPhone", "Polycom", "CX600", "A", "ENU", '{"CPE.nbt": "1.0"}'): 3,
+                                        ("UCPhone", "Polycom", "CX600", "A", "ENU", '{"CPE.nbt": "1.1"}'): 2}
+    upsert([row(60, device_id="D0", versions='{"CPE.nbt": "1.1"}'), row(60, device_id="D1", model="CX3000"),
+            row(-30, device_id="D2", versions='{"CPE.nbt": "9.9"}')])  # D2: older than what is stored
+    assert _counted() == _grouped() == {
+        ("UCPhone", "Polycom", "CX600", "A", "ENU", '{"CPE.nbt": "1.0"}'): 2,
+        ("UCPhone", "Polycom", "CX600", "A", "ENU", '{"CPE.nbt": "1.1"}'): 2,
+        ("UCPhone", "Polycom", "CX3000", "A", "ENU", '{"CPE.nbt":"4.0.7577.4366"}'): 1}
+    upsert([row(90, device_id=name, versions='{"CPE.nbt": "1.1"}') for name in ("D2", "D4")])  # a group empties
+    assert ("UCPhone", "Polycom", "CX600", "A", "ENU", '{"CPE.nbt": "1.0"}') not in _counted()
+    from devupdate.devices.groups import DeviceGroup
+
+    assert DeviceGroup.select().count() == 2  # the emptied group is gone, not kept at 0
+    recorder = InventoryRecorder(clock=lambda: 1_795_000_000.0, snapshot=lambda: _snapshot("4.0.7577.4372"))
+    recorder.observe(request(mac="0004F2000009"), "10.0.0.9", "Int")
+    recorder.installed(request(mac="0004F200000A", modules=()), "10.0.0.8", "Int", "", CPE_RULE, "CPE", "1.2")
+    assert recorder.flush() == 2
+    assert _counted() == _grouped() and sum(_counted().values()) == 7
+
+
+def test_the_migration_counts_the_devices_already_there(database):
+    from devupdate import schema
+    from devupdate.devices.groups import DeviceGroup
+
+    upsert([row(0, device_id=f"D{n}", locale=("ENU", "DEU")[n % 2]) for n in range(7)])
+    database.drop_tables([DeviceGroup])
+    with database.atomic():
+        schema._device_groups(database.obj)
+    assert _counted() == _grouped() == {("UCPhone", "Polycom", "CX600", "A", "ENU", '{"CPE.nbt":"4.0.7577.4366"}'): 4,
+                                        ("UCPhone", "Polycom", "CX600", "A", "DEU", '{"CPE.nbt":"4.0.7577.4366"}'): 3}
+
+
+def test_a_device_another_writer_inserted_meanwhile_is_counted_once(database, monkeypatch):
+    """PostgreSQL: a device inserted by another worker after this chunk read its rows (the read did not
+    see it) makes the chunk start again, so it moves from its real group instead of being counted twice."""
+    from devupdate import db
+    from devupdate.devices import inventory
+
+    if db.is_sqlite():
+        pytest.skip("one SQLite writer at a time: nothing comes between the read and the upsert")
+    upsert([row(0, device_id="D1")])
+    real, reads = inventory.stored_groups, []
+
+    def not_seen_first(ids):
+        reads.append(ids)
+        return {} if len(reads) == 1 else real(ids)
+
+    monkeypatch.setattr(inventory, "stored_groups", not_seen_first)
+    upsert([row(60, device_id="D1", versions='{"CPE.nbt":"1.2"}')])
+    assert len(reads) == 3  # the read that missed it; then, written again, before and after
+    assert _counted() == _grouped() == {("UCPhone", "Polycom", "CX600", "A", "ENU", '{"CPE.nbt":"1.2"}'): 1}

@@ -20,6 +20,7 @@ from typing import Any
 import peewee
 
 from devupdate.db import tuples, utcnow
+from devupdate.devices.groups import DeviceGroup, known_devices
 from devupdate.devices.inventory import Device
 from devupdate.packages.description import version_key
 from devupdate.rules.models import Rule
@@ -40,7 +41,7 @@ def devices_seen(hours: int = 24, *, now: dt.datetime | None = None) -> dict[str
     counts: dict[str, int] = dict(tuples(Device.select(Device.network, peewee.fn.COUNT(Device.id))
                                          .where(Device.last_seen >= since).group_by(Device.network)))
     return {"Hours": hours, "Devices": sum(counts.values()), "Internal": counts.get("internal", 0),
-            "External": counts.get("external", 0), "Known": Device.select().count()}
+            "External": counts.get("external", 0), "Known": known_devices()}
 
 
 def _sort_versions(versions: Counter, approved: set[str]) -> list[dict[str, Any]]:
@@ -87,30 +88,24 @@ def version_distribution(groups: Iterable[tuple[dict[str, Any], int]]) -> list[d
 
 def family_devices(rule: Rule) -> int:
     """Known devices of the rule's family (``*`` locale: every locale)."""
-    query = Device.select().where(
-        (peewee.fn.LOWER(Device.device_type) == rule.device_type.lower())
-        & (peewee.fn.LOWER(Device.brand) == rule.brand.lower())
-        & (peewee.fn.LOWER(Device.model) == rule.model.lower())
-        & (peewee.fn.LOWER(Device.revision) == rule.revision.lower()))
-    if rule.locale != "*":
-        query = query.where(peewee.fn.LOWER(Device.locale) == rule.locale.lower())
-    return query.count()
+    return family_device_counts([rule])[rule.id]
 
 
 def family_device_counts(rules: list[Rule]) -> dict[str, int]:
-    """Known devices per rule (by rule id), from one grouped query over the devices of these rules'
-    brands and models only: a page of 50 rules groups the few families it shows, not the fleet."""
+    """Known devices per rule (by rule id), from the group counters of these rules' brands and models
+    (``devices.groups``): a page of 50 rules reads the few groups it shows, not the inventory."""
     lower = peewee.fn.LOWER
-    columns = (lower(Device.device_type), lower(Device.brand), lower(Device.model), lower(Device.revision),
-               lower(Device.locale))
+    columns = (lower(DeviceGroup.device_type), lower(DeviceGroup.brand), lower(DeviceGroup.model),
+               lower(DeviceGroup.revision), lower(DeviceGroup.locale))
     counts: dict[tuple, int] = {}
     if rules:
-        query = (Device.select(*columns, peewee.fn.COUNT(Device.id))
-                 .where(lower(Device.brand).in_(sorted({rule.brand.lower() for rule in rules}))
-                        & lower(Device.model).in_(sorted({rule.model.lower() for rule in rules})))
+        query = (DeviceGroup.select(*columns, peewee.fn.SUM(DeviceGroup.devices))
+                 .where(lower(DeviceGroup.brand).in_(sorted({rule.brand.lower() for rule in rules}))
+                        & lower(DeviceGroup.model).in_(sorted({rule.model.lower() for rule in rules}))
+                        & (DeviceGroup.devices > 0))
                  .group_by(*columns))
         for *family, count in tuples(query):
-            counts[tuple(family)] = count
+            counts[tuple(family)] = int(count)
     result = {}
     for rule in rules:
         key = (rule.device_type.lower(), rule.brand.lower(), rule.model.lower(), rule.revision.lower())
