@@ -17,7 +17,7 @@ import peewee
 from prometheus_client.core import GaugeMetricFamily
 
 from devupdate import metrics
-from devupdate.db import iso_utc, utcnow
+from devupdate.db import iso_utc, tuples, utcnow
 from devupdate.devices.groups import groups as device_groups
 from devupdate.devices.inventory import Device
 from devupdate.errors import DevupdateError
@@ -27,21 +27,29 @@ from devupdate.selection import DeviceRequest, Module, Snapshot, family, install
 CURRENT, OUTDATED, UNMANAGED = "Current", "Outdated", "Unmanaged"
 
 
-
-
-def _updates(snapshot: Snapshot, request: DeviceRequest, update_types: dict[str, str] | None) -> list[dict[str, Any]]:
-    """One entry per rule of the device's family with an approved version: installed vs approved."""
+def _updates(snapshot: Snapshot, request: DeviceRequest, update_types: dict[str, str] | None,
+             keys: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One entry per rule of the device's family with an approved version: installed vs approved
+    (``keys``: a memo of ``version_key`` for a caller comparing many rows)."""
     key = family(request.device_type, request.vendor, request.model, request.revision, request.locale)
     updates = []
+    memo = {} if keys is None else keys
     for rule in snapshot.rules.get(key, ()) + snapshot.rules.get(key[:4] + ("*",), ()):
         if rule.approved is None:
             continue
         installed = installed_version(rule, request)
-        current = installed is not None and version_key(installed) == version_key(rule.approved.version)
+        current = installed is not None and _key(memo, installed) == _key(memo, rule.approved.version)
         update_type = (update_types or {}).get(rule.rule_id, rule.update_type)
         updates.append({"RuleId": rule.rule_id, "UpdateType": update_type, "InstalledVersion": installed,
                         "ApprovedVersion": rule.approved.version, "Status": CURRENT if current else OUTDATED})
     return updates
+
+
+def _key(memo: dict[str, Any], version: str) -> Any:
+    found = memo.get(version)
+    if found is None:
+        found = memo[version] = version_key(version)
+    return found
 
 
 def _status(updates: list[dict[str, Any]]) -> str:
@@ -85,9 +93,11 @@ def fleet_groups(snapshot: Snapshot | None = None) -> list[tuple[dict[str, Any],
         snapshot = build_snapshot()
     update_types = _update_types()
     found = []
+    keys: dict[str, Any] = {}
     for device_type, brand, model, revision, locale, versions_text, devices in device_groups():
         versions = json.loads(versions_text or "{}")
-        updates = _updates(snapshot, _request(device_type, brand, model, revision, locale, versions), update_types)
+        updates = _updates(snapshot, _request(device_type, brand, model, revision, locale, versions), update_types,
+                           keys)
         found.append(({"Brand": brand, "Model": model, "Versions": versions, "Status": _status(updates),
                        "Updates": updates}, devices))
     return found
@@ -96,7 +106,7 @@ def fleet_groups(snapshot: Snapshot | None = None) -> list[tuple[dict[str, Any],
 def _update_types() -> dict[str, str]:
     from devupdate.rules.models import Rule
 
-    return {rule.id: rule.update_type for rule in Rule.select(Rule.id, Rule.update_type)}
+    return dict(tuples(Rule.select(Rule.id, Rule.update_type)))
 
 
 def search_condition(text: str) -> peewee.Expression:
