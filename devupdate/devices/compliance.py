@@ -86,21 +86,44 @@ def fleet_groups(snapshot: Snapshot | None = None) -> list[tuple[dict[str, Any],
     versions), read from the counters the inventory writer keeps (``devices.groups``). The rows carry
     ``Brand``, ``Model``, ``Versions``, ``Status`` and ``Updates`` exactly as :func:`device_status`
     computes them — a fleet of 100,000 phones is a few thousand groups, not 100,000 rows to read on
-    every page view."""
+    every page view. The counts are read every time; a group's row depends only on the group, the
+    snapshot and the rules' update types, so it is computed once per snapshot served (the rows are
+    shared: read them, do not change them)."""
     if snapshot is None:
         from devupdate.devices.snapshot import build_snapshot
 
         snapshot = build_snapshot()
     update_types = _update_types()
+    global _GROUP_ROWS
+    memo = _GROUP_ROWS  # this call's own: another thread may replace it, never change it under this one
+    if memo.snapshot is not snapshot or memo.update_types != update_types or len(memo.rows) > 100_000:
+        memo = _GROUP_ROWS = _GroupRows(snapshot, update_types)
     found = []
-    keys: dict[str, Any] = {}
-    for device_type, brand, model, revision, locale, versions_text, devices in device_groups():
-        versions = json.loads(versions_text or "{}")
-        updates = _updates(snapshot, _request(device_type, brand, model, revision, locale, versions), update_types,
-                           keys)
-        found.append(({"Brand": brand, "Model": model, "Versions": versions, "Status": _status(updates),
-                       "Updates": updates}, devices))
+    for *group, devices in device_groups():
+        key = tuple(group)
+        row = memo.rows.get(key)
+        if row is None:
+            device_type, brand, model, revision, locale, versions_text = group
+            versions = json.loads(versions_text or "{}")
+            updates = _updates(snapshot, _request(device_type, brand, model, revision, locale, versions),
+                               update_types, memo.keys)
+            row = memo.rows[key] = {"Brand": brand, "Model": model, "Versions": versions, "Status": _status(updates),
+                                    "Updates": updates}
+        found.append((row, devices))
     return found
+
+
+class _GroupRows:
+    """The status rows of the groups for one snapshot and set of update types."""
+
+    def __init__(self, snapshot: Snapshot | None = None, update_types: dict[str, str] | None = None) -> None:
+        self.snapshot = snapshot  # held: the served one is replaced, not changed, when the rules change
+        self.update_types = update_types or {}
+        self.rows: dict[tuple, dict[str, Any]] = {}
+        self.keys: dict[str, Any] = {}  # version_key memo
+
+
+_GROUP_ROWS = _GroupRows()
 
 
 def _update_types() -> dict[str, str]:

@@ -288,3 +288,13 @@ def test_a_device_another_writer_inserted_meanwhile_is_counted_once(database, mo
     upsert([row(60, device_id="D1", versions='{"CPE.nbt":"1.2"}')])
     assert len(reads) == 3  # the read that missed it; then, written again, before and after
     assert _counted() == _grouped() == {("UCPhone", "Polycom", "CX600", "A", "ENU", '{"CPE.nbt":"1.2"}'): 1}
+
+
+def test_fleet_groups_count_afresh_and_judge_again_for_another_snapshot(database):
+    """The dashboard's group rows are computed once per snapshot; the counts are read every time."""
+    served = _snapshot("4.0.7577.4366")
+    upsert([row(0)])
+    assert [(r["Status"], n) for r, n in compliance.fleet_groups(served)] == [("Current", 1)]
+    upsert([row(0, device_id="X2", mac="")])
+    assert [(r["Status"], n) for r, n in compliance.fleet_groups(served)] == [("Current", 2)]
+    assert [(r["Status"], n) for r, n in compliance.fleet_groups(_snapshot("4.0.7577.4372"))] == [("Outdated", 2)]
