@@ -90,6 +90,22 @@ def test_get_deployments_mirrors_groups_approvals_declines_and_eulas(upstream, i
         assert found(response, "Message") == ("syncAnchor" if bad["syncAnchor"] is None else "deploymentAnchor")
 
 
+def test_an_approval_left_out_while_its_update_was_deleted_comes_with_the_restore(upstream, install):
+    install.cli("wsus", "approve", LEAF, "--group", "All Computers", "--action", "install")
+    install.cli("wsus", "updates", "delete", LEAF)
+    sync = _sync(upstream)
+    cookie = dsskit.dss_cookie(upstream)
+    cookie = {"Expiration": cookie.expiration, "EncryptedData": cookie.encrypted}
+    first = sync.GetDeployments(cookie=cookie, deploymentAnchor=None, syncAnchor=_anchor(sync, cookie))
+    assert LEAF not in [d.UpdateId for d in (first.Deployments.ServerSyncDeployment if first.Deployments else [])]
+    install.cli("wsus", "updates", "restore", LEAF)
+    later = sync.GetDeployments(cookie=cookie, deploymentAnchor=first.Anchor, syncAnchor=_anchor(sync, cookie))
+    assert [(d.UpdateId, d.RevisionNumber, d.TargetGroupId) for d in later.Deployments.ServerSyncDeployment] == [
+        (LEAF, 200, ALL_COMPUTERS)]
+    again = sync.GetDeployments(cookie=cookie, deploymentAnchor=later.Anchor, syncAnchor=_anchor(sync, cookie))
+    assert again.Deployments is None
+
+
 def _reporting(server):
     return zeep.Client(str(WSDL / "ServerReportingWebService.wsdl")).create_service(
         f"{{{SD}}}WebServiceSoap", server.url + "/ReportingWebService/ReportingWebService.asmx")

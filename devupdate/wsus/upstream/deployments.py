@@ -3,10 +3,12 @@
 Every answer carries the whole target-group tree, the declined updates (``HiddenUpdates``) and the
 accepted EULAs; the deployments are those changed after ``deploymentAnchor`` and not after
 ``syncAnchor`` (so they never name a revision the DSS has not fetched), live ones in ``Deployments``,
-unapproved ones in ``DeadDeployments``. Each names the revision of its update the DSS got up to
-``syncAnchor``; one whose update the DSS cannot have yet is left for a later run. The new anchor is
-``syncAnchor``'s sequence. ``DeploymentGuid`` is stable per approval (this server's id, the row and
-when it was approved), so a withdrawn one is named by the GUID the DSS was given.
+unapproved ones in ``DeadDeployments``. A deployment's change is the later of its own and its
+update's, so one left out while its update was deleted here comes with the restore (which moves the
+update's sequence, and GetRevisionIdList lists it again). Each names the revision of its update the
+DSS got up to ``syncAnchor``. The new anchor is ``syncAnchor``'s sequence. ``DeploymentGuid`` is
+stable per approval (this server's id, the row and when it was approved), so a withdrawn one is named
+by the GUID the DSS was given.
 """
 
 from __future__ import annotations
@@ -72,10 +74,15 @@ def get_deployments(call: Call) -> El:
     server = keys.server_id()
     with snapshot():
         groups = list(_groups())
-        condition = Deployment.change_seq <= upto
+        # the later of the deployment's and its update's change: a restored update brings its deployments
+        changed = peewee.Case(None, [(Update.change_seq > Deployment.change_seq, Update.change_seq)],
+                              Deployment.change_seq)
+        condition = changed <= upto
         if since is not None:
-            condition &= Deployment.change_seq > since
-        rows = list(Deployment.select().where(condition).order_by(Deployment.id))
+            condition &= changed > since
+        rows = list(Deployment.select(Deployment).join(
+            Update, peewee.JOIN.LEFT_OUTER, on=(Update.update_id == Deployment.update_id)).where(condition)
+            .order_by(Deployment.id))
         revisions = _revisions_up_to(sorted({row.update_id for row in rows}), upto)
         hidden = [row[0] for row in tuples(Update.select(Update.update_id).where(Update.declined & ~Update.deleted)
                                            .order_by(Update.update_id))]
@@ -87,7 +94,7 @@ def get_deployments(call: Call) -> El:
             dead.append(el("guid", deployment_guid(server, row)))
             continue
         number = revisions.get(row.update_id)
-        if number is None:
+        if number is None:  # deleted here: sent again when the update is restored
             continue
         live.append(el(
             "ServerSyncDeployment", el("UpdateId", row.update_id), el("RevisionNumber", number),
