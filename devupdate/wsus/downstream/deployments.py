@@ -5,20 +5,23 @@ Groups are replaced by the upstream's tree (the full tree comes every time): a l
 upstream does not have is removed with its deployments. A deployment is keyed here by (UpdateID,
 group) as everywhere in targeting; the upstream's ``DeploymentGuid`` is kept so a later
 ``DeadDeployments`` entry finds it. Deployments naming an update this server does not have are
-skipped (the upstream never sends one past the sync anchor, §5.1). ``Action`` 2 (Scan) has no
-deployment of its own here and is skipped.
+skipped (the upstream never sends one past the sync anchor, §5.1); those whose update is held (its
+prerequisites not here yet) or failed this run are counted ``waiting``, and the caller keeps its
+anchor so they come again. ``Action`` 2 (Scan) has no deployment of its own here and is skipped.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Set
+from typing import NamedTuple
 
 from devupdate.audit.trail import record
 from devupdate.db import utcnow
 from devupdate.wsus.catalog import store
 from devupdate.wsus.catalog.models import Update
 from devupdate.wsus.downstream.messages import Deployments, SyncDeployment
-from devupdate.wsus.downstream.models import SyncedDeployment
+from devupdate.wsus.downstream.models import HeldRevision, SyncedDeployment
 from devupdate.wsus.soap.envelope import parse_datetime
 from devupdate.wsus.targeting.models import Deployment, EulaAcceptance, TargetGroup
 
@@ -82,16 +85,26 @@ def _groups(result: Deployments, seq: int, actor: str) -> None:
         TargetGroup.delete().where(TargetGroup.id == stale.id).execute()
 
 
-def apply_deployments(result: Deployments, *, actor: str) -> int:
-    """Apply one ``GetDeployments`` answer; returns the deployments written or revoked."""
+class Outcome(NamedTuple):
+    changed: int  # deployments written or revoked
+    waiting: int  # skipped for an update held or failed: to be applied by a later answer
+
+
+def apply_deployments(result: Deployments, *, actor: str, failed: Set[str] = frozenset()) -> Outcome:
+    """Apply one ``GetDeployments`` answer; ``failed``: the UpdateIDs whose revision failed this run."""
     seq = store.next_seq()
     _groups(result, seq, actor)
-    known = {row.update_id for row in Update.select(Update.update_id).where(
-        Update.update_id.in_(sorted({d.update_id for d in result.deployments}) or [""]))}
+    named = sorted({d.update_id for d in result.deployments}) or [""]
+    known = {row.update_id for row in Update.select(Update.update_id).where(Update.update_id.in_(named))}
+    waiting_for = set(failed) | {row.update_id for row in HeldRevision.select(HeldRevision.update_id).where(
+        HeldRevision.update_id.in_(named))}
     groups = {row.id for row in TargetGroup.select(TargetGroup.id)}
-    changed = 0
+    changed = waiting = 0
     for row in result.deployments:
         action = _action(row)
+        if action is not None and row.update_id not in known and row.update_id in waiting_for:
+            waiting += 1
+            continue
         if action is None or row.update_id not in known or row.group_id not in groups:
             continue
         fields = {"action": action, "deadline": _deadline(row.deadline), "download_priority":
@@ -125,4 +138,4 @@ def apply_deployments(result: Deployments, *, actor: str) -> int:
                                                            ~Update.declined).execute()
     for eula in result.accepted_eulas:
         EulaAcceptance.insert(eula_id=eula, accepted_by=actor).on_conflict_ignore().execute()
-    return changed
+    return Outcome(changed, waiting)

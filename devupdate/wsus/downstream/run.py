@@ -1,11 +1,12 @@
 """One downstream sync run ([MS-WSUSSS] §3.2.4, spec/wsus.md §5.3, D1–D8).
 
 Phases: authorization → config → categories → updates (or, in ``fault-in`` mode, the needed list)
-→ deployments (``replica``) → release of held revisions → rollup (hierarchy reporting) → content.
+→ release of held revisions → deployments (``replica``) → rollup (hierarchy reporting) → content.
 Each phase that moves an anchor writes it in the transaction that completes the phase, so a run
 stopped anywhere (``kill -9`` included) repeats the phase from the old anchor on the next run; that
 is harmless because revisions are keyed by (UpdateID, RevisionNumber) and stored ones are not
-fetched again.
+fetched again. The deployment phase keeps its old anchor while a deployment names an update still
+held or failed (``DeploymentsWaiting``), so the next run applies it.
 
 Faults (§4.2): ``ServerChanged`` — or another ServerId from ``GetRollupConfiguration`` — clears
 the three anchors and starts again from authorization (D7); ``InvalidCookie``, ``CookieExpired`` and
@@ -72,6 +73,7 @@ class Summary:
     rollup: dict[str, Any] = field(default_factory=dict)
     files: files.FileCounts = field(default_factory=files.FileCounts)
     anchors: dict[str, str | None] = field(default_factory=dict)
+    deployments_waiting: int = 0
     started: float = field(default_factory=time.monotonic)
     duration: float = 0.0
 
@@ -93,6 +95,8 @@ class Summary:
             "Files": self.files.as_dict(), "DeploymentsApplied": self.deployments,
             "ServerChanged": self.server_changed, "DurationSeconds": round(self.duration, 3),
             "Anchors": self.anchors}
+        if self.deployments_waiting:
+            out["DeploymentsWaiting"] = self.deployments_waiting
         if self.fault_in:
             out["FaultIn"] = self.fault_in
         if self.phones:
@@ -182,6 +186,7 @@ class Run:
                 raise
             finally:
                 self.summary.duration = time.monotonic() - self.summary.started
+                self._close_category_list()
         state = self.state()
         self.summary.anchors = {"ConfigAnchor": state.config_anchor, "SyncAnchor": state.sync_anchor,
                                 "DeploymentAnchor": state.deployment_anchor}
@@ -196,9 +201,9 @@ class Run:
             self.summary.fault_in = needed.fault_in(self)
         else:
             self._updates()
-            if self.options.mode == "replica":
-                self._deployments()
-        self._release()
+        self._release()  # before the deployments: one naming a revision held until now is applied
+        if self.options.mode == "replica":
+            self._deployments()
         self._rollup()
         if self.options.mode != "fault-in":
             self._content()
@@ -334,8 +339,14 @@ class Run:
             self.summary.unchanged += len(set(chunk)) - len(todo)
             self.summary.add(self.fetch(todo))
 
+    def _close_category_list(self) -> None:
+        if self.category_list is not None:
+            self.category_list.close()
+            self.category_list = None
+
     def _categories(self) -> None:
         state = self.state()
+        self._close_category_list()
         listed = self.revision_list(anchor=state.sync_anchor, get_config=True)
         self.category_list = listed
         self._fetch_new(listed)
@@ -377,9 +388,16 @@ class Run:
         found = self.call("GetDeployments", messages.get_deployments(self.cookie, state.deployment_anchor,
                                                                      state.sync_anchor))
         result = messages.deployments(found)
+        failed = {failure["UpdateID"] for failure in self.summary.failed}
         with write_transaction():
-            self.summary.deployments += deployments.apply_deployments(result, actor=self.options.actor)
-            self._save(deployment_anchor=result.anchor)
+            outcome = deployments.apply_deployments(result, actor=self.options.actor, failed=failed)
+            self.summary.deployments += outcome.changed
+            self.summary.deployments_waiting = outcome.waiting
+            if outcome.waiting:
+                log.warning("sync from %s: %d deployment(s) name an update not here yet; the deployment anchor "
+                            "stays at %s", self.options.upstream, outcome.waiting, state.deployment_anchor or "none")
+            else:
+                self._save(deployment_anchor=result.anchor)
 
     # -- 7. rollup (before the content, as [MS-WSUSSS] §3.2.4.5 allows) -----------------------------------
 
