@@ -225,7 +225,7 @@ class Run:
         if self.cookie is not None and not _expired(self.cookie):
             return
         found = self.call("GetAuthConfig", messages.get_auth_config())
-        service_url = messages.auth_service_url(found)
+        service_url = self.upstream.own_path(messages.auth_service_url(found), messages.DSS_AUTH.paths[0])
         auth = self.call("GetAuthorizationCookie",
                          messages.get_authorization_cookie(self.options.account_name, self.options.account_guid),
                          path=service_url, namespace=messages.DSS_AUTH.namespace)

@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from devupdate.wsus.downstream import messages
 from devupdate.wsus.downstream.messages import BadAnswer, UpstreamFault
@@ -58,6 +58,15 @@ class Traffic:
     operations: dict[str, int] = field(default_factory=dict)
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        port = -1
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
 class Upstream:
     """One upstream server: its base URL, the retry rule, and a record of the traffic."""
 
@@ -77,6 +86,16 @@ class Upstream:
 
     def url(self, path: str) -> str:
         return urljoin(self.base, path.lstrip("/"))
+
+    def own_path(self, path: str, default: str) -> str:
+        """``path`` when it resolves on this upstream (same scheme, host and port), else ``default``:
+        a path the upstream names (GetAuthConfig's ``ServiceUrl``) gets this run's credentials, which
+        must never go to another host."""
+        if _origin(self.url(path)) == _origin(self.base):
+            return path
+        log.warning("sync from %s: the upstream names the service URL %r on another host; using %s",
+                    self.base, path[:200], default)
+        return default
 
     def retrying(self, what: str, attempt: Callable[[], T]) -> T:
         """``attempt()`` until it works, backing off on the transient failures of D6."""
