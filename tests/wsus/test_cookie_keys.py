@@ -8,6 +8,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
@@ -177,3 +178,23 @@ def test_a_bad_master_key_is_refused_without_showing_it(install):
             install.settings(wsus_cookie_master_key=bad)
         assert "64 hex digits" in str(caught.value) and bad not in str(caught.value)
     assert install.settings(wsus_cookie_master_key=MASTER.upper()).wsus_cookie_master_key == MASTER
+
+
+def test_unknown_key_ids_reload_the_ring_at_most_once_a_second(ring, monkeypatch):
+    """Random key ids (anyone can send them) cost one reload a second per worker, not one each."""
+    keys.seal(state())
+    loads = []
+    load = keys._load
+    monkeypatch.setattr(keys, "_load", lambda master: loads.append(1) or load(master))
+    clock = [1000.0]
+    monkeypatch.setattr(keys, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    keys.forget_cache()
+    keys.seal(state())  # the ring, loaded at 1000.0
+    loads.clear()
+    for n in range(50):
+        blob = cookies.seal(state(), key_id=n.to_bytes(4, "big"), secret=bytes(32), server_id=keys.server_id())
+        assert code_of(blob, ring, kind=cookies.CLIENT) == cookies.SERVER_CHANGED
+    assert len(loads) == 1
+    clock[0] += keys.MISS_RELOAD_SECONDS
+    assert code_of(blob, ring, kind=cookies.CLIENT) == cookies.SERVER_CHANGED
+    assert len(loads) == 2

@@ -122,6 +122,10 @@ class _Cache:
 
 _cache = _Cache()
 _cache_lock = threading.Lock()
+#: a key id the ring lacks reloads it (a key another node just made opens at once), but at most this
+#: often per worker: anyone can send cookies with random key ids, and each would cost a query
+MISS_RELOAD_SECONDS = 1.0
+_last_miss_reload = float("-inf")
 
 
 def _load(master: bytes | None) -> tuple[Key, ...]:
@@ -155,10 +159,23 @@ def _keys(settings: Any = None, *, reload: bool = False) -> tuple[Key, ...]:
 
 def forget_cache() -> None:
     """Drop this worker's copy of the key ring (tests, and after a rotation here)."""
-    global _cache, _server_id
+    global _cache, _server_id, _last_miss_reload
     with _cache_lock:
         _cache = _Cache()
+        _last_miss_reload = float("-inf")
     _server_id = None
+
+
+def _reloaded_for_miss(settings: Any) -> tuple[Key, ...]:
+    """The ring read again for a key id it lacks; the cached one when a miss reloaded it under
+    :data:`MISS_RELOAD_SECONDS` ago."""
+    global _last_miss_reload
+    with _cache_lock:
+        now = time.monotonic()
+        throttled = now - _last_miss_reload < MISS_RELOAD_SECONDS
+        if not throttled:
+            _last_miss_reload = now
+    return _keys(settings, reload=not throttled)
 
 
 def _new_key_row(existing: set[str], master: bytes | None) -> CookieKey:
@@ -196,8 +213,8 @@ def lookup(kind: str, settings: Any, now: datetime) -> cookies.KeyLookup:
     lifetime = lifetimes(settings)[kind]
 
     def find(key_id: bytes) -> bytes | None:
-        for reload in (False, True):
-            for key in _keys(settings, reload=reload):
+        for ring in (lambda: _keys(settings), lambda: _reloaded_for_miss(settings)):
+            for key in ring():
                 if key.key_id == key_id:
                     return key.secret if _accepts(key, lifetime, now) else None
         return None
