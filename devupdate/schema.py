@@ -187,6 +187,17 @@ def _device_groups(db: peewee.Database) -> None:
     groups.fill(tuples(Device.select(*columns, peewee.fn.COUNT(Device.id)).group_by(*columns)))
 
 
+def _sync_retry(db: peewee.Database) -> None:
+    """The revisions a run could not fetch, per upstream: the next runs fetch them again."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    from devupdate.wsus.downstream.models import UpstreamState
+
+    table = UpstreamState._meta.table_name
+    if "retry" not in {column.name for column in db.get_columns(table)}:
+        migrate(SchemaMigrator.from_database(db).add_column(table, "retry", UpstreamState._meta.fields["retry"]))
+
+
 def _seed() -> None:
     """Rows a new database starts with (the migrations that add their tables write them too)."""
     from devupdate.wsus.targeting.service import seed
@@ -229,6 +240,8 @@ MIGRATIONS: list[Migration] = [
               _rollup_mark),
     Migration(21, "known devices counted per family and reported versions, kept by the inventory writer",
               _device_groups),
+    Migration(22, "WSUS downstream sync: the revisions that failed, fetched again by the next runs",
+              _sync_retry),
 ]
 
 

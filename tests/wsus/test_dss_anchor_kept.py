@@ -1,13 +1,17 @@
-"""A replica run's deployments against the fake upstream (§5.3, D2, D4): an approval naming a revision
-held until the run's release is applied, and one whose update is still held keeps the deployment
-anchor, so a later run applies it. Every spooled revision list of the run is closed."""
+"""What a downstream run could not take is taken by a later one (§5.3, D2, D4), against the fake
+upstream: a replica approval naming a revision held until the run's release is applied, one whose
+update is still held keeps the deployment anchor; a revision that failed is kept and fetched again by
+the next runs (given up after RETRY_RUNS). Every spooled revision list of the run is closed."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from catalogkit import category, docs_dir, software
 from fakeupstream import FakeUpstream
 
+from devupdate.wsus.catalog.models import Revision
 from devupdate.wsus.downstream import messages, run, service
 from devupdate.wsus.downstream.models import UpstreamState
 from devupdate.wsus.targeting.models import ALL_COMPUTERS_ID, Deployment
@@ -18,6 +22,7 @@ FIRST = "aaaaaaaa-0000-4000-8000-000000000001"  # needs SECOND, listed before it
 SECOND = "aaaaaaaa-0000-4000-8000-000000000002"
 ORPHAN = "aaaaaaaa-0000-4000-8000-000000000003"  # needs ABSENT, which the upstream never lists
 ABSENT = "aaaaaaaa-0000-4000-8000-000000000004"
+LATE = "aaaaaaaa-0000-4000-8000-000000000005"  # listed, but GetUpdateData cannot give it at first
 CATS = (PRODUCT, CLASSIFICATION)
 ANCHOR = "9440,2026-11-01 12:00:00.000"
 
@@ -78,3 +83,27 @@ def test_a_replica_approval_of_a_revision_released_this_run_is_applied_and_a_hel
     again = _sync(rt, fake, mode="replica")
     assert "DeploymentsWaiting" not in again
     assert UpstreamState.get_by_id(fake.url).deployment_anchor == ANCHOR
+
+
+def test_a_revision_that_failed_is_fetched_by_the_next_run(rt, fake):
+    fake.updates.append((LATE, 1))  # not among the documents: GetUpdateData answers InternalServerError
+    done = _sync(rt, fake)
+    assert (done["FailedRevisions"], done["Failures"][0]["UpdateID"], done["RetryRevisions"]) == (1, LATE, 1)
+    state = UpstreamState.get_by_id(fake.url)
+    assert state.sync_anchor is not None and json.loads(state.retry) == [[LATE, 1, 1]]
+    # the upstream lists nothing new after the anchor; the failed revision is asked for again
+    fake.documents[(LATE, 1)] = software(LATE, 1, title="late", categories=CATS)
+    again = _sync(rt, fake)
+    assert (again["NewRevisions"], again["FailedRevisions"]) == (1, 0) and "RetryRevisions" not in again
+    assert Revision.get_or_none(Revision.update_id == LATE) is not None
+    assert json.loads(UpstreamState.get_by_id(fake.url).retry) == []
+
+
+def test_a_revision_failing_run_after_run_is_given_up(rt, fake):
+    fake.updates.append((LATE, 1))
+    for runs in range(1, run.RETRY_RUNS):
+        assert _sync(rt, fake)["RetryRevisions"] == 1
+        assert json.loads(UpstreamState.get_by_id(fake.url).retry) == [[LATE, 1, runs]]
+    last = _sync(rt, fake)
+    assert last["FailedRevisions"] == 1 and "RetryRevisions" not in last
+    assert json.loads(UpstreamState.get_by_id(fake.url).retry) == []

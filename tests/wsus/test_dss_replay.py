@@ -91,9 +91,12 @@ def test_sync_from_the_recorded_wsus_stores_the_four_real_documents(rt, fake, tm
     from devupdate.wsus.catalog.service import import_paths
 
     import_paths([stubs], actor="test")
-    fetched_before = fake.operations().count("GetUpdateData")
+    failed = sorted((f["UpdateID"], int(f["RevisionNumber"])) for f in done["Failures"])
+    assert sorted((uid, n) for uid, n, runs in json.loads(state.retry) if runs == 1) == failed
     again = service.sync(rt.settings, rt.store, upstream=fake.url, sleep=lambda _s: None)
-    assert fake.operations().count("GetUpdateData") == fetched_before
+    # the 29 that failed are asked for again (and fail again: kept for the next run); nothing else is fetched
+    assert sorted((f["UpdateID"], int(f["RevisionNumber"])) for f in again["Failures"]) == failed
+    assert again["RetryRevisions"] == 29
     assert again["NewRevisions"] == 3 and again["ReleasedRevisions"] == 3 and again["HeldRevisions"] == 0
     for update_id, number in [*SOFTWARE, (COMPANY, 101)]:
         rid = Revision.get(Revision.update_id == update_id, Revision.revision_number == number).id

@@ -41,6 +41,8 @@ class UpstreamState(BaseModel):
     rollup_mark = peewee.DateTimeField(null=True)
     rollup_edge = peewee.TextField(default="[]")
     rollup_reset = peewee.CharField(max_length=80, null=True)  # "<ServerId>/<RollupResetGuid>" the mark is for
+    # JSON [[UpdateID, RevisionNumber, failed runs], …]: revisions that failed, fetched again by the next runs
+    retry = peewee.TextField(default="[]")
     updated_at = peewee.DateTimeField(default=utcnow)
 
     class Meta:

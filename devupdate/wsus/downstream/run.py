@@ -5,8 +5,11 @@ Phases: authorization → config → categories → updates (or, in ``fault-in``
 Each phase that moves an anchor writes it in the transaction that completes the phase, so a run
 stopped anywhere (``kill -9`` included) repeats the phase from the old anchor on the next run; that
 is harmless because revisions are keyed by (UpdateID, RevisionNumber) and stored ones are not
-fetched again. The deployment phase keeps its old anchor while a deployment names an update still
-held or failed (``DeploymentsWaiting``), so the next run applies it.
+fetched again. A revision that failed (isolated ``InternalServerError``, missing from the answer, a
+blob that does not decode) is kept with the anchor, and the next runs fetch it again before the new
+list, at most :data:`RETRY_RUNS` runs (``RetryRevisions`` in the summary). The deployment phase keeps
+its old anchor while a deployment names an update still held or failed (``DeploymentsWaiting``), so
+the next run applies it.
 
 Faults (§4.2): ``ServerChanged`` — or another ServerId from ``GetRollupConfiguration`` — clears
 the three anchors and starts again from authorization (D7); ``InvalidCookie``, ``CookieExpired`` and
@@ -40,6 +43,8 @@ REAUTHORIZE = frozenset(("InvalidCookie", "CookieExpired", "InvalidAuthorization
 SERVER_CHANGED = "ServerChanged"
 #: listed identities checked against the store (and fetched) at a time
 LIST_SLICE = 2_000
+#: a revision failing this many runs in a row is no longer fetched again (logged); at most MAX_RETRY kept
+RETRY_RUNS, MAX_RETRY = 5, 10_000
 
 
 @dataclass
@@ -74,6 +79,7 @@ class Summary:
     files: files.FileCounts = field(default_factory=files.FileCounts)
     anchors: dict[str, str | None] = field(default_factory=dict)
     deployments_waiting: int = 0
+    retry: int = 0
     started: float = field(default_factory=time.monotonic)
     duration: float = 0.0
 
@@ -95,6 +101,8 @@ class Summary:
             "Files": self.files.as_dict(), "DeploymentsApplied": self.deployments,
             "ServerChanged": self.server_changed, "DurationSeconds": round(self.duration, 3),
             "Anchors": self.anchors}
+        if self.retry:
+            out["RetryRevisions"] = self.retry
         if self.deployments_waiting:
             out["DeploymentsWaiting"] = self.deployments_waiting
         if self.fault_in:
@@ -135,6 +143,7 @@ class Run:
         self.filter_cleared: set[str] = set()
         self.on_content_request = on_content_request
         self.category_list: messages.RevisionList | None = None
+        self.retried: dict[tuple[str, int], int] = {}  # identity → the runs it failed before this one
         self.rollup_config: messages.RollupConfig | None = None
 
     # -- state ---------------------------------------------------------------------------------------
@@ -196,6 +205,7 @@ class Run:
         self._authorize()
         self._check_server_id()
         self._config()
+        self._retry()
         self._categories()
         if self.options.mode == "fault-in":
             self.summary.fault_in = needed.fault_in(self)
@@ -339,6 +349,31 @@ class Run:
             self.summary.unchanged += len(set(chunk)) - len(todo)
             self.summary.add(self.fetch(todo))
 
+    def _retry(self) -> None:
+        """Fetch again the revisions earlier runs could not fetch (not stored since)."""
+        try:
+            kept = json.loads(self.state().retry or "[]")
+            self.retried = {(str(uid), int(number)): int(runs) for uid, number, runs in kept}
+        except (ValueError, TypeError):
+            self.retried = {}
+        stored = apply.stored_identities(list(self.retried))
+        todo = [identity for identity in self.retried if identity not in stored]
+        if todo:
+            self.summary.add(self.fetch(todo))
+
+    def _retry_state(self) -> str:
+        """The retry list to store with the sync anchor: this run's failures, each with its failed runs."""
+        kept = []
+        for identity in dict.fromkeys((f["UpdateID"], int(f["RevisionNumber"])) for f in self.summary.failed):
+            runs = self.retried.get(identity, 0) + 1
+            if runs >= RETRY_RUNS:
+                log.warning("sync from %s: %s revision %d failed %d runs; not fetched again",
+                            self.options.upstream, identity[0], identity[1], runs)
+                continue
+            kept.append([identity[0], identity[1], runs])
+        self.summary.retry = len(kept)
+        return json.dumps(kept[:MAX_RETRY])
+
     def _close_category_list(self) -> None:
         if self.category_list is not None:
             self.category_list.close()
@@ -355,7 +390,7 @@ class Run:
         self._release()
         if self.options.mode == "fault-in":  # no updates phase: the categories' anchor completes the sync
             with write_transaction():
-                self._save(sync_anchor=listed.anchor)
+                self._save(sync_anchor=listed.anchor, retry=self._retry_state())
 
     def _release(self) -> None:
         """Held revisions whose names are all present now move into the catalog (D4)."""
@@ -377,8 +412,8 @@ class Run:
         # the earlier of the two lists' anchors: a change between them is listed again next time (harmless)
         anchor = self.category_list.anchor if self.category_list and self.category_list.anchor else listed.anchor
         with write_transaction():
-            self._save(sync_anchor=anchor, selection=json.dumps(sorted({*self.options.products,
-                                                                        *self.options.classifications})))
+            self._save(sync_anchor=anchor, retry=self._retry_state(),
+                       selection=json.dumps(sorted({*self.options.products, *self.options.classifications})))
 
     # -- 5. deployments (replica) ---------------------------------------------------------------------------
 
