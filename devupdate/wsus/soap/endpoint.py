@@ -320,10 +320,26 @@ def _post(incoming: Incoming, service: Service, edge: SoapEdge, https: bool, out
     version = soap.version_of(content_type)
     named = operation_named(service, action) if action else None
     method = action  # a fault's Method: the action sent, else the body's operation's
+    remote = incoming.remote_addr
+    client_address = edge.network.client_address(remote, incoming.header("X-Forwarded-For"))
+    authorization = incoming.header("Authorization") or ""
+    verified = (in_networks(remote, edge.network.trusted_proxies)
+                and (incoming.header("X-SSL-Client-Verify") or "").strip().upper() == "SUCCESS")
+    limit = edge.body_limit(service, named)
+    try:
+        # S6 before the body: a caller server sync is closed to never makes this server read (up to
+        # the rollup limit) and parse what it sent
+        if service.key in access.SYNC_SERVICES or access.guarded(service.key, named):
+            access.check(edge.settings, edge.sync_networks, client_address, authorization, verified)
+        elif named is None and not in_networks(client_address, edge.sync_networks):
+            limit = _unguarded_limit(edge, service)  # the body may name a rollup: S6 refuses it after
+    except access.Refused as refused:
+        log.info("SOAP %s %s refused: %s", service.key, named or "-", refused)
+        outcome["outcome"] = "http-403"
+        return _plain_answer(403, str(refused))
     try:
         refuse_encoding(environ)
-        body = read_all(environ["wsgi.input"], limit=edge.body_limit(service, named),
-                        announced=declared_length(environ))
+        body = read_all(environ["wsgi.input"], limit=limit, announced=declared_length(environ))
     except BodyError as exc:
         log.info("SOAP %s refused: %s", path, exc.message)
         outcome["outcome"] = f"http-{exc.status}"
@@ -340,11 +356,6 @@ def _post(incoming: Incoming, service: Service, edge: SoapEdge, https: bool, out
             outcome["outcome"] = "http-413"
             return _plain_answer(413, f"the body is {len(body)} bytes, above the limit of "
                                       f"{edge.body_limit(service, operation)} for {operation}")
-        remote = incoming.remote_addr
-        client_address = edge.network.client_address(remote, incoming.header("X-Forwarded-For"))
-        authorization = incoming.header("Authorization") or ""
-        verified = (in_networks(remote, edge.network.trusted_proxies)
-                    and (incoming.header("X-SSL-Client-Verify") or "").strip().upper() == "SUCCESS")
         if access.guarded(service.key, operation):
             access.check(edge.settings, edge.sync_networks, client_address, authorization, verified)
         handler = handler_for(service, operation)
@@ -396,6 +407,13 @@ def _post(incoming: Incoming, service: Service, edge: SoapEdge, https: bool, out
         outcome["outcome"] = soap.INTERNAL_SERVER_ERROR
         log.exception("SOAP %s failed; fault ID %s", path, fault_id)
         return _fault(path, service, version, soap.SoapFault(soap.INTERNAL_SERVER_ERROR, ""), method, fault_id)
+
+
+def _unguarded_limit(edge: SoapEdge, service: Service) -> int:
+    """The largest body of the operations of ``service`` that S6 does not guard (Reporting without
+    its rollups: a caller outside the sync networks can only be answered for those)."""
+    return max(getattr(edge.settings, f"wsus_max_body_{service.body_class_of(op)}")
+               for op in (*service.operations, None) if not access.guarded(service.key, op))
 
 
 def _fault(path: str, service: Service, version: str, fault: soap.SoapFault, method: str,
