@@ -47,7 +47,7 @@ from devupdate.rules.catalog import publish_rules, sync_deployments
 from devupdate.rules.lifecycle import bump_generation, rule_key, sync_version_refs
 from devupdate.rules.models import Rule, RuleVersion, VersionFile
 from devupdate.settings import Settings
-from devupdate.wsus.downstream.models import refuse_if_replica
+from devupdate.wsus.mode import refuse_if_replica
 from filestore import FileStore, QuotaExceeded
 
 JOURNAL_STALE_SECONDS = 24 * 3600

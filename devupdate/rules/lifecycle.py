@@ -23,7 +23,7 @@ from devupdate.rules.catalog import decline_rule, sync_deployments
 from devupdate.rules.models import Generation, Rule, RuleVersion
 from devupdate.rules.preview import rule_name
 from devupdate.rules.rollout_plan import Plan
-from devupdate.wsus.downstream.models import refuse_if_replica
+from devupdate.wsus.mode import refuse_if_replica
 
 _GUID_CHARS = re.compile(r"^[0-9a-f-]+$")
 MIN_PREFIX = 4  # a shorter prefix picks a rule by luck, not by intent

@@ -23,6 +23,7 @@ import peewee
 
 from devupdate import metrics
 from devupdate.db import BaseModel, tuples, utcnow
+from devupdate.wsus.mode import UPSTREAM_TABLE
 
 
 class UpstreamState(BaseModel):
@@ -46,7 +47,7 @@ class UpstreamState(BaseModel):
     updated_at = peewee.DateTimeField(default=utcnow)
 
     class Meta:
-        table_name = "wsus_dss_upstream"
+        table_name = UPSTREAM_TABLE
 
 
 class HeldRevision(BaseModel):
@@ -121,23 +122,6 @@ class SyncRun(BaseModel):
 
     class Meta:
         table_name = "wsus_dss_run"
-
-
-def replica_upstream() -> str | None:
-    """The upstream whose approvals and rule states this server follows (its last run was in replica
-    mode), if any: local approvals and rule changes are refused then."""
-    row = UpstreamState.select(UpstreamState.url).where(UpstreamState.mode == "replica").first()
-    return None if row is None else str(row.url)
-
-
-def refuse_if_replica(what: str) -> None:
-    """One clear line for a local change a replica must take from its upstream."""
-    upstream = replica_upstream()
-    if upstream is not None:
-        from devupdate.errors import Conflict
-
-        raise Conflict(f"this server is a replica of {upstream}: {what} follow the upstream; change them there "
-                       "(or sync with --mode autonomous to decide here)", code="replica")
 
 
 MODELS: list[type[BaseModel]] = [UpstreamState, HeldRevision, SyncedFile, NeededUpdate, SyncedDeployment, SyncRun,

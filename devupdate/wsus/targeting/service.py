@@ -23,7 +23,7 @@ from devupdate.errors import Conflict, DevupdateError, NotFound
 from devupdate.wsus.catalog import store
 from devupdate.wsus.catalog.images import PRODUCT_ID as PHONE_PRODUCT_ID
 from devupdate.wsus.catalog.models import Revision, Update, UpdateCategory
-from devupdate.wsus.downstream.models import refuse_if_replica
+from devupdate.wsus.mode import refuse_if_replica
 from devupdate.wsus.targeting import precedence
 from devupdate.wsus.targeting.models import (
     ACTIONS,
