@@ -198,6 +198,19 @@ def _sync_retry(db: peewee.Database) -> None:
         migrate(SchemaMigrator.from_database(db).add_column(table, "retry", UpstreamState._meta.fields["retry"]))
 
 
+def _rollout_times_double(db: peewee.Database) -> None:
+    """Rollout times stored as REAL on PostgreSQL (before they were declared double) kept POSIX seconds
+    to about two minutes, so a download never came after its offer: widen them. SQLite's REAL is a
+    double already."""
+    if is_sqlite():
+        return
+    for model, names in ((RolloutDevice, ("offered_at", "downloaded_at")), (RolloutDownload, ("first_at", "last_at"))):
+        table = model._meta.table_name
+        for name in names:
+            column = model._meta.fields[name].column_name
+            db.execute_sql(f'ALTER TABLE "{table}" ALTER COLUMN "{column}" TYPE double precision')
+
+
 def _seed() -> None:
     """Rows a new database starts with (the migrations that add their tables write them too)."""
     from devupdate.wsus.targeting.service import seed
@@ -242,6 +255,8 @@ MIGRATIONS: list[Migration] = [
               _device_groups),
     Migration(22, "WSUS downstream sync: the revisions that failed, fetched again by the next runs",
               _sync_retry),
+    Migration(23, "staged rollouts: offer and download times in double precision on PostgreSQL",
+              _rollout_times_double),
 ]
 
 

@@ -84,3 +84,26 @@ def test_a_version_1_database_gets_the_object_sha1_index(database):
     assert not any(index.columns == ["sha1"] for index in database.get_indexes(table))
     assert schema.upgrade()[0] == "applied migration 2: stored objects indexed by SHA-1"
     assert [index.columns for index in database.get_indexes(table) if index.columns == ["sha1"]] == [["sha1"]]
+
+
+def test_rollout_times_created_as_real_are_widened_to_double(database):
+    """Migration 23: a PostgreSQL database whose rollout times were created as REAL (four bytes: POSIX
+    seconds to about two minutes) gets them in double precision; SQLite's REAL is one already."""
+    from devupdate import schema
+    from devupdate.rules.models import RolloutDevice, RolloutDownload
+
+    columns = [(RolloutDevice._meta.table_name, c) for c in ("offered_at", "downloaded_at")] + [
+        (RolloutDownload._meta.table_name, c) for c in ("first_at", "last_at")]
+    if not db.is_sqlite():
+        for table, column in columns:
+            database.execute_sql(f'ALTER TABLE "{table}" ALTER COLUMN "{column}" TYPE real')
+    schema.SchemaVersion.delete().execute()  # as a database last upgraded before migration 23
+    schema.SchemaVersion.create(version=22, name=schema.MIGRATIONS[21].name)
+    assert schema.upgrade() == ["applied migration 23: staged rollouts: offer and download times in double "
+                                "precision on PostgreSQL"]
+    if db.is_sqlite():
+        return
+    found = {(table, column): kind for table, column, kind in database.execute_sql(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE column_name IN "
+        "('offered_at', 'downloaded_at', 'first_at', 'last_at')").fetchall()}
+    assert found == {key: "double precision" for key in columns}
