@@ -36,6 +36,14 @@ def extension(file_name: str) -> str:
     return ext if dot and stem else ""
 
 
+def content_path(sha1: str, file_name: str) -> str:
+    """``Content/<XX>/<SHA1>.<ext>`` (no ``.<ext>`` for a name without one): the one URL path of a
+    stored file, as /Content resolves it (:func:`find` with :func:`extension`)."""
+    upper = sha1.upper()
+    ext = extension(file_name).lower()
+    return f"Content/{upper[-2:]}/{upper}" + (f".{ext}" if ext else "")
+
+
 @dataclass(frozen=True)
 class NamedObject:
     sha256: str

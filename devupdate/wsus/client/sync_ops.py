@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime
 from typing import Any, TypeVar, cast
 from xml.etree.ElementTree import Element
 
+from devupdate.content import names as content_names
 from devupdate.db import database, tuples, write_transaction
 from devupdate.wsus.client import auth, catalogview, cookies, markup, scan
 from devupdate.wsus.soap.envelope import (
@@ -573,9 +574,7 @@ def _locales(call: Call, info_types: Sequence[str]) -> list[str]:
 
 
 def content_url(settings: Any, sha1: str, file_name: str) -> str:
-    extension = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else "bin"
-    upper = sha1.upper()
-    return f"{settings.effective_wsus_content_base_url}/Content/{upper[-2:]}/{upper}.{extension}"
+    return f"{settings.effective_wsus_content_base_url}/{content_names.content_path(sha1, file_name)}"
 
 
 def _file_location(settings: Any, row: catalogview.FileRow, *, algorithm: bool) -> El:

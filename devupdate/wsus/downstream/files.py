@@ -25,9 +25,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
 
+from devupdate.content import names as content_names
 from devupdate.content.areas import IMAGES, INCOMING
 from devupdate.content.models import StoredObject
 from devupdate.db import tuples, utcnow, write_transaction
@@ -59,8 +59,7 @@ class Wanted:
 
     @property
     def content_path(self) -> str:
-        ext = PurePosixPath(self.file_name).suffix
-        return f"Content/{self.sha1[-2:].upper()}/{self.sha1.upper()}{ext}"
+        return content_names.content_path(self.sha1, self.file_name)
 
 
 @dataclass
