@@ -22,9 +22,9 @@ def add_user(store, name: str, password: str, *, replace: bool, actor: str) -> d
     from devupdate.audit.trail import record
     from devupdate.db import write_transaction
 
+    credentials = store.credentials(name, password)  # the slow hash, before the write lock is taken
     with write_transaction():
-        existed = name in store.names()
-        store.add(name, password, replace=replace)
+        existed = store.put(name, credentials, replace=replace)
         record(actor, "user.add", f"user:{name}", before={"Name": name} if existed else None,
                after={"Name": name, "PasswordChanged": True})
     return {"Name": name, "Replaced": existed}

@@ -282,29 +282,37 @@ class DatabaseUserStore:
 
     # --- management (devupdate users add|list|remove); callers hold the transaction ----------------
 
-    def names(self) -> list[str]:
-        return [name for (name,) in db.tuples(ExternalUser.select(ExternalUser.name).order_by(ExternalUser.name))]
-
     def listing(self) -> list[tuple[str, bool]]:
         """(name, has an NT hash) of every user: one without signs in with Basic until its password is set."""
         query = ExternalUser.select(ExternalUser.name, ExternalUser.nt_hash).order_by(ExternalUser.name)
         return [(name, bool(nt)) for (name, nt) in db.tuples(query)]
 
-    def add(self, name: str, password: str, *, replace: bool = False) -> None:
+    def credentials(self, name: str, password: str) -> tuple[str, str | None]:
+        """(scrypt hash, sealed NT hash or None) of a valid name and password. Slow on purpose: call it
+        before the transaction that stores them, so no writer waits for the hash."""
         if not _NAME.match(name):
             raise DevupdateError(f"user name {name!r}: letters, digits and . _ @ + - only", code="bad-name")
         if len(password) < 8:
             raise DevupdateError("password too short: use at least 8 characters", code="weak-password")
+        nt = encode_nt_hash(nt_hash_of(password), self.nt_key) if self.store_nt_hash else None
+        return hash_password(password), nt
+
+    def put(self, name: str, credentials: tuple[str, str | None], *, replace: bool = False) -> bool:
+        """Store :meth:`credentials` for ``name``; True when the user existed (its password changed)."""
+        encoded, nt = credentials
         existing = ExternalUser.get_or_none(ExternalUser.name == name)
         if existing is not None and not replace:
             raise Conflict(f"user {name!r} exists; remove it first or use --replace", code="duplicate-user")
-        encoded = hash_password(password)
-        nt = encode_nt_hash(nt_hash_of(password), self.nt_key) if self.store_nt_hash else None
         if existing is None:
             ExternalUser.create(name=name, password_hash=encoded, nt_hash=nt)
         else:
             existing.password_hash, existing.nt_hash, existing.updated_at = encoded, nt, utcnow()
             existing.save()
+        return existing is not None
+
+    def add(self, name: str, password: str, *, replace: bool = False) -> bool:
+        """:meth:`credentials` then :meth:`put`, for callers outside any transaction."""
+        return self.put(name, self.credentials(name, password), replace=replace)
 
     def remove(self, name: str) -> None:
         if not ExternalUser.delete().where(ExternalUser.name == name).execute():

@@ -53,3 +53,29 @@ def test_database_away_keeps_known_users_and_refuses_others_with_the_reason(inst
     assert store.verify("phones", "correct horse")  # the last copy read keeps answering
     with pytest.raises(UserStoreUnavailable, match=r"the user store is unavailable \(database: could not connect"):
         store.verify("someone-else", "whatever-pass")
+
+
+def test_adding_a_user_hashes_before_the_write_transaction(install, monkeypatch):
+    """scrypt takes a deliberate tenth of a second or more: computed inside the transaction it would hold
+    SQLite's write lock (BEGIN IMMEDIATE) and make every writer wait. The user and its audit entry
+    still commit together."""
+    from devupdate import db
+    from devupdate.audit.models import AuditEvent
+    from devupdate.devices.cli import add_user
+
+    install.runtime()
+    seen: list[bool] = []
+    real = users_module.hash_password
+
+    def hashing(password: str, **kwargs) -> str:
+        seen.append(db.database.in_transaction())
+        return real(password, **kwargs)
+
+    monkeypatch.setattr(users_module, "hash_password", hashing)
+    assert add_user(DatabaseUserStore(), "phones", "correct horse", replace=False, actor="test") == {
+        "Name": "phones", "Replaced": False}
+    assert add_user(DatabaseUserStore(), "phones", "battery staple", replace=True, actor="test") == {
+        "Name": "phones", "Replaced": True}
+    assert seen == [False, False]
+    assert DatabaseUserStore().verify("phones", "battery staple")
+    assert [e.action for e in AuditEvent.select().where(AuditEvent.target == "user:phones")] == ["user.add"] * 2
