@@ -94,7 +94,7 @@ def _operation(entry: Route) -> dict[str, Any]:
         operation["requestBody"] = {"required": True, "description": "The .cab file itself, streamed",
                                     "content": {media_type: cab for media_type in CAB_MEDIA_TYPES}}
     elif entry.body:
-        operation["requestBody"] = {"required": True,
+        operation["requestBody"] = {"required": not entry.body_optional,
                                     "content": {"application/json": {"schema": ref(entry.body)}}}
     return operation
 

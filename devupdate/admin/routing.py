@@ -64,6 +64,7 @@ class Route:
     params: tuple[Param, ...] = ()
     body: str | None = None  # JSON schema name, or "cab" for the raw .cab body
     responses: dict[int, str | None] = field(default_factory=dict)  # status -> schema name ("" = no JSON)
+    body_optional: bool = False  # no body (or an empty one) is the empty object: every field has a default
 
     @property
     def endpoint(self) -> str:
@@ -82,10 +83,10 @@ _JSON_ENDPOINTS: set[str] = set()  # routes that take a JSON body: read as JSON 
 
 
 def route(method: str, path: str, *, role: str | None, summary: str, params: tuple[Param, ...] = (),
-          body: str | None = None, responses: dict[int, str | None]) -> Callable:
+          body: str | None = None, body_optional: bool = False, responses: dict[int, str | None]) -> Callable:
     """Register a view on the blueprint and in ``ROUTES`` (the OpenAPI document's source)."""
     def decorate(view: Callable[..., Response]) -> Callable[..., Response]:
-        entry = Route(method, path, view, role, summary, params, body, responses)
+        entry = Route(method, path, view, role, summary, params, body, responses, body_optional)
         endpoint = f"{bp.name}.{view.__name__}"
         ROUTES.append(entry)
         _ROUTE_OF[endpoint] = entry
@@ -323,6 +324,8 @@ def _check_request(entry: Route) -> None:
         validation.check(param.schema, validation.from_text(param.schema, raw),
                          f"{param.where} parameter {param.name!r}", code=PARAM_CODES.get(param.name, "bad-parameter"))
     if entry.body and entry.body != "cab":
+        if entry.body_optional and g.get("json_body") is None:
+            g.json_body = {}
         validation.check(SCHEMAS[entry.body], json_body(), "request body", code="bad-body", codes=FIELD_CODES)
 
 

@@ -18,7 +18,7 @@ def clean_up_files() -> Response:
                                        actor=principal().actor))
 
 
-@route("POST", "/logs/cleanup", role="admin", body="LogCleanupRequest",
+@route("POST", "/logs/cleanup", role="admin", body="LogCleanupRequest", body_optional=True,
        summary="Remove device logs and request audit logs last written more than DaysBack days ago "
                "(default: LogCleanUpInterval)", responses={200: "LogCleanup", **JSON_CHANGE})
 def clean_up_logs() -> Response:

@@ -132,5 +132,6 @@ def test_cleanup_and_verify(install, http):
                                                                                     sum(r["Size"] for r in
                                                                                         logs["Removed"]))
     assert http.call("POST", "/logs/cleanup", {})[2]["DaysBack"] == 10  # LogCleanUpInterval
+    assert http.call("POST", "/logs/cleanup")[:3:2] == (200, http.call("POST", "/logs/cleanup", {})[2])  # no body
     assert http.call("POST", "/logs/cleanup", {"DaysBack": -1})[0] == 400
     assert http.call("POST", "/filestore/verify")[:3:2] == (200, {"Ok": True, "Problems": []})
