@@ -194,7 +194,8 @@ _BODY_CODES = {"incomplete": "incomplete-body", "framing": "malformed-body", "en
 
 
 def _read_json_body() -> Any:
-    """The parsed JSON body, ``None`` when there is none; malformed → 400, over 1 MiB → 413."""
+    """The parsed JSON body, ``None`` when there is none (``g.json_body_absent``: not even a JSON
+    ``null``); malformed → 400, over 1 MiB → 413."""
     try:
         refuse_encoding(request.environ)
         data = read_all(request.stream, limit=MAX_JSON_BODY, announced=request.content_length)
@@ -202,7 +203,8 @@ def _read_json_body() -> Any:
         if exc.reason == TOO_LARGE:
             raise TooLarge(f"JSON bodies are limited to {MAX_JSON_BODY} bytes", code="body-too-large") from None
         raise DevupdateError(exc.message, code=_BODY_CODES[exc.reason], status=exc.status) from None
-    if not data.strip():
+    g.json_body_absent = not data.strip()
+    if g.json_body_absent:
         return None
     try:
         value = json.loads(data.decode("utf-8"))
@@ -324,7 +326,7 @@ def _check_request(entry: Route) -> None:
         validation.check(param.schema, validation.from_text(param.schema, raw),
                          f"{param.where} parameter {param.name!r}", code=PARAM_CODES.get(param.name, "bad-parameter"))
     if entry.body and entry.body != "cab":
-        if entry.body_optional and g.get("json_body") is None:
+        if entry.body_optional and g.get("json_body_absent", True):  # no body at all, not a JSON null
             g.json_body = {}
         validation.check(SCHEMAS[entry.body], json_body(), "request body", code="bad-body", codes=FIELD_CODES)
 

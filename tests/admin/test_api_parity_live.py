@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 from consolekit import Browserless, add_admin
 from test_api_paging_live import Http
 
@@ -133,5 +134,8 @@ def test_cleanup_and_verify(install, http):
                                                                                         logs["Removed"]))
     assert http.call("POST", "/logs/cleanup", {})[2]["DaysBack"] == 10  # LogCleanUpInterval
     assert http.call("POST", "/logs/cleanup")[:3:2] == (200, http.call("POST", "/logs/cleanup", {})[2])  # no body
+    null = requests.post(http.url + "/api/v1/logs/cleanup", data="null", timeout=30,
+                         headers={"Authorization": f"Bearer {http.token}", "Content-Type": "application/json"})
+    assert null.status_code == 400 and null.json()["error"]["code"] == "bad-body"  # a JSON null is a body
     assert http.call("POST", "/logs/cleanup", {"DaysBack": -1})[0] == 400
     assert http.call("POST", "/filestore/verify")[:3:2] == (200, {"Ok": True, "Problems": []})
