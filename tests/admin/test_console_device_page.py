@@ -9,7 +9,7 @@ import pytest
 import requests
 from helpers.cabs import make_update
 from helpers.tools import wait_for
-from test_console_browser import browser, device_count, go, shots, sign_in  # noqa: F401 - fixtures
+from test_console_browser import device_count, go, shots, sign_in  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -275,10 +275,20 @@ def test_a_device_another_writer_inserted_meanwhile_is_counted_once(database, mo
     from devupdate import db
     from devupdate.devices import inventory
 
-    if db.is_sqlite():
-        pytest.skip("one SQLite writer at a time: nothing comes between the read and the upsert")
     upsert([row(0, device_id="D1")])
     real, reads = inventory.stored_groups, []
+    if db.is_sqlite():  # one writer at a time: the read is inside the writer's lock, nothing comes between
+        inside: list[bool] = []
+
+        def recorded(ids):
+            inside.append(db.database.in_transaction())
+            return real(ids)
+
+        monkeypatch.setattr(inventory, "stored_groups", recorded)
+        upsert([row(60, device_id="D1", versions='{"CPE.nbt":"1.2"}')])
+        assert inside and all(inside)
+        assert _counted() == _grouped() == {("UCPhone", "Polycom", "CX600", "A", "ENU", '{"CPE.nbt":"1.2"}'): 1}
+        return
 
     def not_seen_first(ids):
         reads.append(ids)
