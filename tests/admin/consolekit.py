@@ -147,6 +147,22 @@ class Browserless:
         return response
 
 
+def sign_in(page, server, name: str, password: str = PASSWORD) -> None:
+    """Sign in through the form a browser is sent to from the server's root; on the dashboard after."""
+    page.goto(server.url + "/")
+    assert page.url.endswith("/console/sign-in?next=/console/")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", password)
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(server.url + "/console/")
+
+
+def go(page, label: str) -> None:
+    """Follow a main navigation link by its exact label."""
+    page.click(f'nav a:text-is("{label}")')
+    page.wait_for_load_state("load")
+
+
 def save_screenshot(page, name: str, directory: Path) -> Path:
     """Full-page PNG into the test run's folder; a copy into $DEVUPDATE_SCREENSHOTS_DIR when set."""
     directory.mkdir(parents=True, exist_ok=True)

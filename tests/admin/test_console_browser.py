@@ -24,19 +24,7 @@ def shots(tmp_path_factory):
     return tmp_path_factory.getbasetemp() / "console-screenshots"
 
 
-def sign_in(page, server, name: str, password: str = kit.PASSWORD) -> None:
-    page.goto(server.url + "/")
-    assert page.url.endswith("/console/sign-in?next=/console/")
-    page.fill("input[name=name]", name)
-    page.fill("input[name=password]", password)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_url(server.url + "/console/")
-
-
-def go(page, label: str) -> None:
-    """Follow a main navigation link by its exact label."""
-    page.click(f'nav a:text-is("{label}")')
-    page.wait_for_load_state("load")
+sign_in, go = kit.sign_in, kit.go  # shared with the other console browser tests
 
 
 def confirm_action(page, rule_id: str, action: str) -> str:

@@ -19,14 +19,6 @@ CX600, CX700, VVX = (make_update("Polycom", "CX600", kit.V_NEW), make_update("Po
                      make_update("Polycom", "VVX400", kit.V_NEW))
 
 
-def _sign_in(page, server) -> None:
-    page.goto(server.url + "/console/sign-in")
-    page.fill("input[name=name]", "alice")
-    page.fill("input[name=password]", kit.PASSWORD)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_url(server.url + "/console/")
-
-
 def _expected_confirmation(install) -> str:
     """What 'devupdate rules approve RULE --dry-run' says for the two chosen rules, line by line."""
     from devupdate import db
@@ -53,7 +45,7 @@ def test_bulk_approve_audit_filters_csv_and_request_logs(install, live_server, b
     kit.check_in(server, fleet)
 
     page = browser.new_page(viewport=kit.LAPTOP, accept_downloads=True)
-    _sign_in(page, server)
+    kit.sign_in(page, server, "alice")
 
     # Filter the rules list, choose two rules, read the confirmation, confirm.
     page.goto(server.url + "/console/rules?brand=Polycom&model=CX*&state=pending")

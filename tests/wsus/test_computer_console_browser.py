@@ -23,15 +23,6 @@ PC1 = "11111111-2222-4333-8444-5555555555c1"
 FAILED_INSTANCE = "5f0d3a2e-1b4c-4d6e-8f70-9a1b2c3d4e5f"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = kit.require_browser()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=kit.CHROMIUM, headless=True, args=kit.CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def server(install, live_server, tmp_path):
     from devupdate.wsus.client import keys
@@ -78,12 +69,8 @@ def test_computer_page_identity_states_events_and_assign(server, browser):
                  instance=FAILED_INSTANCE, app_name="AutomaticUpdates"))
 
     page = browser.new_page(viewport=kit.LAPTOP)
-    page.goto(server.url + "/")
-    page.fill("input[name=name]", "alice")
-    page.fill("input[name=password]", kit.PASSWORD)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_url(server.url + "/console/")
-    page.click('nav a:text-is("WSUS groups")')
+    kit.sign_in(page, server, "alice")
+    kit.go(page, "WSUS groups")
     page.click("#computers a:text-is('pc1.corp.example')")
     page.wait_for_selector("#identity")
     target = page.url.rsplit("/", 1)[1]

@@ -43,17 +43,7 @@ def server(install, live_server, tmp_path):
     return live_server(workers=1, DEVUPDATE_WSUS_ALLOW_HTTP_SOAP="true")
 
 
-def sign_in(page, server, name: str) -> None:
-    page.goto(server.url + "/")
-    page.fill("input[name=name]", name)
-    page.fill("input[name=password]", kit.PASSWORD)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_url(server.url + "/console/")
-
-
-def go(page, label: str) -> None:
-    page.click(f'nav a:text-is("{label}")')
-    page.wait_for_load_state("load")
+sign_in, go = kit.sign_in, kit.go
 
 
 def report(server, cookie: wuskit.Cookie, *events: str) -> None:
