@@ -283,7 +283,7 @@ def test_lync_phones_that_download_and_keep_the_old_image_halt_the_rollout(insta
     def round_of_checks(number: int) -> phonesim.RolloutRound:
         result = phonesim.rollout_round(cl, phones, failing=failing)
         assert result.problems == []
-        assert wait_for(lambda: total_checks(install) == number * len(phones), timeout=20)
+        assert wait_for(lambda: total_checks(install) == number * len(phones), timeout=60)
         return result
 
     one = round_of_checks(1)
@@ -292,13 +292,13 @@ def test_lync_phones_that_download_and_keep_the_old_image_halt_the_rollout(insta
     # (the NAT pair's is nobody's); no phone updated yet as far as the server knows (next check)
     downloaded = {p.device_id for p in first if p is not ignoring and p not in nat}
     assert wait_for(lambda: counts() == ("running", n, 0, 0)
-                    and {i for i, row in rollout_rows(install, rule).items() if row[2]} == downloaded, timeout=20)
+                    and {i for i, row in rollout_rows(install, rule).items() if row[2]} == downloaded, timeout=60)
     two = round_of_checks(2)
     assert (two.offered, two.installed, two.failed) == (6, 0, 5)
-    assert wait_for(lambda: counts() == ("running", n, n - 6, 0), timeout=20)
+    assert wait_for(lambda: counts() == ("running", n, n - 6, 0), timeout=60)
     three = round_of_checks(3)  # two checks after the download, still the old version: failed
     assert (three.offered, three.installed, three.failed) == (6, 0, 5)
-    assert wait_for(lambda: counts() == ("halted", n, n - 6, 3), timeout=20)
+    assert wait_for(lambda: counts() == ("halted", n, n - 6, 3), timeout=60)
     halted = show()
     assert halted["Reason"] == (f"3 of {n} devices offered failed ({3 / n:.1%}; threshold {halt_at}) — 3 stuck")
     rows = rollout_rows(install, rule)
